@@ -24,3 +24,121 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile(os.environ.get("BACKSTOP_FUZZ", "ci"))
+
+
+import pytest
+
+from backstop.deployment import USDC, WAD, ProtocolConfig, deploy_protocol
+from backstop.trading import ONE_YEAR, OrderSigner
+
+BTC, ETH, SOL = 0, 1, 2
+
+
+# ---------------------------------------------------------------- personas
+
+@pytest.fixture(scope="session")
+def owner(accounts):
+    return accounts[0]
+
+
+@pytest.fixture(scope="session")
+def keeper(accounts):
+    return accounts[1]
+
+
+@pytest.fixture(scope="session")
+def insurance(accounts):
+    return accounts[2]
+
+
+@pytest.fixture(scope="session")
+def alice(accounts):
+    return accounts[3]
+
+
+@pytest.fixture(scope="session")
+def bob(accounts):
+    return accounts[4]
+
+
+@pytest.fixture(scope="session")
+def carol(accounts):
+    return accounts[5]
+
+
+@pytest.fixture(scope="session")
+def liquidator(accounts):
+    return accounts[6]
+
+
+@pytest.fixture(scope="session")
+def stranger(accounts):
+    return accounts[7]
+
+
+# ---------------------------------------------------------------- protocol
+
+@pytest.fixture(scope="session")
+def config():
+    return ProtocolConfig()
+
+
+@pytest.fixture(scope="session")
+def protocol(project, owner, keeper, insurance, config):
+    return deploy_protocol(project, owner, keeper, insurance.address, config)
+
+
+@pytest.fixture(scope="session")
+def token(protocol):
+    return protocol.token
+
+
+@pytest.fixture(scope="session")
+def oracle(protocol):
+    return protocol.oracle
+
+
+@pytest.fixture(scope="session")
+def pool(protocol):
+    return protocol.pool
+
+
+@pytest.fixture(scope="session")
+def clearinghouse(protocol):
+    return protocol.clearinghouse
+
+
+@pytest.fixture(scope="session")
+def signer(chain, accounts, clearinghouse):
+    keys = {account.address: account.private_key for account in accounts[:10]}
+    return OrderSigner(chain.chain_id, clearinghouse.address, keys)
+
+
+# ---------------------------------------------------------------- actions
+
+@pytest.fixture(scope="session")
+def fund(owner, token, pool):
+    """Mints `amount` collateral to `account` and deposits it into the pool."""
+
+    def fund(account, amount):
+        token.mint(account, amount, sender=owner)
+        token.approve(pool, amount, sender=account)
+        return pool.deposit(amount, sender=account)
+
+    return fund
+
+
+@pytest.fixture(scope="session")
+def expiry(chain):
+    return chain.pending_timestamp + ONE_YEAR
+
+
+@pytest.fixture(scope="session")
+def trade(signer, clearinghouse, stranger, expiry):
+    """Settles one fill of `size` between `buyer` and `seller` at `price`; returns the receipt."""
+
+    def trade(buyer, seller, market, size, price, sender=None):
+        fill = signer.fill(buyer.address, seller.address, market, size, price, expiry)
+        return clearinghouse.settle_fills([fill.abi], sender=sender or stranger)
+
+    return trade

@@ -1,0 +1,657 @@
+# pragma version ~=0.4.3
+# pragma nonreentrancy on
+"""
+@title Clearinghouse
+@notice Markets, positions, funding and open interest of the perpetual exchange. Settles matched
+        EIP-712 signed orders inside a price band around the oracle, keeps every account's cross
+        margin over all markets, accrues funding lazily, and lets anyone liquidate an account whose
+        value has fallen below maintenance margin. An account whose value is negative is flagged
+        bankrupt and frozen for the backstop and ADL layers.
+@dev Account value = pool balance + unrealised PnL + unsettled funding, over all open markets.
+     Collateral lives in the MarginPool; this contract tells the pool what to credit and debit.
+     Every multiply-divide rounds in the pool's favour (see modules/margin_math.vy).
+"""
+
+from snekmate.auth import ownable
+from snekmate.utils import ecdsa
+from snekmate.utils import eip712_domain_separator
+from interfaces import IMarginPool
+from interfaces import IOracle
+from modules import fixed_point
+from modules import margin_math
+
+initializes: ownable
+initializes: eip712_domain_separator
+
+exports: (
+    ownable.owner,
+    ownable.transfer_ownership,
+    eip712_domain_separator.eip712Domain,
+)
+
+
+# ---------------------------------------------------------------- events
+
+event Trade:
+    market: indexed(uint256)
+    buyer: indexed(address)
+    seller: indexed(address)
+    size: uint256
+    price: uint256
+    buy_order: bytes32
+    sell_order: bytes32
+
+event PositionUpdate:
+    account: indexed(address)
+    market: indexed(uint256)
+    size: int256
+    entry_price: uint256
+    # @dev realised PnL plus settled funding credited to the pool balance (negative: debited)
+    settled: int256
+
+event OrderCancelled:
+    account: indexed(address)
+    order_hash: indexed(bytes32)
+
+event FundingAccrued:
+    market: indexed(uint256)
+    funding_index: int256
+    timestamp: uint256
+
+event Liquidation:
+    account: indexed(address)
+    liquidator: indexed(address)
+    market: indexed(uint256)
+    size: uint256
+    price: uint256
+    discount: uint256
+    penalty: uint256
+
+event BankruptcyFlagged:
+    account: indexed(address)
+    deficit: uint256
+
+event UpdateMarket:
+    market: indexed(uint256)
+    params: MarketParams
+
+event UpdateLiquidationParams:
+    discount: uint256
+    penalty: uint256
+
+event UpdateInsuranceAccount:
+    insurance_account: address
+
+
+# ---------------------------------------------------------------- structs
+
+struct MarketParams:
+    # @dev initial margin fraction (1e18 = 100%), required to open or grow risk
+    initial_margin: uint256
+    # @dev maintenance margin fraction; below it the account can be liquidated
+    maintenance_margin: uint256
+    # @dev largest distance of a fill price from the oracle mark, as a fraction of the mark
+    price_band: uint256
+    # @dev cap on open interest per side, in base units (1e18)
+    max_open_interest: uint256
+    # @dev largest funding premium, as a fraction of the index price
+    funding_premium_cap: uint256
+    # @dev seconds over which the full premium is paid
+    funding_period: uint256
+
+struct Position:
+    # @dev signed base units (1e18): long > 0, short < 0
+    size: int256
+    # @dev size-weighted average entry price (1e18); 0 when flat
+    entry_price: uint256
+    # @dev the market's funding index when funding was last settled into the pool balance
+    funding_snapshot: int256
+
+struct Order:
+    account: address
+    market: uint256
+    # @dev signed base units: a buy is positive, a sell negative
+    size: int256
+    # @dev worst acceptable price: the highest for a buy, the lowest for a sell
+    limit_price: uint256
+    # @dev any number that makes otherwise equal orders distinct
+    nonce: uint256
+    # @dev last timestamp at which the order may fill
+    expiry: uint256
+    reduce_only: bool
+
+struct SignedOrder:
+    order: Order
+    v: uint256
+    r: uint256
+    s: uint256
+
+struct Fill:
+    buy: SignedOrder
+    sell: SignedOrder
+    # @dev base units traded, positive
+    size: uint256
+    price: uint256
+
+struct AccountHealth:
+    # @dev pool balance + unrealised PnL + unsettled funding, collateral units
+    value: int256
+    initial_margin: uint256
+    maintenance_margin: uint256
+
+
+# ---------------------------------------------------------------- constants
+
+# @dev Markets are ids 0 .. MAX_MARKETS - 1; an account's open markets fit in one bitmask word.
+MAX_MARKETS: constant(uint256) = 16
+# @dev Largest batch of fills in one `settle_fills` call.
+MAX_FILLS: constant(uint256) = 64
+ORDER_TYPEHASH: constant(bytes32) = keccak256(
+    "Order(address account,uint256 market,int256 size,uint256 limit_price,uint256 nonce,uint256 expiry,bool reduce_only)"
+)
+
+
+# ---------------------------------------------------------------- storage
+
+# @dev Prices per market.
+oracle: public(immutable(IOracle))
+# @dev Custody of all collateral balances.
+pool: public(immutable(IMarginPool))
+# @dev Number of listed markets; ids 0 .. market_count - 1.
+market_count: public(uint256)
+# @dev Risk and funding parameters per market.
+markets: public(HashMap[uint256, MarketParams])
+# @dev Cumulative funding per base unit (1e18 price units) per market, as of `funding_updated_at`.
+funding_index: public(HashMap[uint256, int256])
+# @dev Timestamp of the last funding accrual per market.
+funding_updated_at: public(HashMap[uint256, uint256])
+# @dev Sum of long sizes per market.
+long_open_interest: public(HashMap[uint256, uint256])
+# @dev Sum of |short sizes| per market; always equal to the long side.
+short_open_interest: public(HashMap[uint256, uint256])
+# @dev Position per account per market.
+positions: public(HashMap[address, HashMap[uint256, Position]])
+# @dev Bit m set when the account has a position in market m.
+open_markets: public(HashMap[address, uint256])
+# @dev Base units filled per order hash; a cancelled order counts as filled in full.
+order_filled: public(HashMap[bytes32, uint256])
+# @dev Accounts found with negative value, frozen until the backstop or ADL resolves them.
+bankrupt: public(HashMap[address, bool])
+# @dev Account credited with liquidation penalties (the insurance vault).
+insurance_account: public(address)
+# @dev Liquidator's discount as a fraction of the notional liquidated (1e18 = 100%).
+liquidation_discount: public(uint256)
+# @dev Insurance penalty as a fraction of the notional liquidated.
+liquidation_penalty: public(uint256)
+
+
+# ---------------------------------------------------------------- constructor
+
+@deploy
+def __init__(price_oracle: IOracle, margin_pool: IMarginPool, insurance: address, discount: uint256, penalty: uint256):
+    """
+    @notice Deploys the clearinghouse; the deployer becomes owner.
+    @param price_oracle The oracle.
+    @param margin_pool The margin pool (wire it back with `MarginPool.set_clearinghouse`).
+    @param insurance The account credited with liquidation penalties.
+    @param discount Liquidator's discount, fraction of notional (1e18 = 100%).
+    @param penalty Insurance penalty, fraction of notional.
+    """
+    ownable.__init__()
+    eip712_domain_separator.__init__("Backstop", "1")
+    oracle = price_oracle
+    pool = margin_pool
+    self._set_insurance_account(insurance)
+    self._set_liquidation_params(discount, penalty)
+
+
+# ---------------------------------------------------------------- owner
+
+@external
+def list_market(params: MarketParams) -> uint256:
+    """
+    @notice Lists a new market under the next id.
+    @dev Owner only. The oracle must already have a feed for that id before anyone trades.
+    @param params Risk and funding parameters.
+    @return The new market id.
+    """
+    ownable._check_owner()
+    market: uint256 = self.market_count
+    assert market < MAX_MARKETS, "Clearinghouse: too many markets"
+    self.market_count = market + 1
+    self.funding_updated_at[market] = block.timestamp
+    self._set_market(market, params)
+    return market
+
+
+@external
+def set_market_params(market: uint256, params: MarketParams):
+    """
+    @notice Updates a listed market's parameters.
+    @dev Owner only. Funding accrues at the old parameters up to now first.
+    @param market The market id.
+    @param params New risk and funding parameters.
+    """
+    ownable._check_owner()
+    self._check_listed(market)
+    self._accrue_funding(market)
+    self._set_market(market, params)
+
+
+@external
+def set_liquidation_params(discount: uint256, penalty: uint256):
+    """
+    @notice Sets the liquidator's discount and the insurance penalty.
+    @dev Owner only. Their sum must stay below 100%.
+    @param discount Fraction of the notional liquidated paid to the liquidator.
+    @param penalty Fraction of the notional liquidated paid to the insurance account.
+    """
+    ownable._check_owner()
+    self._set_liquidation_params(discount, penalty)
+
+
+@external
+def set_insurance_account(insurance: address):
+    """
+    @notice Sets the account credited with liquidation penalties.
+    @dev Owner only.
+    @param insurance The new insurance account.
+    """
+    ownable._check_owner()
+    self._set_insurance_account(insurance)
+
+
+# ---------------------------------------------------------------- trading
+
+@external
+def settle_fills(fills: DynArray[Fill, MAX_FILLS]):
+    """
+    @notice Settles matched signed orders; all fills or none.
+    @dev Anyone may submit: the signatures are the authorisation. Each fill needs a buy and a sell
+         order of the same market, signed by their accounts, unexpired, with enough remaining size,
+         at a price within both limits and within the market's band around the fresh oracle mark.
+         Afterwards each account must be at or above initial margin if its risk grew, and keep a
+         non-negative value otherwise.
+    @param fills The fills, settled in order.
+    """
+    for fill: Fill in fills:
+        self._settle_fill(fill)
+
+
+@external
+def cancel_order(order: Order):
+    """
+    @notice Cancels the rest of one of the caller's orders.
+    @param order The order as signed.
+    """
+    assert order.account == msg.sender, "Clearinghouse: not the order's account"
+    order_hash: bytes32 = self._order_hash(order)
+    self.order_filled[order_hash] = convert(abs(order.size), uint256)
+    log OrderCancelled(account=msg.sender, order_hash=order_hash)
+
+
+@external
+def accrue_funding(market: uint256):
+    """
+    @notice Brings a market's funding index up to now (keepers call it; trades do it themselves).
+    @param market The market id.
+    """
+    self._check_listed(market)
+    self._accrue_funding(market)
+
+
+# ---------------------------------------------------------------- liquidation
+
+@external
+def liquidate(account: address, market: uint256, size: uint256) -> uint256:
+    """
+    @notice Takes over (part of) a position of an account below maintenance margin at the oracle
+            mark. The liquidator receives a discount and the insurance account a penalty, both
+            fractions of the notional taken and both bounded by what the account has left, so
+            the liquidation never makes the account's value negative.
+    @dev The size is clamped to the current position, so a keeper's stale figure is safe. A
+         partial liquidation must leave the account healthier (higher value per unit of
+         maintenance margin); the liquidator must end at or above initial margin.
+    @param account The account to liquidate.
+    @param market The market of the position taken over.
+    @param size Base units to take over; clamped to the position.
+    @return The base units taken over.
+    """
+    assert account != msg.sender, "Clearinghouse: cannot liquidate yourself"
+    self._check_listed(market)
+    assert not self.bankrupt[account], "Clearinghouse: account bankrupt"
+    assert not self.bankrupt[msg.sender], "Clearinghouse: liquidator bankrupt"
+    position_size: int256 = self.positions[account][market].size
+    assert position_size != 0, "Clearinghouse: no position"
+    mark: uint256 = self._accrue_with_fresh_prices(market)
+
+    before: AccountHealth = self._health(account, False)
+    assert before.value >= 0, "Clearinghouse: account bankrupt"
+    assert before.value < convert(before.maintenance_margin, int256), "Clearinghouse: account healthy"
+
+    taken: uint256 = min(size, convert(abs(position_size), uint256))
+    assert taken > 0, "Clearinghouse: zero size"
+    account_delta: int256 = -convert(taken, int256) if position_size > 0 else convert(taken, int256)
+    self._trade(account, market, account_delta, mark, False)
+    self._trade(msg.sender, market, -account_delta, mark, False)
+
+    after: AccountHealth = self._health(account, False)
+    # Fees come out of what the account has left, discount first: a liquidation never bankrupts.
+    available: uint256 = convert(max(after.value, 0), uint256)
+    taken_notional: uint256 = margin_math.notional(account_delta, mark)
+    discount: uint256 = min(taken_notional * self.liquidation_discount // fixed_point.WAD, available)
+    penalty: uint256 = min(taken_notional * self.liquidation_penalty // fixed_point.WAD, available - discount)
+    if discount > 0:
+        extcall pool.transfer_balance(account, msg.sender, discount)
+    if penalty > 0:
+        extcall pool.transfer_balance(account, self.insurance_account, penalty)
+    value_after: int256 = after.value - convert(discount + penalty, int256)
+
+    assert after.maintenance_margin == 0 or value_after * convert(before.maintenance_margin, int256) > before.value * convert(after.maintenance_margin, int256), "Clearinghouse: partial liquidation must leave the account healthier"
+    liquidator: AccountHealth = self._health(msg.sender, True)
+    assert liquidator.value >= convert(liquidator.initial_margin, int256), "Clearinghouse: liquidator below initial margin"
+
+    log Liquidation(account=account, liquidator=msg.sender, market=market, size=taken, price=mark, discount=discount, penalty=penalty)
+    return taken
+
+
+@external
+def flag_bankruptcy(account: address):
+    """
+    @notice Marks an account with negative value as bankrupt: it can no longer trade, withdraw or be
+            liquidated through the market; the backstop and ADL layers resolve it.
+    @dev Anyone may call. Uses the latest prices (no freshness needed to recognise a loss).
+    @param account The account.
+    """
+    assert not self.bankrupt[account], "Clearinghouse: already bankrupt"
+    value: int256 = self._health(account, False).value
+    assert value < 0, "Clearinghouse: account solvent"
+    self.bankrupt[account] = True
+    log BankruptcyFlagged(account=account, deficit=convert(-value, uint256))
+
+
+# ---------------------------------------------------------------- views
+
+@external
+@view
+def withdrawal_allowed(account: address, amount: uint256) -> bool:
+    """
+    @notice Whether `account` may withdraw `amount`: it is not bankrupt and its value after the
+            withdrawal is at least its initial margin (fresh prices).
+    @param account The account.
+    @param amount Token units to withdraw.
+    @return True if the withdrawal is allowed.
+    """
+    if self.bankrupt[account]:
+        return False
+    health: AccountHealth = self._health(account, True)
+    return health.value - convert(amount, int256) >= convert(health.initial_margin, int256)
+
+
+@external
+@view
+def account_health(account: address) -> AccountHealth:
+    """
+    @notice An account's value and margin requirements at the latest prices.
+    @param account The account.
+    @return value (collateral units, may be negative), initial and maintenance margin.
+    """
+    return self._health(account, False)
+
+
+@external
+@view
+def account_value(account: address) -> int256:
+    """
+    @notice Pool balance + unrealised PnL + unsettled funding, at the latest prices.
+    @param account The account.
+    @return Collateral units; negative when the account is bankrupt.
+    """
+    return self._health(account, False).value
+
+
+@external
+@view
+def current_funding_index(market: uint256) -> int256:
+    """
+    @notice The market's funding index as if accrued now.
+    @param market The market id.
+    @return Cumulative funding per base unit (1e18 price units).
+    """
+    self._check_listed(market)
+    index_price: uint256 = 0
+    mark_price: uint256 = 0
+    index_price, mark_price = staticcall oracle.latest_prices(market)
+    return self._funding_index_now(market, index_price, mark_price)
+
+
+@external
+@view
+def order_hash(order: Order) -> bytes32:
+    """
+    @notice The EIP-712 digest an account signs for `order` on this chain and contract.
+    @param order The order.
+    @return The digest.
+    """
+    return self._order_hash(order)
+
+
+# ---------------------------------------------------------------- internals: trading
+
+@internal
+def _settle_fill(fill: Fill):
+    buy: Order = fill.buy.order
+    sell: Order = fill.sell.order
+    market: uint256 = buy.market
+    assert sell.market == market, "Clearinghouse: orders for different markets"
+    self._check_listed(market)
+    assert buy.size > 0, "Clearinghouse: buy order must have positive size"
+    assert sell.size < 0, "Clearinghouse: sell order must have negative size"
+    assert buy.account != sell.account, "Clearinghouse: self-trade"
+    assert fill.size > 0, "Clearinghouse: zero fill"
+    assert fill.price <= buy.limit_price, "Clearinghouse: price above buy limit"
+    assert fill.price >= sell.limit_price, "Clearinghouse: price below sell limit"
+
+    mark: uint256 = self._accrue_with_fresh_prices(market)
+    band: uint256 = self.markets[market].price_band
+    distance: uint256 = fill.price - mark if fill.price > mark else mark - fill.price
+    assert distance * fixed_point.WAD <= band * mark, "Clearinghouse: price outside band"
+
+    buy_hash: bytes32 = self._use_order(fill.buy, fill.size)
+    sell_hash: bytes32 = self._use_order(fill.sell, fill.size)
+    traded: int256 = convert(fill.size, int256)
+    buyer_grew: bool = self._trade(buy.account, market, traded, fill.price, buy.reduce_only)
+    seller_grew: bool = self._trade(sell.account, market, -traded, fill.price, sell.reduce_only)
+    assert self.long_open_interest[market] <= self.markets[market].max_open_interest, "Clearinghouse: open interest cap"
+    self._check_margin_after_trade(buy.account, buyer_grew)
+    self._check_margin_after_trade(sell.account, seller_grew)
+    log Trade(market=market, buyer=buy.account, seller=sell.account, size=fill.size, price=fill.price, buy_order=buy_hash, sell_order=sell_hash)
+
+
+@internal
+def _use_order(signed: SignedOrder, size: uint256) -> bytes32:
+    order: Order = signed.order
+    assert not self.bankrupt[order.account], "Clearinghouse: account bankrupt"
+    assert block.timestamp <= order.expiry, "Clearinghouse: order expired"
+    order_hash: bytes32 = self._order_hash(order)
+    signer: address = ecdsa._try_recover_vrs(order_hash, signed.v, signed.r, signed.s)
+    assert signer == order.account, "Clearinghouse: bad signature"
+    filled: uint256 = self.order_filled[order_hash] + size
+    assert filled <= convert(abs(order.size), uint256), "Clearinghouse: fill exceeds order remaining"
+    self.order_filled[order_hash] = filled
+    return order_hash
+
+
+@internal
+def _trade(account: address, market: uint256, delta: int256, price: uint256, reduce_only: bool) -> bool:
+    """
+    @dev Applies a signed size change at `price`: settles the position's funding, realises PnL on
+         the part closed, blends the entry price on the part added, and keeps open interest.
+         Returns whether the account's risk in this market grew (larger or flipped position).
+    """
+    position: Position = self.positions[account][market]
+    old_size: int256 = position.size
+    new_size: int256 = old_size + delta
+    index: int256 = self.funding_index[market]
+    settled: int256 = margin_math.funding_payment(old_size, index, position.funding_snapshot)
+
+    if reduce_only:
+        assert old_size != 0 and (old_size > 0) != (delta > 0) and abs(delta) <= abs(old_size), "Clearinghouse: reduce-only order would grow the position"
+
+    if old_size == 0 or (old_size > 0) == (delta > 0):
+        position.entry_price = margin_math.blended_entry_price(old_size, position.entry_price, delta, price)
+    elif abs(delta) <= abs(old_size):
+        settled += margin_math.pnl(-delta, position.entry_price, price)
+        if new_size == 0:
+            position.entry_price = 0
+    else:
+        settled += margin_math.pnl(old_size, position.entry_price, price)
+        position.entry_price = price
+
+    position.size = new_size
+    position.funding_snapshot = index
+    self.positions[account][market] = position
+    self._update_open_interest(market, old_size, new_size)
+    if new_size == 0:
+        self.open_markets[account] &= ~(1 << market)
+    else:
+        self.open_markets[account] |= 1 << market
+    if settled != 0:
+        extcall pool.settle(account, settled)
+    log PositionUpdate(account=account, market=market, size=new_size, entry_price=position.entry_price, settled=settled)
+    return abs(new_size) > abs(old_size) or (old_size != 0 and new_size != 0 and (old_size > 0) != (new_size > 0))
+
+
+@internal
+def _update_open_interest(market: uint256, old_size: int256, new_size: int256):
+    long_change: int256 = max(new_size, 0) - max(old_size, 0)
+    short_change: int256 = max(-new_size, 0) - max(-old_size, 0)
+    self.long_open_interest[market] = convert(convert(self.long_open_interest[market], int256) + long_change, uint256)
+    self.short_open_interest[market] = convert(convert(self.short_open_interest[market], int256) + short_change, uint256)
+
+
+@internal
+@view
+def _check_margin_after_trade(account: address, risk_grew: bool):
+    health: AccountHealth = self._health(account, risk_grew)
+    if risk_grew:
+        assert health.value >= convert(health.initial_margin, int256), "Clearinghouse: below initial margin"
+    else:
+        assert health.value >= 0, "Clearinghouse: trade would bankrupt the account"
+
+
+@internal
+@view
+def _order_hash(order: Order) -> bytes32:
+    struct_hash: bytes32 = keccak256(
+        abi_encode(ORDER_TYPEHASH, order.account, order.market, order.size, order.limit_price, order.nonce, order.expiry, order.reduce_only)
+    )
+    return eip712_domain_separator._hash_typed_data_v4(struct_hash)
+
+
+# ---------------------------------------------------------------- internals: funding and health
+
+@internal
+def _accrue_with_fresh_prices(market: uint256) -> uint256:
+    """
+    @dev Accrues funding with prices that must be fresh (the action opens or moves risk) and
+         returns the mark.
+    """
+    index_price: uint256 = 0
+    mark_price: uint256 = 0
+    index_price, mark_price = staticcall oracle.fresh_prices(market)
+    self._store_funding_index(market, self._funding_index_now(market, index_price, mark_price))
+    return mark_price
+
+
+@internal
+def _accrue_funding(market: uint256):
+    index_price: uint256 = 0
+    mark_price: uint256 = 0
+    index_price, mark_price = staticcall oracle.latest_prices(market)
+    self._store_funding_index(market, self._funding_index_now(market, index_price, mark_price))
+
+
+@internal
+def _store_funding_index(market: uint256, index: int256):
+    if self.funding_updated_at[market] == block.timestamp:
+        return
+    self.funding_index[market] = index
+    self.funding_updated_at[market] = block.timestamp
+    log FundingAccrued(market=market, funding_index=index, timestamp=block.timestamp)
+
+
+@internal
+@view
+def _funding_index_now(market: uint256, index_price: uint256, mark_price: uint256) -> int256:
+    params: MarketParams = self.markets[market]
+    elapsed: uint256 = block.timestamp - self.funding_updated_at[market]
+    delta: int256 = margin_math.funding_index_delta(index_price, mark_price, params.funding_premium_cap, elapsed, params.funding_period)
+    return self.funding_index[market] + delta
+
+
+@internal
+@view
+def _health(account: address, fresh: bool) -> AccountHealth:
+    """
+    @dev Cross-margin health over the account's open markets. `fresh` demands fresh, unpaused
+         prices (for checks that let risk grow); otherwise the latest prices are used.
+    """
+    health: AccountHealth = AccountHealth(value=staticcall pool.balance_of(account), initial_margin=0, maintenance_margin=0)
+    open_mask: uint256 = self.open_markets[account]
+    for market: uint256 in range(MAX_MARKETS):
+        if open_mask == 0:
+            break
+        if open_mask & (1 << market) == 0:
+            continue
+        open_mask &= ~(1 << market)
+        index_price: uint256 = 0
+        mark_price: uint256 = 0
+        if fresh:
+            index_price, mark_price = staticcall oracle.fresh_prices(market)
+        else:
+            index_price, mark_price = staticcall oracle.latest_prices(market)
+        position: Position = self.positions[account][market]
+        params: MarketParams = self.markets[market]
+        funding_index: int256 = self._funding_index_now(market, index_price, mark_price)
+        health.value += margin_math.pnl(position.size, position.entry_price, mark_price)
+        health.value += margin_math.funding_payment(position.size, funding_index, position.funding_snapshot)
+        health.initial_margin += margin_math.margin_requirement(position.size, mark_price, params.initial_margin)
+        health.maintenance_margin += margin_math.margin_requirement(position.size, mark_price, params.maintenance_margin)
+    return health
+
+
+# ---------------------------------------------------------------- internals: parameters
+
+@internal
+@view
+def _check_listed(market: uint256):
+    assert market < self.market_count, "Clearinghouse: unknown market"
+
+
+@internal
+def _set_market(market: uint256, params: MarketParams):
+    assert params.maintenance_margin > 0, "Clearinghouse: zero maintenance margin"
+    assert params.initial_margin > params.maintenance_margin, "Clearinghouse: initial margin must exceed maintenance"
+    assert params.initial_margin <= fixed_point.WAD, "Clearinghouse: initial margin above 100%"
+    assert params.price_band > 0 and params.price_band < fixed_point.WAD, "Clearinghouse: price band out of range"
+    assert params.max_open_interest > 0, "Clearinghouse: zero open interest cap"
+    assert params.funding_premium_cap <= fixed_point.WAD, "Clearinghouse: funding cap above 100%"
+    assert params.funding_period > 0, "Clearinghouse: zero funding period"
+    self.markets[market] = params
+    log UpdateMarket(market=market, params=params)
+
+
+@internal
+def _set_liquidation_params(discount: uint256, penalty: uint256):
+    assert discount + penalty < fixed_point.WAD, "Clearinghouse: liquidation fees of 100% or more"
+    self.liquidation_discount = discount
+    self.liquidation_penalty = penalty
+    log UpdateLiquidationParams(discount=discount, penalty=penalty)
+
+
+@internal
+def _set_insurance_account(insurance: address):
+    assert insurance != empty(address), "Clearinghouse: zero insurance account"
+    self.insurance_account = insurance
+    log UpdateInsuranceAccount(insurance_account=insurance)
