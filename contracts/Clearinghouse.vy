@@ -310,8 +310,8 @@ def liquidate(account: address, market: uint256, size: uint256) -> uint256:
             fractions of the notional taken and both bounded by what the account has left, so
             the liquidation never makes the account's value negative.
     @dev The size is clamped to the current position, so a keeper's stale figure is safe. A
-         partial liquidation must leave the account healthier (higher value per unit of
-         maintenance margin); the liquidator must end at or above initial margin.
+         partial take-over must leave the account healthier (higher value per unit of maintenance
+         margin); the liquidator must end at or above initial margin.
     @param account The account to liquidate.
     @param market The market of the position taken over.
     @param size Base units to take over; clamped to the position.
@@ -347,7 +347,11 @@ def liquidate(account: address, market: uint256, size: uint256) -> uint256:
         extcall pool.transfer_balance(account, self.insurance_account, penalty)
     value_after: int256 = after.value - convert(discount + penalty, int256)
 
-    assert after.maintenance_margin == 0 or value_after * convert(before.maintenance_margin, int256) > before.value * convert(after.maintenance_margin, int256), "Clearinghouse: partial liquidation must leave the account healthier"
+    # A position taken over in full always passes: below (discount + penalty) / maintenance fraction
+    # of its margin no partial take-over can raise an account's margin ratio, and such an account
+    # must still be liquidatable market by market.
+    if taken < convert(abs(position_size), uint256):
+        assert value_after * convert(before.maintenance_margin, int256) > before.value * convert(after.maintenance_margin, int256), "Clearinghouse: partial liquidation must leave the account healthier"
     liquidator: AccountHealth = self._health(msg.sender, True)
     assert liquidator.value >= convert(liquidator.initial_margin, int256), "Clearinghouse: liquidator below initial margin"
 
@@ -460,9 +464,12 @@ def _settle_fill(fill: Fill):
     buy_hash: bytes32 = self._use_order(fill.buy, fill.size)
     sell_hash: bytes32 = self._use_order(fill.sell, fill.size)
     traded: int256 = convert(fill.size, int256)
+    open_interest_before: uint256 = self.long_open_interest[market]
     buyer_grew: bool = self._trade(buy.account, market, traded, fill.price, buy.reduce_only)
     seller_grew: bool = self._trade(sell.account, market, -traded, fill.price, sell.reduce_only)
-    assert self.long_open_interest[market] <= self.markets[market].max_open_interest, "Clearinghouse: open interest cap"
+    # The cap stops growth only: a fill that shrinks open interest is always allowed.
+    open_interest: uint256 = self.long_open_interest[market]
+    assert open_interest <= open_interest_before or open_interest <= self.markets[market].max_open_interest, "Clearinghouse: open interest cap"
     self._check_margin_after_trade(buy.account, buyer_grew)
     self._check_margin_after_trade(sell.account, seller_grew)
     log Trade(market=market, buyer=buy.account, seller=sell.account, size=fill.size, price=fill.price, buy_order=buy_hash, sell_order=sell_hash)

@@ -56,7 +56,7 @@ collateral: public(immutable(IERC20))
 # @dev The only contract allowed to move balances; set once after deployment.
 clearinghouse: public(IClearinghouse)
 # @dev Collateral balance per account, in token units; negative only for a bankrupt account.
-balance_of: public(HashMap[address, int256])
+_balances: HashMap[address, int256]
 # @dev Sum of all deposits ever made, for conservation checks.
 total_deposited: public(uint256)
 # @dev Sum of all withdrawals ever made, for conservation checks.
@@ -125,11 +125,11 @@ def withdraw(amount: uint256):
     @param amount Token units, positive and at most the caller's balance.
     """
     assert amount > 0, "MarginPool: zero amount"
-    balance: int256 = self.balance_of[msg.sender]
+    balance: int256 = self._balances[msg.sender]
     assert balance >= convert(amount, int256), "MarginPool: amount above balance"
     assert staticcall self.clearinghouse.withdrawal_allowed(msg.sender, amount), "MarginPool: withdrawal below initial margin"
     balance -= convert(amount, int256)
-    self.balance_of[msg.sender] = balance
+    self._balances[msg.sender] = balance
     self.total_withdrawn += amount
     assert extcall collateral.transfer(msg.sender, amount, default_return_value=True), "MarginPool: transfer failed"
     log Withdrawal(account=msg.sender, amount=amount, balance=balance)
@@ -146,8 +146,8 @@ def settle(account: address, amount: int256):
     @param amount Signed token units.
     """
     self._check_clearinghouse()
-    balance: int256 = self.balance_of[account] + amount
-    self.balance_of[account] = balance
+    balance: int256 = self._balances[account] + amount
+    self._balances[account] = balance
     log BalanceSettled(account=account, amount=amount, balance=balance)
 
 
@@ -161,12 +161,26 @@ def transfer_balance(sender: address, receiver: address, amount: uint256):
     @param amount Token units.
     """
     self._check_clearinghouse()
-    self.balance_of[sender] -= convert(amount, int256)
-    self.balance_of[receiver] += convert(amount, int256)
+    self._balances[sender] -= convert(amount, int256)
+    self._balances[receiver] += convert(amount, int256)
     log BalanceTransfer(sender=sender, receiver=receiver, amount=amount)
 
 
 # ---------------------------------------------------------------- views
+
+@external
+@view
+@reentrant
+def balance_of(account: address) -> int256:
+    """
+    @notice An account's collateral balance.
+    @dev Readable while the pool is locked: `withdraw` asks the clearinghouse for a margin check,
+         which reads the balance back, before the pool has changed any state.
+    @param account The account.
+    @return Token units; negative only for a bankrupt account.
+    """
+    return self._balances[account]
+
 
 @external
 @view
@@ -184,8 +198,8 @@ def total_held() -> uint256:
 def _deposit(account: address, amount: uint256):
     assert amount > 0, "MarginPool: zero amount"
     assert extcall collateral.transferFrom(msg.sender, self, amount, default_return_value=True), "MarginPool: transfer failed"
-    balance: int256 = self.balance_of[account] + convert(amount, int256)
-    self.balance_of[account] = balance
+    balance: int256 = self._balances[account] + convert(amount, int256)
+    self._balances[account] = balance
     self.total_deposited += amount
     log Deposit(account=account, amount=amount, balance=balance)
 

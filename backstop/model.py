@@ -1,0 +1,589 @@
+"""The executable specification of Backstop: Oracle, MarginPool and Clearinghouse in plain Python ints.
+
+Every function here mirrors the contract function of the same name, with the same checks in the
+same order, the same revert strings and the same rounding: the module-level functions mirror
+contracts/modules/fixed_point.vy and margin_math.vy; the `Model` methods mirror the external
+functions of contracts/Oracle.vy, MarginPool.vy and Clearinghouse.vy (grouped by contract), and
+its `_private` methods their `@internal` functions. A failed check raises `ModelRevert(reason)`
+and, like a reverted transaction, leaves the state as it was. Wherever a contract reads
+`block.timestamp` the method takes `now`; wherever it reads `msg.sender` it takes the account.
+
+Not modelled (checked by the contract tests instead): caller roles (owner, keeper, clearinghouse),
+order signatures and hashes (an `Order` is its own key in `order_filled`, as its hash depends only
+on its fields), token transfers, events, batch-size limits, and integer overflow outside realistic
+ranges. Units: collateral 1e6; prices, sizes and fractions 1e18.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+from typing import Hashable, NamedTuple
+
+WAD = 10**18  # fixed_point.WAD
+NOTIONAL_SCALE = 10**30  # fixed_point.NOTIONAL_SCALE
+MAX_MARKETS = 16  # Clearinghouse.MAX_MARKETS
+ZERO_ADDRESS = "0x" + "0" * 40  # empty(address)
+Account = Hashable  # any id; drivers use the checksummed address strings
+# MarginPool.withdraw as written always reverts: see `withdraw`. Set False for the intended rule.
+class ModelRevert(Exception):
+    """A contract revert; `reason` is the contract's revert string ("" for a bare revert)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _require(condition: bool, reason: str) -> None:
+    """Vyper's `assert condition, reason`."""
+    if not condition:
+        raise ModelRevert(reason)
+
+
+# ---------------------------------------------------------------- fixed_point
+
+def _trunc_div(numerator: int, denominator: int) -> int:
+    """Vyper's signed `//`: rounds toward zero."""
+    quotient = abs(numerator) // abs(denominator)
+    return quotient if (numerator < 0) == (denominator < 0) else -quotient
+
+
+def floor_div(numerator: int, denominator: int) -> int:
+    """fixed_point.floor_div: rounds toward negative infinity (for a positive denominator)."""
+    quotient = _trunc_div(numerator, denominator)
+    remainder = numerator - denominator * quotient  # Vyper's signed `%`: the numerator's sign
+    if remainder != 0 and numerator < 0:
+        quotient -= 1
+    return quotient
+
+
+def ceil_div(numerator: int, denominator: int) -> int:
+    """fixed_point.ceil_div: unsigned division rounded up."""
+    return (numerator + denominator - 1) // denominator
+
+
+# ---------------------------------------------------------------- margin_math
+
+def pnl(size: int, entry_price: int, price: int) -> int:
+    """PnL of `size` opened at `entry_price`, valued at `price`. Floor."""
+    return floor_div(size * (price - entry_price), NOTIONAL_SCALE)
+
+
+def funding_payment(size: int, index_now: int, index_snapshot: int) -> int:
+    """Funding received (negative: paid) since `index_snapshot`; a rising index: longs pay. Floor."""
+    return floor_div(-size * (index_now - index_snapshot), NOTIONAL_SCALE)
+
+
+def margin_requirement(size: int, price: int, fraction: int) -> int:
+    """|size| x price x fraction in collateral units. Ceiling."""
+    return ceil_div(abs(size) * price * fraction, NOTIONAL_SCALE * WAD)
+
+
+def notional(size: int, price: int) -> int:
+    """|size| x price in collateral units. Floor."""
+    return abs(size) * price // NOTIONAL_SCALE
+
+
+def blended_entry_price(size: int, entry_price: int, added: int, price: int) -> int:
+    """Size-weighted entry after adding `added` at `price`: up for a long, down for a short."""
+    weighted = abs(size) * entry_price + abs(added) * price
+    total = abs(size) + abs(added)
+    return ceil_div(weighted, total) if added > 0 else weighted // total
+
+
+def funding_index_delta(index_price: int, mark_price: int, premium_cap: int, elapsed: int, period: int) -> int:
+    """Index growth over `elapsed`: premium of mark over index, capped at cap x index. Floor."""
+    cap = premium_cap * index_price // WAD
+    premium = max(-cap, min(mark_price - index_price, cap))
+    return floor_div(premium * elapsed, period)
+
+
+# ---------------------------------------------------------------- structs
+
+@dataclass(frozen=True)
+class PriceFeed:
+    index_price: int = 0
+    mark_price: int = 0
+    updated_at: int = 0
+    paused: bool = False
+
+
+@dataclass(frozen=True)
+class MarketParams:
+    initial_margin: int
+    maintenance_margin: int
+    price_band: int
+    max_open_interest: int
+    funding_premium_cap: int
+    funding_period: int
+
+
+@dataclass(frozen=True)
+class Position:
+    size: int = 0
+    entry_price: int = 0
+    funding_snapshot: int = 0
+
+
+@dataclass(frozen=True)
+class Order:
+    """Same fields as backstop.orders.Order; the model accepts either (any hashable with these fields)."""
+
+    account: Account
+    market: int
+    size: int
+    limit_price: int
+    nonce: int
+    expiry: int
+    reduce_only: bool = False
+
+
+@dataclass
+class AccountHealth:
+    value: int
+    initial_margin: int
+    maintenance_margin: int
+
+
+class Fill(NamedTuple):
+    """A fill without signatures; `settle_fills` also takes backstop.trading.Fill."""
+
+    buy: Order
+    sell: Order
+    size: int
+    price: int
+
+
+def _atomic(action):
+    """Runs a state-changing method as a transaction: any exception restores the state before it."""
+
+    @functools.wraps(action)
+    def transaction(self, *args, **kwargs):
+        saved = self.snapshot()
+        try:
+            return action(self, *args, **kwargs)
+        except Exception:
+            self.restore(saved)
+            raise
+
+    return transaction
+
+
+class Model:
+    """The state of the three contracts: storage names as in the contracts (dicts default to 0)."""
+
+    def __init__(self, max_move: int, staleness: int, insurance_account: Account, liquidation_discount: int, liquidation_penalty: int):
+        # Oracle
+        self.feeds: dict[int, PriceFeed] = {}
+        self._set_max_move(max_move)
+        self._set_staleness(staleness)
+        # MarginPool
+        self.balance_of: dict[Account, int] = {}
+        self.total_deposited = 0
+        self.total_withdrawn = 0
+        # Clearinghouse
+        self.market_count = 0
+        self.markets: dict[int, MarketParams] = {}
+        self.funding_index: dict[int, int] = {}
+        self.funding_updated_at: dict[int, int] = {}
+        self.long_open_interest: dict[int, int] = {}
+        self.short_open_interest: dict[int, int] = {}
+        self.positions: dict[tuple[Account, int], Position] = {}
+        self.open_markets: dict[Account, int] = {}
+        self.order_filled: dict[Order, int] = {}
+        self.bankrupt: dict[Account, bool] = {}
+        self._set_insurance_account(insurance_account)
+        self._set_liquidation_params(liquidation_discount, liquidation_penalty)
+
+    def snapshot(self) -> dict:
+        """A copy of the whole state (dict values are immutable, so shallow copies suffice)."""
+        return {name: value.copy() if isinstance(value, dict) else value for name, value in vars(self).items()}
+
+    def restore(self, saved: dict) -> None:
+        vars(self).clear()
+        vars(self).update({name: value.copy() if isinstance(value, dict) else value for name, value in saved.items()})
+
+    def position(self, account: Account, market: int) -> Position:
+        return self.positions.get((account, market), Position())
+
+    def balance(self, account: Account) -> int:
+        return self.balance_of.get(account, 0)
+
+    # ------------------------------------------------------------ Oracle
+
+    @_atomic
+    def initialize_feed(self, market: int, index_price: int, mark_price: int, now: int) -> None:
+        _require(self._feed(market).updated_at == 0, "Oracle: feed already initialised")
+        _require(index_price > 0 and mark_price > 0, "Oracle: zero price")
+        self._store(market, index_price, mark_price, now)
+
+    @_atomic
+    def set_paused(self, market: int, paused: bool) -> None:
+        _require(self._feed(market).updated_at != 0, "Oracle: unknown market")
+        self.feeds[market] = replace(self._feed(market), paused=paused)
+
+    @_atomic
+    def set_max_move(self, max_move: int) -> None:
+        self._set_max_move(max_move)
+
+    @_atomic
+    def set_staleness(self, staleness: int) -> None:
+        self._set_staleness(staleness)
+
+    @_atomic
+    def set_prices(self, market: int, index_price: int, mark_price: int, now: int) -> None:
+        self._update(market, index_price, mark_price, now)
+
+    @_atomic
+    def push_prices(self, updates: list[tuple[int, int, int]], now: int) -> None:
+        """`updates`: (market, index_price, mark_price) per entry; all or nothing."""
+        for market, index_price, mark_price in updates:
+            self._update(market, index_price, mark_price, now)
+
+    def fresh_prices(self, market: int, now: int) -> tuple[int, int]:
+        feed = self._feed(market)
+        _require(feed.updated_at != 0, "Oracle: unknown market")
+        _require(not feed.paused, "Oracle: market paused")
+        _require(now <= feed.updated_at + self.staleness, "Oracle: stale price")
+        return feed.index_price, feed.mark_price
+
+    def latest_prices(self, market: int) -> tuple[int, int]:
+        feed = self._feed(market)
+        _require(feed.updated_at != 0, "Oracle: unknown market")
+        return feed.index_price, feed.mark_price
+
+    def _feed(self, market: int) -> PriceFeed:
+        return self.feeds.get(market, PriceFeed())
+
+    def _update(self, market: int, index_price: int, mark_price: int, now: int) -> None:
+        feed = self._feed(market)
+        _require(feed.updated_at != 0, "Oracle: unknown market")
+        _require(index_price > 0 and mark_price > 0, "Oracle: zero price")
+        _require(self._within_move(feed.index_price, index_price), "Oracle: index move above limit")
+        _require(self._within_move(feed.mark_price, mark_price), "Oracle: mark move above limit")
+        self._store(market, index_price, mark_price, now)
+
+    def _store(self, market: int, index_price: int, mark_price: int, now: int) -> None:
+        self.feeds[market] = replace(self._feed(market), index_price=index_price, mark_price=mark_price, updated_at=now)
+
+    def _within_move(self, old_price: int, new_price: int) -> bool:
+        return abs(new_price - old_price) * WAD <= self.max_move * old_price
+
+    def _set_max_move(self, max_move: int) -> None:
+        _require(0 < max_move < WAD, "Oracle: max move out of range")
+        self.max_move = max_move
+
+    def _set_staleness(self, staleness: int) -> None:
+        _require(staleness > 0, "Oracle: zero staleness")
+        self.staleness = staleness
+
+    # ------------------------------------------------------------ MarginPool
+
+    @_atomic
+    def deposit(self, account: Account, amount: int) -> None:
+        """`deposit` by `account` (the contract reads no timestamp here)."""
+        _require(amount > 0, "MarginPool: zero amount")
+        self.balance_of[account] = self.balance(account) + amount
+        self.total_deposited += amount
+
+    @_atomic
+    def deposit_for(self, account: Account, amount: int) -> None:
+        _require(account != ZERO_ADDRESS, "MarginPool: zero account")
+        self.deposit(account, amount)
+
+    @_atomic
+    def withdraw(self, account: Account, amount: int, now: int) -> None:
+        _require(amount > 0, "MarginPool: zero amount")
+        _require(self.balance(account) >= amount, "MarginPool: amount above balance")
+        _require(self.withdrawal_allowed(account, amount, now), "MarginPool: withdrawal below initial margin")
+        self.balance_of[account] = self.balance(account) - amount
+        self.total_withdrawn += amount
+
+    def settle(self, account: Account, amount: int) -> None:
+        """Clearinghouse only: credit (debit if negative) realised PnL and funding."""
+        self.balance_of[account] = self.balance(account) + amount
+
+    def transfer_balance(self, sender: Account, receiver: Account, amount: int) -> None:
+        """Clearinghouse only: liquidation discount and penalty."""
+        self.balance_of[sender] = self.balance(sender) - amount
+        self.balance_of[receiver] = self.balance(receiver) + amount
+
+    def total_held(self) -> int:
+        return self.total_deposited - self.total_withdrawn
+
+    # ------------------------------------------------------------ Clearinghouse: owner
+
+    @_atomic
+    def list_market(self, params: MarketParams, now: int) -> int:
+        market = self.market_count
+        _require(market < MAX_MARKETS, "Clearinghouse: too many markets")
+        self.market_count = market + 1
+        self.funding_updated_at[market] = now
+        self._set_market(market, params)
+        return market
+
+    @_atomic
+    def set_market_params(self, market: int, params: MarketParams, now: int) -> None:
+        self._check_listed(market)
+        self._accrue_funding(market, now)
+        self._set_market(market, params)
+
+    @_atomic
+    def set_liquidation_params(self, discount: int, penalty: int) -> None:
+        self._set_liquidation_params(discount, penalty)
+
+    @_atomic
+    def set_insurance_account(self, insurance: Account) -> None:
+        self._set_insurance_account(insurance)
+
+    # ------------------------------------------------------------ Clearinghouse: trading
+
+    @_atomic
+    def settle_fills(self, fills, now: int) -> None:
+        """All fills or none; each fill has .buy, .sell (orders), .size and .price."""
+        for fill in fills:
+            self._settle_fill(fill.buy, fill.sell, fill.size, fill.price, now)
+
+    def settle_fill(self, buy: Order, sell: Order, size: int, price: int, now: int) -> None:
+        """`settle_fills` with one fill."""
+        self.settle_fills([Fill(buy, sell, size, price)], now)
+
+    @_atomic
+    def cancel_order(self, account: Account, order: Order) -> None:
+        _require(order.account == account, "Clearinghouse: not the order's account")
+        self.order_filled[order] = abs(order.size)
+
+    @_atomic
+    def accrue_funding(self, market: int, now: int) -> None:
+        self._check_listed(market)
+        self._accrue_funding(market, now)
+
+    @_atomic
+    def liquidate(self, liquidator: Account, account: Account, market: int, size: int, now: int) -> int:
+        """Returns the base units taken over."""
+        _require(account != liquidator, "Clearinghouse: cannot liquidate yourself")
+        self._check_listed(market)
+        _require(not self.bankrupt.get(account, False), "Clearinghouse: account bankrupt")
+        _require(not self.bankrupt.get(liquidator, False), "Clearinghouse: liquidator bankrupt")
+        position_size = self.position(account, market).size
+        _require(position_size != 0, "Clearinghouse: no position")
+        mark = self._accrue_with_fresh_prices(market, now)
+
+        before = self._health(account, False, now)
+        _require(before.value >= 0, "Clearinghouse: account bankrupt")
+        _require(before.value < before.maintenance_margin, "Clearinghouse: account healthy")
+
+        taken = min(size, abs(position_size))
+        _require(taken > 0, "Clearinghouse: zero size")
+        account_delta = -taken if position_size > 0 else taken
+        self._trade(account, market, account_delta, mark, False)
+        self._trade(liquidator, market, -account_delta, mark, False)
+
+        after = self._health(account, False, now)
+        available = max(after.value, 0)
+        taken_notional = notional(account_delta, mark)
+        discount = min(taken_notional * self.liquidation_discount // WAD, available)
+        penalty = min(taken_notional * self.liquidation_penalty // WAD, available - discount)
+        if discount > 0:
+            self.transfer_balance(account, liquidator, discount)
+        if penalty > 0:
+            self.transfer_balance(account, self.insurance_account, penalty)
+        value_after = after.value - (discount + penalty)
+
+        if taken < abs(position_size):
+            _require(
+                value_after * before.maintenance_margin > before.value * after.maintenance_margin,
+                "Clearinghouse: partial liquidation must leave the account healthier",
+            )
+        health = self._health(liquidator, True, now)
+        _require(health.value >= health.initial_margin, "Clearinghouse: liquidator below initial margin")
+        return taken
+
+    @_atomic
+    def flag_bankruptcy(self, account: Account, now: int) -> int:
+        """Returns the deficit (the event's field)."""
+        _require(not self.bankrupt.get(account, False), "Clearinghouse: already bankrupt")
+        value = self._health(account, False, now).value
+        _require(value < 0, "Clearinghouse: account solvent")
+        self.bankrupt[account] = True
+        return -value
+
+    # ------------------------------------------------------------ Clearinghouse: views
+
+    def withdrawal_allowed(self, account: Account, amount: int, now: int) -> bool:
+        if self.bankrupt.get(account, False):
+            return False
+        health = self._health(account, True, now)
+        return health.value - amount >= health.initial_margin
+
+    def account_health(self, account: Account, now: int, fresh: bool = False) -> AccountHealth:
+        """The contract's `account_health` (fresh=False) and `_health` (either)."""
+        return self._health(account, fresh, now)
+
+    def account_value(self, account: Account, now: int) -> int:
+        return self._health(account, False, now).value
+
+    def current_funding_index(self, market: int, now: int) -> int:
+        self._check_listed(market)
+        index_price, mark_price = self.latest_prices(market)
+        return self._funding_index_now(market, index_price, mark_price, now)
+
+    # ------------------------------------------------------------ Clearinghouse: internals
+
+    def _settle_fill(self, buy: Order, sell: Order, size: int, price: int, now: int) -> None:
+        market = buy.market
+        _require(sell.market == market, "Clearinghouse: orders for different markets")
+        self._check_listed(market)
+        _require(buy.size > 0, "Clearinghouse: buy order must have positive size")
+        _require(sell.size < 0, "Clearinghouse: sell order must have negative size")
+        _require(buy.account != sell.account, "Clearinghouse: self-trade")
+        _require(size > 0, "Clearinghouse: zero fill")
+        _require(price <= buy.limit_price, "Clearinghouse: price above buy limit")
+        _require(price >= sell.limit_price, "Clearinghouse: price below sell limit")
+
+        mark = self._accrue_with_fresh_prices(market, now)
+        _require(abs(price - mark) * WAD <= self.markets[market].price_band * mark, "Clearinghouse: price outside band")
+
+        self._use_order(buy, size, now)
+        self._use_order(sell, size, now)
+        open_interest_before = self.long_open_interest.get(market, 0)
+        buyer_grew = self._trade(buy.account, market, size, price, buy.reduce_only)
+        seller_grew = self._trade(sell.account, market, -size, price, sell.reduce_only)
+        open_interest = self.long_open_interest[market]
+        _require(
+            open_interest <= open_interest_before or open_interest <= self.markets[market].max_open_interest,
+            "Clearinghouse: open interest cap",
+        )
+        self._check_margin_after_trade(buy.account, buyer_grew, now)
+        self._check_margin_after_trade(sell.account, seller_grew, now)
+
+    def _use_order(self, order: Order, size: int, now: int) -> None:
+        _require(not self.bankrupt.get(order.account, False), "Clearinghouse: account bankrupt")
+        _require(now <= order.expiry, "Clearinghouse: order expired")
+        # "Clearinghouse: bad signature" is checked here by the contract; not modelled.
+        filled = self.order_filled.get(order, 0) + size
+        _require(filled <= abs(order.size), "Clearinghouse: fill exceeds order remaining")
+        self.order_filled[order] = filled
+
+    def _trade(self, account: Account, market: int, delta: int, price: int, reduce_only: bool) -> bool:
+        """Applies a size change at `price`; returns whether the account's risk in the market grew."""
+        position = self.position(account, market)
+        old_size, entry_price = position.size, position.entry_price
+        new_size = old_size + delta
+        index = self.funding_index.get(market, 0)
+        settled = funding_payment(old_size, index, position.funding_snapshot)
+
+        if reduce_only:
+            _require(
+                old_size != 0 and (old_size > 0) != (delta > 0) and abs(delta) <= abs(old_size),
+                "Clearinghouse: reduce-only order would grow the position",
+            )
+
+        if old_size == 0 or (old_size > 0) == (delta > 0):
+            entry_price = blended_entry_price(old_size, entry_price, delta, price)
+        elif abs(delta) <= abs(old_size):
+            settled += pnl(-delta, entry_price, price)
+            if new_size == 0:
+                entry_price = 0
+        else:
+            settled += pnl(old_size, entry_price, price)
+            entry_price = price
+
+        self.positions[(account, market)] = Position(new_size, entry_price, index)
+        self._update_open_interest(market, old_size, new_size)
+        mask = self.open_markets.get(account, 0)
+        self.open_markets[account] = mask & ~(1 << market) if new_size == 0 else mask | (1 << market)
+        if settled != 0:
+            self.settle(account, settled)
+        return abs(new_size) > abs(old_size) or (old_size != 0 and new_size != 0 and (old_size > 0) != (new_size > 0))
+
+    def _update_open_interest(self, market: int, old_size: int, new_size: int) -> None:
+        self.long_open_interest[market] = self.long_open_interest.get(market, 0) + max(new_size, 0) - max(old_size, 0)
+        self.short_open_interest[market] = self.short_open_interest.get(market, 0) + max(-new_size, 0) - max(-old_size, 0)
+
+    def _check_margin_after_trade(self, account: Account, risk_grew: bool, now: int) -> None:
+        health = self._health(account, risk_grew, now)
+        if risk_grew:
+            _require(health.value >= health.initial_margin, "Clearinghouse: below initial margin")
+        else:
+            _require(health.value >= 0, "Clearinghouse: trade would bankrupt the account")
+
+    def _accrue_with_fresh_prices(self, market: int, now: int) -> int:
+        index_price, mark_price = self.fresh_prices(market, now)
+        self._store_funding_index(market, self._funding_index_now(market, index_price, mark_price, now), now)
+        return mark_price
+
+    def _accrue_funding(self, market: int, now: int) -> None:
+        index_price, mark_price = self.latest_prices(market)
+        self._store_funding_index(market, self._funding_index_now(market, index_price, mark_price, now), now)
+
+    def _store_funding_index(self, market: int, index: int, now: int) -> None:
+        if self.funding_updated_at.get(market, 0) == now:
+            return
+        self.funding_index[market] = index
+        self.funding_updated_at[market] = now
+
+    def _funding_index_now(self, market: int, index_price: int, mark_price: int, now: int) -> int:
+        params = self.markets[market]
+        elapsed = now - self.funding_updated_at.get(market, 0)
+        _require(elapsed >= 0, "")  # uint256 underflow: time never runs backwards on chain
+        delta = funding_index_delta(index_price, mark_price, params.funding_premium_cap, elapsed, params.funding_period)
+        return self.funding_index.get(market, 0) + delta
+
+    def _health(self, account: Account, fresh: bool, now: int) -> AccountHealth:
+        """Cross margin over the account's open markets, in ascending market id like the contract."""
+        health = AccountHealth(self.balance(account), 0, 0)
+        open_mask = self.open_markets.get(account, 0)
+        for market in range(MAX_MARKETS):
+            if open_mask & (1 << market) == 0:
+                continue
+            index_price, mark_price = self.fresh_prices(market, now) if fresh else self.latest_prices(market)
+            position = self.position(account, market)
+            params = self.markets[market]
+            funding_index = self._funding_index_now(market, index_price, mark_price, now)
+            health.value += pnl(position.size, position.entry_price, mark_price)
+            health.value += funding_payment(position.size, funding_index, position.funding_snapshot)
+            health.initial_margin += margin_requirement(position.size, mark_price, params.initial_margin)
+            health.maintenance_margin += margin_requirement(position.size, mark_price, params.maintenance_margin)
+        return health
+
+    def _check_listed(self, market: int) -> None:
+        _require(market < self.market_count, "Clearinghouse: unknown market")
+
+    def _set_market(self, market: int, params: MarketParams) -> None:
+        _require(params.maintenance_margin > 0, "Clearinghouse: zero maintenance margin")
+        _require(params.initial_margin > params.maintenance_margin, "Clearinghouse: initial margin must exceed maintenance")
+        _require(params.initial_margin <= WAD, "Clearinghouse: initial margin above 100%")
+        _require(0 < params.price_band < WAD, "Clearinghouse: price band out of range")
+        _require(params.max_open_interest > 0, "Clearinghouse: zero open interest cap")
+        _require(params.funding_premium_cap <= WAD, "Clearinghouse: funding cap above 100%")
+        _require(params.funding_period > 0, "Clearinghouse: zero funding period")
+        self.markets[market] = params
+
+    def _set_liquidation_params(self, discount: int, penalty: int) -> None:
+        _require(discount + penalty < WAD, "Clearinghouse: liquidation fees of 100% or more")
+        self.liquidation_discount = discount
+        self.liquidation_penalty = penalty
+
+    def _set_insurance_account(self, insurance: Account) -> None:
+        _require(insurance != ZERO_ADDRESS, "Clearinghouse: zero insurance account")
+        self.insurance_account = insurance
+
+    # ------------------------------------------------------------ invariant helpers
+
+    def accounts(self) -> set:
+        """Every account with a pool balance or a position."""
+        return set(self.balance_of) | {account for account, _ in self.positions}
+
+    def sum_account_values(self, now: int) -> int:
+        """Σ account values at the latest prices; never above `total_held()` (dust favours the pool)."""
+        return sum(self.account_value(account, now) for account in self.accounts())
+
+    def open_interest_balanced(self) -> bool:
+        """Per market: long OI == short OI == the positions' long and short sums."""
+        for market in range(self.market_count):
+            sizes = [p.size for (_, m), p in self.positions.items() if m == market]
+            long_side = self.long_open_interest.get(market, 0)
+            if not long_side == self.short_open_interest.get(market, 0) == sum(s for s in sizes if s > 0) == -sum(s for s in sizes if s < 0):
+                return False
+        return True

@@ -1,0 +1,326 @@
+"""`ape run gas`: gas per operation of Backstop's margin pool and clearinghouse, against the targets.
+
+Deploys the protocol on the connected chain (a fresh local Anvil by default) and measures
+`receipt.gas_used` of:
+
+- `MarginPool.deposit`: an account's first deposit, and a repeat deposit;
+- `MarginPool.withdraw`: an account with an open position, so the clearinghouse's margin check runs;
+- `Clearinghouse.settle_fills` with one fill: two traders opening their first positions, and two
+  traders who already hold positions in the market (steady state);
+- `settle_fills` with 20 fills between 40 traders, reported per fill (the total over 20): once as
+  every trader's first position, then in steady state, with positions growing and with positions
+  shrinking (PnL realised);
+- `Clearinghouse.liquidate` of an account below maintenance margin, full and partial (half), by a
+  liquidator taking its first position in the market and by one that already holds one.
+
+The BTC mark sits 0.1% above the index while trading, so funding accrues and every trade settles
+it into the pool, as it would in production. Liquidations run in the ETH market, after the keeper
+has walked the ETH price down within the oracle's max move per update.
+
+Targets (from the issue): at most 150,000 gas per fill in a steady-state batch of 20, and at most
+250,000 gas per liquidation.
+
+Run:   ape run gas                  (table on the terminal, Markdown in reports/gas.md)
+       ape run gas --out FILE.md    (Markdown elsewhere)
+       ape run gas --explain all    (where the gas goes, for every row, not only those above target)
+       ape run gas -v INFO          (also ape's line per transaction)
+"""
+
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import click
+from ape import accounts, chain, project
+from ape.cli import ConnectedProviderCommand
+from ape.exceptions import ContractLogicError
+from ape.logging import LogLevel, logger
+from eth_account import Account
+from eth_utils import keccak
+from rich.console import Console
+from rich.progress import Progress
+
+from backstop.deployment import USDC, WAD, ProtocolConfig, deploy_protocol
+from backstop.gas_report import Breakdown, GasReport, GasRow, calldata_gas, gas_breakdown
+from backstop.trading import ONE_YEAR, OrderSigner
+
+BTC, ETH = 0, 1
+BATCH = 20
+FILL_TARGET = 150_000
+LIQUIDATION_TARGET = 250_000
+# @dev Seconds between measured transactions: every trade then settles a minute of funding.
+MEASURE_INTERVAL = 60
+
+console = Console()
+
+
+# ---------------------------------------------------------------- set-up
+
+@dataclass
+class Bench:
+    """The deployed protocol, the personas and the report being filled."""
+
+    protocol: object
+    owner: object
+    keeper: object
+    insurance: object
+    alice: object
+    bob: object
+    liquidators: tuple
+    relayer: object
+    signer: OrderSigner
+    expiry: int
+    report: GasReport
+    # @dev each measured row with its receipt and the number of operations the receipt holds
+    measured: list = field(default_factory=list)
+
+    @property
+    def pool(self):
+        return self.protocol.pool
+
+    @property
+    def clearinghouse(self):
+        return self.protocol.clearinghouse
+
+    @property
+    def oracle(self):
+        return self.protocol.oracle
+
+
+def derived_trader(label: str) -> tuple[str, str]:
+    """A trader with a known private key derived from `label`. It only signs orders, so needs no ETH."""
+    account = Account.from_key(keccak(text=f"backstop/gas/{label}"))
+    return account.address, account.key.hex()
+
+
+def step(message: str) -> None:
+    console.print(f"[bold cyan]→[/] {message}")
+
+
+def advance(seconds: int) -> None:
+    """Mines the next block `seconds` after the latest one, so funding accrues by a known amount."""
+    chain.provider.set_timestamp(chain.blocks.head.timestamp + seconds)
+
+
+def measure(bench: Bench, operation: str, send, target: int | None = None, per: int = 1):
+    """Sends the transaction `send()` makes, a minute after the previous block, and records its gas
+    divided by `per`; a revert is recorded, not raised."""
+    advance(MEASURE_INTERVAL)
+    try:
+        receipt = send()
+    except ContractLogicError as err:
+        reason = err.message if err.message and err.message != "Transaction failed." else "no reason given"
+        bench.report.add(operation, None, target, reason)
+        console.print(f"  {operation}: [bold red]reverted[/] ({reason})")
+        return None
+    row = bench.report.add(operation, receipt.gas_used // per, target)
+    bench.measured.append((row, receipt, per))
+    verdict = {None: "", True: "  [green]within target[/]", False: "  [bold red]above target[/]"}[row.ok]
+    console.print(f"  {operation}: [bold]{row.gas:,}[/] gas{verdict}")
+    return receipt
+
+
+def setup(config: ProtocolConfig) -> Bench:
+    test = accounts.test_accounts
+    owner, keeper, insurance, alice, bob, liquidator_a, liquidator_b, relayer = (test[i] for i in range(8))
+    step("deploying token, oracle, margin pool and clearinghouse")
+    protocol = deploy_protocol(project, owner, keeper, insurance.address, config)
+    keys = {account.address: account.private_key for account in (alice, bob)}
+    signer = OrderSigner(chain.chain_id, protocol.clearinghouse.address, keys)
+    report = GasReport("Backstop gas per operation")
+    return Bench(
+        protocol, owner, keeper, insurance, alice, bob, (liquidator_a, liquidator_b), relayer,
+        signer, chain.pending_timestamp + ONE_YEAR, report,
+    )
+
+
+def new_traders(bench: Bench, prefix: str, count: int) -> list[str]:
+    """`count` derived traders whose keys the order signer knows."""
+    traders = [derived_trader(f"{prefix}/{i}") for i in range(count)]
+    bench.signer.keys.update(traders)
+    return [address for address, _ in traders]
+
+
+def fund_all(bench: Bench, deposits: list[tuple[str, int]]) -> None:
+    """Deposits for each account from the owner (`deposit_for`), so the accounts need no ETH."""
+    token, pool, owner = bench.protocol.token, bench.pool, bench.owner
+    total = sum(amount for _, amount in deposits)
+    token.mint(owner, total, sender=owner)
+    token.approve(pool, total, sender=owner)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("funding accounts", total=len(deposits))
+        for account, amount in deposits:
+            pool.deposit_for(account, amount, sender=owner)
+            progress.advance(task)
+    console.print(f"  funded {len(deposits)} accounts")
+
+
+def set_price(bench: Bench, market: int, index_price: int, mark_price: int) -> None:
+    """Walks the market's prices to the targets in keeper updates no larger than 90% of the max move."""
+    max_step = bench.oracle.max_move() * 9 // 10
+    feed = bench.oracle.feeds(market)
+    index_now, mark_now = feed.index_price, feed.mark_price
+    while (index_now, mark_now) != (index_price, mark_price):
+        index_now = _toward(index_now, index_price, max_step)
+        mark_now = _toward(mark_now, mark_price, max_step)
+        bench.oracle.set_prices(market, index_now, mark_now, sender=bench.keeper)
+
+
+def _toward(price: int, target: int, max_step: int) -> int:
+    limit = price * max_step // WAD
+    return max(price - limit, min(price + limit, target))
+
+
+def settle(bench: Bench, pairs: list[tuple[str, str]], market: int, size: int, price: int):
+    """Settles one fill of `size` at `price` per (buyer, seller) pair, in one transaction."""
+    fills = [bench.signer.fill(buyer, seller, market, size, price, bench.expiry).abi for buyer, seller in pairs]
+    return bench.clearinghouse.settle_fills(fills, sender=bench.relayer)
+
+
+# ---------------------------------------------------------------- measurements
+
+def measure_deposits(bench: Bench) -> None:
+    step("deposits")
+    token, pool, alice = bench.protocol.token, bench.pool, bench.alice
+    token.mint(alice, 20_000 * USDC, sender=bench.owner)
+    token.approve(pool, 20_000 * USDC, sender=alice)
+    measure(bench, "deposit — first deposit of an account", lambda: pool.deposit(10_000 * USDC, sender=alice))
+    measure(bench, "deposit — repeat deposit", lambda: pool.deposit(5_000 * USDC, sender=alice))
+
+
+def measure_single_fills(bench: Bench, price: int) -> None:
+    step("single fills between alice and bob")
+    pair = [(bench.alice.address, bench.bob.address)]
+    size = WAD // 10
+    measure(bench, "settle_fills, 1 fill — both traders open new positions", lambda: settle(bench, pair, BTC, size, price))
+    measure(bench, "settle_fills, 1 fill — steady state (both hold positions)", lambda: settle(bench, pair, BTC, size, price))
+
+
+def measure_withdraw(bench: Bench) -> None:
+    step("withdrawal with an open position")
+    try:  # the pool's first withdrawal ever also writes `total_withdrawn` from zero: keep it out of the figure
+        bench.pool.withdraw(1 * USDC, sender=bench.insurance)
+    except ContractLogicError:
+        console.print("  [yellow]warm-up withdrawal (insurance account, no position) reverted too[/]")
+    measure(bench, "withdraw — account with an open position", lambda: bench.pool.withdraw(1_000 * USDC, sender=bench.alice))
+
+
+def measure_batches(bench: Bench, traders: list[str], price: int) -> None:
+    step(f"batches of {BATCH} fills between {len(traders)} traders")
+    longs, shorts = traders[0::2], traders[1::2]
+    opening, closing = list(zip(longs, shorts)), list(zip(shorts, longs))
+    label = f"settle_fills, {BATCH} fills, per fill"
+    measure(bench, f"{label} — every trader opens a position", lambda: settle(bench, opening, BTC, WAD // 2, price), per=BATCH)
+    measure(bench, f"{label} — steady state, positions grow", lambda: settle(bench, opening, BTC, WAD // 10, price + 100 * WAD), FILL_TARGET, BATCH)
+    measure(bench, f"{label} — steady state, positions shrink (PnL realised)", lambda: settle(bench, closing, BTC, WAD // 5, price + 200 * WAD), FILL_TARGET, BATCH)
+
+
+def measure_liquidations(bench: Bench, victims: list[str], counterparties: list[str], price: int) -> None:
+    step("liquidations in ETH")
+    size = 10 * WAD
+    settle(bench, list(zip(victims, counterparties)), ETH, size, price)
+    crashed = price * 94 // 100
+    console.print(f"  keeper moves ETH {price // WAD:,} → {crashed // WAD:,}")
+    set_price(bench, ETH, crashed, crashed)
+    for victim in victims:
+        health = bench.clearinghouse.account_health(victim)
+        assert 0 <= health.value < health.maintenance_margin, f"{victim} is not liquidatable: {health}"
+
+    liquidator_full, liquidator_partial = bench.liquidators
+    cases = [
+        ("full", liquidator_full, size, "liquidator's first position in the market"),
+        ("full", liquidator_full, size, "liquidator already holds a position"),
+        ("partial (half)", liquidator_partial, size // 2, "liquidator's first position in the market"),
+        ("partial (half)", liquidator_partial, size // 2, "liquidator already holds a position"),
+    ]
+    for victim, (kind, liquidator, taken, who) in zip(victims, cases):
+        send = partial(bench.clearinghouse.liquidate, victim, ETH, taken, sender=liquidator)
+        measure(bench, f"liquidate, {kind} — {who}", send, LIQUIDATION_TARGET)
+
+
+def breakdown_of(bench: Bench, row: GasRow, receipt, per: int) -> Breakdown | None:
+    """Breaks a transaction's gas down by contract and opcode class, from the node's struct-log trace."""
+    names = {str(contract.address).lower(): contract.contract_type.name for contract in vars(bench.protocol).values()}
+    names[f"0x{1:040x}"] = "ecrecover"
+    try:
+        trace = chain.provider.make_request("debug_traceTransaction", [receipt.txn_hash, {"disableStorage": True, "disableMemory": True}])
+    except Exception as err:  # noqa: BLE001 - not every node offers debug traces; the table stands without them
+        console.print(f"  no trace for '{row.operation}': {err}")
+        return None
+    totals = gas_breakdown(trace["structLogs"], str(receipt.receiver), names)
+    intrinsic = 21_000 + calldata_gas(bytes(receipt.transaction.data))
+    return Breakdown(f"{row.operation} ({'per fill' if per > 1 else 'per transaction'})", totals, receipt.gas_used, intrinsic, per)
+
+
+def explain_rows(bench: Bench, which: str) -> None:
+    """Adds a breakdown for each row above target (`which` = "misses") or for every row ("all")."""
+    for row, receipt, per in bench.measured:
+        if which == "all" or (which == "misses" and row.ok is False):
+            step(f"tracing '{row.operation}'")
+            breakdown = breakdown_of(bench, row, receipt, per)
+            if breakdown is not None:
+                bench.report.breakdowns.append(breakdown)
+
+
+# ---------------------------------------------------------------- entry point
+
+def run(config: ProtocolConfig, explain: str) -> GasReport:
+    """Deploys, funds the accounts, measures every operation in turn and returns the report."""
+    bench = setup(config)
+    btc_index = config.markets[BTC].price
+    btc_mark = btc_index * 1001 // 1000
+    eth_price = config.markets[ETH].price
+    step("keeper sets the BTC mark 0.1% above the index, so funding accrues")
+    set_price(bench, BTC, btc_index, btc_mark)
+    advance(MEASURE_INTERVAL)
+    bench.clearinghouse.accrue_funding(BTC, sender=bench.keeper)
+
+    traders = new_traders(bench, "trader", 2 * BATCH)
+    victims = new_traders(bench, "victim", 4)
+    counterparties = new_traders(bench, "counterparty", 4)
+    step("funding traders, liquidation victims, their counterparties and the liquidators")
+    fund_all(
+        bench,
+        [(bench.insurance.address, 1_000 * USDC), (bench.bob.address, 20_000 * USDC)]
+        + [(trader, 20_000 * USDC) for trader in traders]
+        + [(victim, 4_100 * USDC) for victim in victims]
+        + [(counterparty, 20_000 * USDC) for counterparty in counterparties]
+        + [(liquidator.address, 100_000 * USDC) for liquidator in bench.liquidators],
+    )
+
+    measure_deposits(bench)
+    measure_single_fills(bench, btc_mark)
+    measure_withdraw(bench)
+    measure_batches(bench, traders, btc_mark)
+    measure_liquidations(bench, victims, counterparties, eth_price)
+    explain_rows(bench, explain)
+
+    bench.report.notes = [
+        f"Measured with `ape run gas` on chain {chain.chain_id}: `receipt.gas_used`, including the 21,000 base "
+        f"and calldata; a batch row is the batch's total divided by {BATCH}. Each measured transaction is "
+        f"mined {MEASURE_INTERVAL} s after the previous block.",
+        "Steady state: the accounts already hold a position in the market and a pool balance; every order is "
+        "new, so each fill writes two fresh `order_filled` slots.",
+        "BTC mark 0.1% above the index, so each trade settles funding. Liquidations: ETH longs at 10x, "
+        "the price walked down 6% by the keeper; partial = half the position; discount 1% and penalty 1% "
+        "of the notional taken.",
+    ]
+    return bench.report
+
+
+@click.command(cls=ConnectedProviderCommand)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("reports") / "gas.md", show_default=True, help="Markdown report.")
+@click.option("--explain", type=click.Choice(["misses", "all", "none"]), default="misses", show_default=True,
+              help="Break the gas down by contract and opcode class (debug trace) for rows above target, all rows, or none.")
+def cli(out, explain):
+    """Measure gas per operation (deposit, withdraw, fills, liquidation) against the targets."""
+    quiet = LogLevel.WARNING if logger.level == LogLevel.INFO else logger.level
+    with logger.at_level(quiet):
+        report = run(ProtocolConfig(), explain)
+    for breakdown in report.breakdowns:
+        console.print(breakdown.rich_table())
+    console.print(report.rich_table())
+    report.write_markdown(out)
+    console.print(f"wrote {out}")
+    if not report.all_ok:
+        console.print("[bold red]some operations are above their targets[/]")

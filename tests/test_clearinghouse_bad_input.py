@@ -1,0 +1,788 @@
+"""Clearinghouse: bad input is refused with a clear reason and changes nothing (design invariant 8).
+
+Each negative test takes a `snapshot` of every piece of state a fill, cancel, liquidation or setter
+could touch, makes the bad call under `ape.reverts(reason)` and asserts the snapshot is unchanged.
+A few positive tests pin down the behaviour the negative ones lean on: partial fills, batches and
+cancellation.
+"""
+
+import ape
+import pytest
+from eth_keys import keys
+from eth_utils.abi import get_abi_output_types
+from hexbytes import HexBytes
+
+from backstop.orders import Order, domain_separator, fill_tuple, order_digest, order_tuple, sign_order
+from conftest import BTC, ETH, SOL, USDC, WAD
+
+BTC_PRICE = 100_000 * WAD
+ETH_PRICE = 4_000 * WAD
+NOT_OWNER = "ownable: caller is not the owner"
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+# ---------------------------------------------------------------- helpers
+
+def sign_with(order: Order, private_key: str, separator: bytes) -> tuple:
+    """Signs `order` with any key, whether or not it owns `order.account` (sign_order refuses that)."""
+    key = keys.PrivateKey(bytes.fromhex(private_key.removeprefix("0x")))
+    signature = key.sign_msg_hash(order_digest(order, separator))
+    return (order_tuple(order), signature.v + 27, signature.r, signature.s)
+
+
+def with_order(signed: tuple, order: Order) -> tuple:
+    """The same signature over a different order (a tampered field)."""
+    return (order_tuple(order), *signed[1:])
+
+
+def tuple_of(struct) -> tuple:
+    return tuple(struct)
+
+
+@pytest.fixture(autouse=True)
+def _no_source_traceback(monkeypatch):
+    """Ape maps every reverted transaction back to contract source lines by streaming its full
+    opcode trace: about 3 s per reverted settle_fills. The revert reason, which is all these tests
+    assert, comes from a separate eth_call replay, so skip the source mapping."""
+    monkeypatch.setattr(ape.exceptions, "_get_ape_traceback_from_tx", lambda txn: None)
+
+
+@pytest.fixture
+def accounts_of_interest(alice, bob, carol, liquidator, insurance, stranger):
+    return (alice, bob, carol, liquidator, insurance, stranger)
+
+
+@pytest.fixture(scope="module")
+def read_batch(chain, clearinghouse, pool):
+    """Reads many views in one JSON-RPC batch: `read_batch({key: (contract_name, function, *args)})`
+    returns `{key: value}`. A snapshot reads some 60 values; one by one through ape that is a second."""
+    web3 = chain.provider.web3
+
+    def functions(contract):
+        abi = [item.model_dump(mode="json", by_alias=True) for item in contract.contract_type.abi]
+        return web3.eth.contract(address=contract.address, abi=abi).functions
+
+    contracts = {"clearinghouse": functions(clearinghouse), "pool": functions(pool)}
+
+    def read_batch(calls: dict) -> dict:
+        bound = {key: getattr(contracts[name], fn)(*args) for key, (name, fn, *args) in calls.items()}
+        requests = [("eth_call", [{"to": f.address, "data": f._encode_transaction_data()}, "latest"]) for f in bound.values()]
+        responses = web3.provider.make_batch_request(requests)
+        assert isinstance(responses, list), responses
+        values = {}
+        for (key, f), response in zip(bound.items(), responses):
+            decoded = web3.codec.decode(get_abi_output_types(f.abi), HexBytes(response["result"]))
+            values[key] = decoded[0] if len(decoded) == 1 else tuple(decoded)
+        return values
+
+    return read_batch
+
+
+@pytest.fixture
+def snapshot_state(read_batch, signer, accounts_of_interest):
+    """Reads every piece of state the calls under test could touch into one comparable dict:
+    positions, open-market masks, bankruptcy flags, pool balances and totals, open interest,
+    funding, the fill counters of the given orders and all parameters."""
+    accounts = [a.address for a in accounts_of_interest]
+
+    def snapshot_state(*orders: Order, markets=(BTC, ETH, SOL)) -> dict:
+        calls = {("market_count",): ("clearinghouse", "market_count")}
+        for a in accounts:
+            calls[("open_markets", a)] = ("clearinghouse", "open_markets", a)
+            calls[("bankrupt", a)] = ("clearinghouse", "bankrupt", a)
+            calls[("balance", a)] = ("pool", "balance_of", a)
+            for m in markets:
+                calls[("position", a, m)] = ("clearinghouse", "positions", a, m)
+        for m in markets:
+            for fn in ("long_open_interest", "short_open_interest", "funding_index", "funding_updated_at"):
+                calls[(fn, m)] = ("clearinghouse", fn, m)
+        for m in range(16):
+            calls[("market_params", m)] = ("clearinghouse", "markets", m)
+        for o in orders:
+            calls[("order_filled", o)] = ("clearinghouse", "order_filled", order_digest(o, signer.separator))
+        for fn in ("liquidation_discount", "liquidation_penalty", "insurance_account"):
+            calls[(fn,)] = ("clearinghouse", fn)
+        for fn in ("total_deposited", "total_withdrawn", "total_held"):
+            calls[(fn,)] = ("pool", fn)
+        return read_batch(calls)
+
+    return snapshot_state
+
+
+@pytest.fixture
+def funded(fund, alice, bob, carol, liquidator):
+    """alice, bob, carol and the liquidator with 100,000 collateral each in the pool."""
+    for account in (alice, bob, carol, liquidator):
+        fund(account, 100_000 * USDC)
+
+
+@pytest.fixture
+def filled(clearinghouse, signer):
+    """Units filled of `order` as the clearinghouse counts them."""
+
+    def filled(order: Order) -> int:
+        return clearinghouse.order_filled(order_digest(order, signer.separator))
+
+    return filled
+
+
+def settle(clearinghouse, fills, sender):
+    return clearinghouse.settle_fills(fills, sender=sender)
+
+
+def market_params(config, market=BTC, **changes) -> tuple:
+    names = ["initial_margin", "maintenance_margin", "price_band", "max_open_interest", "funding_premium_cap", "funding_period"]
+    params = dict(zip(names, config.markets[market].params()))
+    params.update(changes)
+    return tuple(params[name] for name in names)
+
+
+# ---------------------------------------------------------------- sanity of the helpers
+
+def test_order_hash__matches_python_digest(clearinghouse, signer, alice, expiry):
+    order = signer.order(alice.address, BTC, WAD, BTC_PRICE, expiry)
+    assert clearinghouse.order_hash(order_tuple(order)) == order_digest(order, signer.separator)
+
+
+# ---------------------------------------------------------------- signatures
+
+def test_settle_fills__signed_by_someone_else(clearinghouse, signer, snapshot_state, funded, alice, bob, stranger, expiry):
+    buy = signer.order(alice.address, BTC, WAD // 10, BTC_PRICE, expiry)
+    sell = signer.order(bob.address, BTC, -(WAD // 10), BTC_PRICE, expiry)
+    forged = sign_with(buy, bob.private_key, signer.separator)  # bob signs alice's order
+    before = snapshot_state(buy, sell)
+    with ape.reverts("Clearinghouse: bad signature"):
+        settle(clearinghouse, [fill_tuple(forged, signer.sign(sell), WAD // 10, BTC_PRICE)], stranger)
+    assert snapshot_state(buy, sell) == before
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("size", WAD),  # more than signed
+        ("limit_price", BTC_PRICE + WAD),  # a worse limit
+        ("nonce", 10**9),
+        ("expiry", 2**64),
+        ("reduce_only", True),
+        ("market", ETH),
+    ],
+)
+def test_settle_fills__tampered_field(clearinghouse, signer, snapshot_state, funded, alice, bob, stranger, expiry, field, value):
+    price = ETH_PRICE if field == "market" else BTC_PRICE
+    size = WAD // 10
+    buy = signer.order(alice.address, BTC, size, price, expiry)
+    signed = signer.sign(buy)
+    tampered = Order(**{**buy.__dict__, field: value})
+    sell = signer.order(bob.address, tampered.market, -size, price, expiry)
+    if field == "reduce_only":  # give alice a short so a reduce-only buy is otherwise valid
+        settle(clearinghouse, [signer.fill(bob.address, alice.address, BTC, size, price, expiry).abi], stranger)
+    before = snapshot_state(buy, tampered, sell)
+    with ape.reverts("Clearinghouse: bad signature"):
+        settle(clearinghouse, [fill_tuple(with_order(signed, tampered), signer.sign(sell), size, price)], stranger)
+    assert snapshot_state(buy, tampered, sell) == before
+
+
+def test_settle_fills__tampered_account(clearinghouse, signer, snapshot_state, funded, alice, bob, carol, stranger, expiry):
+    # carol signs her own order, someone swaps in alice as the account
+    size = WAD // 10
+    own = signer.order(carol.address, BTC, size, BTC_PRICE, expiry)
+    stolen = Order(**{**own.__dict__, "account": alice.address})
+    sell = signer.order(bob.address, BTC, -size, BTC_PRICE, expiry)
+    before = snapshot_state(own, stolen, sell)
+    with ape.reverts("Clearinghouse: bad signature"):
+        settle(clearinghouse, [fill_tuple(with_order(signer.sign(own), stolen), signer.sign(sell), size, BTC_PRICE)], stranger)
+    assert snapshot_state(own, stolen, sell) == before
+
+
+@pytest.mark.parametrize(
+    "tamper, reason",
+    [
+        (lambda v, r, s: (v, r, (s + 1) % SECP256K1_N), "Clearinghouse: bad signature"),
+        (lambda v, r, s: (55 - v, r, s), "Clearinghouse: bad signature"),  # the other recovery id
+        (lambda v, r, s: (55 - v, r, SECP256K1_N - s), "ecdsa: invalid signature `s` value"),  # malleated high s
+        (lambda v, r, s: (v, 0, s), "ecdsa: invalid signature"),
+        (lambda v, r, s: (0, r, s), "ecdsa: invalid signature"),
+    ],
+    ids=["s_plus_one", "flipped_v", "high_s", "zero_r", "zero_v"],
+)
+def test_settle_fills__tampered_signature(clearinghouse, signer, snapshot_state, funded, alice, bob, stranger, expiry, tamper, reason):
+    size = WAD // 10
+    buy = signer.order(alice.address, BTC, size, BTC_PRICE, expiry)
+    sell = signer.order(bob.address, BTC, -size, BTC_PRICE, expiry)
+    order, v, r, s = signer.sign(buy)
+    bad = (order, *tamper(v, r, s))
+    before = snapshot_state(buy, sell)
+    with ape.reverts(reason):
+        settle(clearinghouse, [fill_tuple(bad, signer.sign(sell), size, BTC_PRICE)], stranger)
+    assert snapshot_state(buy, sell) == before
+
+
+@pytest.mark.parametrize("domain", ["chain_id", "verifying_contract", "name", "version"])
+def test_settle_fills__wrong_domain(clearinghouse, pool, chain, signer, snapshot_state, funded, alice, bob, stranger, expiry, domain):
+    args = {"chain_id": chain.chain_id, "verifying_contract": clearinghouse.address}
+    if domain == "chain_id":
+        args["chain_id"] = chain.chain_id + 1
+    elif domain == "verifying_contract":
+        args["verifying_contract"] = pool.address
+    elif domain == "name":
+        args["name"] = "Frontstop"
+    else:
+        args["version"] = "2"
+    wrong = domain_separator(**args)
+    assert wrong != signer.separator
+    size = WAD // 10
+    buy = signer.order(alice.address, BTC, size, BTC_PRICE, expiry)
+    sell = signer.order(bob.address, BTC, -size, BTC_PRICE, expiry)
+    before = snapshot_state(buy, sell)
+    with ape.reverts("Clearinghouse: bad signature"):
+        settle(clearinghouse, [fill_tuple(sign_order(buy, alice.private_key, wrong), signer.sign(sell), size, BTC_PRICE)], stranger)
+    assert snapshot_state(buy, sell) == before
+    # the same order signed for the right domain settles
+    settle(clearinghouse, [fill_tuple(sign_order(buy, alice.private_key, signer.separator), signer.sign(sell), size, BTC_PRICE)], stranger)
+    assert clearinghouse.positions(alice, BTC).size == size
+
+
+# ---------------------------------------------------------------- replay, expiry, remaining size
+
+def test_settle_fills__replayed_order(clearinghouse, signer, snapshot_state, funded, alice, bob, stranger, expiry):
+    fill = signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry)
+    settle(clearinghouse, [fill.abi], stranger)
+    before = snapshot_state(fill.buy, fill.sell)
+    assert before[("order_filled", fill.buy)] == before[("order_filled", fill.sell)] == WAD // 10
+    with ape.reverts("Clearinghouse: fill exceeds order remaining"):
+        settle(clearinghouse, [fill.abi], stranger)
+    # the same fully filled buy against a fresh sell is refused too
+    sell = signer.order(bob.address, BTC, -(WAD // 10), BTC_PRICE, expiry)
+    with ape.reverts("Clearinghouse: fill exceeds order remaining"):
+        settle(clearinghouse, [fill_tuple(fill.abi[0], signer.sign(sell), WAD // 10, BTC_PRICE)], stranger)
+    assert snapshot_state(fill.buy, fill.sell) == before
+
+
+def test_settle_fills__replay_within_one_batch(clearinghouse, signer, snapshot_state, funded, alice, bob, stranger, expiry):
+    fill = signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry)
+    before = snapshot_state(fill.buy, fill.sell)
+    with ape.reverts("Clearinghouse: fill exceeds order remaining"):
+        settle(clearinghouse, [fill.abi, fill.abi], stranger)
+    assert snapshot_state(fill.buy, fill.sell) == before
+
+
+def test_settle_fills__expired_order(clearinghouse, chain, signer, snapshot_state, funded, alice, bob, stranger, expiry):
+    size = WAD // 10
+    short_expiry = chain.pending_timestamp + 60
+    buy = signer.order(alice.address, BTC, size, BTC_PRICE, short_expiry)
+    sell = signer.order(bob.address, BTC, -size, BTC_PRICE, expiry)
+    fill = fill_tuple(signer.sign(buy), signer.sign(sell), size, BTC_PRICE)
+    chain.mine(timestamp=short_expiry + 1)
+    before = snapshot_state(buy, sell)
+    with ape.reverts("Clearinghouse: order expired"):
+        settle(clearinghouse, [fill], stranger)
+    assert snapshot_state(buy, sell) == before
+
+
+def test_settle_fills__expired_sell_order(clearinghouse, chain, signer, snapshot_state, funded, alice, bob, stranger, expiry):
+    size = WAD // 10
+    short_expiry = chain.pending_timestamp + 60
+    buy = signer.order(alice.address, BTC, size, BTC_PRICE, expiry)
+    sell = signer.order(bob.address, BTC, -size, BTC_PRICE, short_expiry)
+    fill = fill_tuple(signer.sign(buy), signer.sign(sell), size, BTC_PRICE)
+    chain.mine(timestamp=short_expiry + 1)
+    before = snapshot_state(buy, sell)
+    with ape.reverts("Clearinghouse: order expired"):
+        settle(clearinghouse, [fill], stranger)
+    assert snapshot_state(buy, sell) == before
+
+
+def test_settle_fills__fills_at_expiry(clearinghouse, chain, signer, funded, alice, bob, stranger, expiry):
+    size = WAD // 10
+    at = chain.pending_timestamp + 60
+    buy = signer.order(alice.address, BTC, size, BTC_PRICE, at)
+    sell = signer.order(bob.address, BTC, -size, BTC_PRICE, at)
+    chain.pending_timestamp = at
+    receipt = settle(clearinghouse, [fill_tuple(signer.sign(buy), signer.sign(sell), size, BTC_PRICE)], stranger)
+    assert receipt.timestamp == at
+    assert clearinghouse.positions(alice, BTC).size == size
+
+
+def test_settle_fills__beyond_remaining(clearinghouse, signer, snapshot_state, filled, funded, alice, bob, carol, stranger, expiry):
+    buy = signer.order(alice.address, BTC, WAD, BTC_PRICE, expiry)
+    bob_sell = signer.order(bob.address, BTC, -(6 * WAD // 10), BTC_PRICE, expiry)
+    carol_sell = signer.order(carol.address, BTC, -WAD, BTC_PRICE, expiry)
+    settle(clearinghouse, [fill_tuple(signer.sign(buy), signer.sign(bob_sell), 6 * WAD // 10, BTC_PRICE)], stranger)
+    assert filled(buy) == 6 * WAD // 10
+
+    before = snapshot_state(buy, bob_sell, carol_sell)
+    with ape.reverts("Clearinghouse: fill exceeds order remaining"):
+        settle(clearinghouse, [fill_tuple(signer.sign(buy), signer.sign(carol_sell), 4 * WAD // 10 + 1, BTC_PRICE)], stranger)
+    assert snapshot_state(buy, bob_sell, carol_sell) == before
+
+    # exactly the rest fills
+    settle(clearinghouse, [fill_tuple(signer.sign(buy), signer.sign(carol_sell), 4 * WAD // 10, BTC_PRICE)], stranger)
+    assert filled(buy) == WAD
+    assert filled(carol_sell) == 4 * WAD // 10
+    assert clearinghouse.positions(alice, BTC).size == WAD
+
+
+def test_settle_fills__fill_larger_than_order(clearinghouse, signer, snapshot_state, funded, alice, bob, stranger, expiry):
+    buy = signer.order(alice.address, BTC, WAD // 10, BTC_PRICE, expiry)
+    sell = signer.order(bob.address, BTC, -WAD, BTC_PRICE, expiry)
+    before = snapshot_state(buy, sell)
+    with ape.reverts("Clearinghouse: fill exceeds order remaining"):
+        settle(clearinghouse, [fill_tuple(signer.sign(buy), signer.sign(sell), WAD // 10 + 1, BTC_PRICE)], stranger)
+    assert snapshot_state(buy, sell) == before
+
+
+# ---------------------------------------------------------------- prices
+
+@pytest.mark.parametrize("direction", [1, -1])
+def test_settle_fills__price_outside_band(clearinghouse, signer, snapshot_state, funded, alice, bob, stranger, expiry, direction):
+    band = clearinghouse.markets(BTC).price_band
+    edge = BTC_PRICE + direction * (band * BTC_PRICE // WAD)
+    size = WAD // 10
+    buy = signer.order(alice.address, BTC, size, 2 * BTC_PRICE, expiry)
+    sell = signer.order(bob.address, BTC, -size, BTC_PRICE // 2, expiry)
+    before = snapshot_state(buy, sell)
+    with ape.reverts("Clearinghouse: price outside band"):
+        settle(clearinghouse, [fill_tuple(signer.sign(buy), signer.sign(sell), size, edge + direction)], stranger)
+    assert snapshot_state(buy, sell) == before
+    # exactly at the band's edge settles
+    settle(clearinghouse, [fill_tuple(signer.sign(buy), signer.sign(sell), size, edge)], stranger)
+    assert clearinghouse.positions(alice, BTC).entry_price == edge
+
+
+def test_settle_fills__price_above_buy_limit(clearinghouse, signer, snapshot_state, funded, alice, bob, stranger, expiry):
+    size = WAD // 10
+    buy = signer.order(alice.address, BTC, size, BTC_PRICE, expiry)
+    sell = signer.order(bob.address, BTC, -size, BTC_PRICE - 1_000 * WAD, expiry)
+    before = snapshot_state(buy, sell)
+    with ape.reverts("Clearinghouse: price above buy limit"):
+        settle(clearinghouse, [fill_tuple(signer.sign(buy), signer.sign(sell), size, BTC_PRICE + 1)], stranger)
+    assert snapshot_state(buy, sell) == before
+
+
+def test_settle_fills__price_below_sell_limit(clearinghouse, signer, snapshot_state, funded, alice, bob, stranger, expiry):
+    size = WAD // 10
+    buy = signer.order(alice.address, BTC, size, BTC_PRICE + 1_000 * WAD, expiry)
+    sell = signer.order(bob.address, BTC, -size, BTC_PRICE, expiry)
+    before = snapshot_state(buy, sell)
+    with ape.reverts("Clearinghouse: price below sell limit"):
+        settle(clearinghouse, [fill_tuple(signer.sign(buy), signer.sign(sell), size, BTC_PRICE - 1)], stranger)
+    assert snapshot_state(buy, sell) == before
+
+
+def test_settle_fills__stale_oracle(clearinghouse, oracle, chain, keeper, signer, snapshot_state, funded, alice, bob, stranger, expiry):
+    fill = signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry)
+    chain.mine(deltatime=oracle.staleness() + 1)
+    before = snapshot_state(fill.buy, fill.sell)
+    with ape.reverts("Oracle: stale price"):
+        settle(clearinghouse, [fill.abi], stranger)
+    assert snapshot_state(fill.buy, fill.sell) == before
+    # a keeper update makes the same fill valid again
+    oracle.set_prices(BTC, BTC_PRICE, BTC_PRICE, sender=keeper)
+    settle(clearinghouse, [fill.abi], stranger)
+    assert clearinghouse.positions(alice, BTC).size == WAD // 10
+
+
+def test_settle_fills__stale_price_of_another_open_market(clearinghouse, oracle, chain, keeper, signer, snapshot_state, funded, alice, bob, stranger, expiry):
+    # alice holds ETH; once ETH is stale she cannot add BTC risk even with a fresh BTC price
+    settle(clearinghouse, [signer.fill(alice.address, bob.address, ETH, WAD, ETH_PRICE, expiry).abi], stranger)
+    chain.mine(deltatime=oracle.staleness() + 1)
+    oracle.set_prices(BTC, BTC_PRICE, BTC_PRICE, sender=keeper)
+    fill = signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry)
+    before = snapshot_state(fill.buy, fill.sell)
+    with ape.reverts("Oracle: stale price"):
+        settle(clearinghouse, [fill.abi], stranger)
+    assert snapshot_state(fill.buy, fill.sell) == before
+
+
+def test_settle_fills__paused_market(clearinghouse, oracle, owner, signer, snapshot_state, funded, alice, bob, stranger, expiry):
+    oracle.set_paused(BTC, True, sender=owner)
+    fill = signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry)
+    before = snapshot_state(fill.buy, fill.sell)
+    with ape.reverts("Oracle: market paused"):
+        settle(clearinghouse, [fill.abi], stranger)
+    assert snapshot_state(fill.buy, fill.sell) == before
+    # other markets still trade; resuming lets the same fill through
+    settle(clearinghouse, [signer.fill(alice.address, bob.address, ETH, WAD, ETH_PRICE, expiry).abi], stranger)
+    oracle.set_paused(BTC, False, sender=owner)
+    settle(clearinghouse, [fill.abi], stranger)
+    assert clearinghouse.positions(alice, BTC).size == WAD // 10
+
+
+@pytest.mark.parametrize("market", [3, 15, 16, 2**256 - 1])
+def test_settle_fills__unknown_market(clearinghouse, signer, snapshot_state, funded, alice, bob, stranger, expiry, market):
+    fill = signer.fill(alice.address, bob.address, market, WAD // 10, BTC_PRICE, expiry)
+    before = snapshot_state(fill.buy, fill.sell)
+    with ape.reverts("Clearinghouse: unknown market"):
+        settle(clearinghouse, [fill.abi], stranger)
+    assert snapshot_state(fill.buy, fill.sell) == before
+
+
+def test_settle_fills__listed_market_without_feed(clearinghouse, owner, config, signer, snapshot_state, funded, alice, bob, stranger, expiry):
+    market = clearinghouse.market_count()
+    clearinghouse.list_market(market_params(config), sender=owner)
+    fill = signer.fill(alice.address, bob.address, market, WAD, 10 * WAD, expiry)
+    before = snapshot_state(fill.buy, fill.sell, markets=(BTC, ETH, SOL, market))
+    with ape.reverts("Oracle: unknown market"):
+        settle(clearinghouse, [fill.abi], stranger)
+    assert snapshot_state(fill.buy, fill.sell, markets=(BTC, ETH, SOL, market)) == before
+
+
+# ---------------------------------------------------------------- malformed fills
+
+def test_settle_fills__self_trade(clearinghouse, signer, snapshot_state, funded, alice, stranger, expiry):
+    fill = signer.fill(alice.address, alice.address, BTC, WAD // 10, BTC_PRICE, expiry)
+    before = snapshot_state(fill.buy, fill.sell)
+    with ape.reverts("Clearinghouse: self-trade"):
+        settle(clearinghouse, [fill.abi], stranger)
+    assert snapshot_state(fill.buy, fill.sell) == before
+
+
+@pytest.mark.parametrize(
+    "buy_size, sell_size, fill_size, sell_market, reason",
+    [
+        (WAD, -WAD, 0, BTC, "Clearinghouse: zero fill"),
+        (-WAD, -WAD, WAD, BTC, "Clearinghouse: buy order must have positive size"),
+        (0, -WAD, WAD, BTC, "Clearinghouse: buy order must have positive size"),
+        (WAD, WAD, WAD, BTC, "Clearinghouse: sell order must have negative size"),
+        (WAD, 0, WAD, BTC, "Clearinghouse: sell order must have negative size"),
+        (WAD, -WAD, WAD, ETH, "Clearinghouse: orders for different markets"),
+    ],
+    ids=["zero_fill", "negative_buy", "zero_buy", "positive_sell", "zero_sell", "different_markets"],
+)
+def test_settle_fills__malformed(clearinghouse, signer, snapshot_state, funded, alice, bob, stranger, expiry, buy_size, sell_size, fill_size, sell_market, reason):
+    buy = signer.order(alice.address, BTC, buy_size, BTC_PRICE, expiry)
+    sell = signer.order(bob.address, sell_market, sell_size, BTC_PRICE, expiry)
+    before = snapshot_state(buy, sell)
+    with ape.reverts(reason):
+        settle(clearinghouse, [fill_tuple(signer.sign(buy), signer.sign(sell), fill_size, BTC_PRICE)], stranger)
+    assert snapshot_state(buy, sell) == before
+
+
+# ---------------------------------------------------------------- margin and risk limits
+
+def test_settle_fills__below_initial_margin(clearinghouse, signer, snapshot_state, fund, alice, bob, stranger, expiry):
+    fund(alice, 1_000 * USDC)  # exactly the initial margin of 0.1 BTC at 100,000 and 10%
+    fund(bob, 100_000 * USDC)
+    too_big = signer.fill(alice.address, bob.address, BTC, WAD // 10 + 1, BTC_PRICE, expiry)
+    before = snapshot_state(too_big.buy, too_big.sell)
+    with ape.reverts("Clearinghouse: below initial margin"):
+        settle(clearinghouse, [too_big.abi], stranger)
+    assert snapshot_state(too_big.buy, too_big.sell) == before
+
+    # for the seller too
+    too_big = signer.fill(bob.address, alice.address, BTC, WAD // 10 + 1, BTC_PRICE, expiry)
+    before = snapshot_state(too_big.buy, too_big.sell)
+    with ape.reverts("Clearinghouse: below initial margin"):
+        settle(clearinghouse, [too_big.abi], stranger)
+    assert snapshot_state(too_big.buy, too_big.sell) == before
+
+    # exactly at initial margin settles
+    settle(clearinghouse, [signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry).abi], stranger)
+    health = clearinghouse.account_health(alice)
+    assert health.value == health.initial_margin == 1_000 * USDC
+
+
+def test_settle_fills__below_initial_margin_across_markets(clearinghouse, signer, snapshot_state, fund, alice, bob, stranger, expiry):
+    fund(alice, 1_000 * USDC)
+    fund(bob, 100_000 * USDC)
+    settle(clearinghouse, [signer.fill(alice.address, bob.address, BTC, WAD // 20, BTC_PRICE, expiry).abi], stranger)  # 500 margin
+    fill = signer.fill(bob.address, alice.address, ETH, 5 * WAD // 4 + 1, ETH_PRICE, expiry)  # 500 margin + dust
+    before = snapshot_state(fill.buy, fill.sell)
+    with ape.reverts("Clearinghouse: below initial margin"):
+        settle(clearinghouse, [fill.abi], stranger)
+    assert snapshot_state(fill.buy, fill.sell) == before
+
+
+def test_settle_fills__no_collateral(clearinghouse, signer, snapshot_state, fund, alice, stranger, expiry):
+    fund(alice, 100_000 * USDC)
+    fill = signer.fill(alice.address, stranger.address, BTC, WAD // 10, BTC_PRICE, expiry)
+    before = snapshot_state(fill.buy, fill.sell)
+    with ape.reverts("Clearinghouse: below initial margin"):
+        settle(clearinghouse, [fill.abi], stranger)
+    assert snapshot_state(fill.buy, fill.sell) == before
+
+
+def test_settle_fills__open_interest_cap(clearinghouse, owner, config, signer, snapshot_state, funded, alice, bob, stranger, expiry):
+    clearinghouse.set_market_params(BTC, market_params(config, max_open_interest=WAD // 10), sender=owner)
+    fill = signer.fill(alice.address, bob.address, BTC, WAD // 10 + 1, BTC_PRICE, expiry)
+    before = snapshot_state(fill.buy, fill.sell)
+    with ape.reverts("Clearinghouse: open interest cap"):
+        settle(clearinghouse, [fill.abi], stranger)
+    assert snapshot_state(fill.buy, fill.sell) == before
+    settle(clearinghouse, [signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry).abi], stranger)
+    assert clearinghouse.long_open_interest(BTC) == WAD // 10
+
+
+@pytest.mark.parametrize(
+    "alice_position, reduce_only_size",
+    [(0, WAD // 10), (WAD // 10, WAD // 20), (WAD // 10, -(WAD // 5)), (-(WAD // 10), -(WAD // 20)), (-(WAD // 10), WAD // 5)],
+    ids=["flat_buy", "long_buy", "long_sell_flips", "short_sell", "short_buy_flips"],
+)
+def test_settle_fills__reduce_only_would_grow(clearinghouse, signer, snapshot_state, funded, alice, bob, stranger, expiry, alice_position, reduce_only_size):
+    if alice_position > 0:
+        settle(clearinghouse, [signer.fill(alice.address, bob.address, BTC, alice_position, BTC_PRICE, expiry).abi], stranger)
+    elif alice_position < 0:
+        settle(clearinghouse, [signer.fill(bob.address, alice.address, BTC, -alice_position, BTC_PRICE, expiry).abi], stranger)
+    size = abs(reduce_only_size)
+    if reduce_only_size > 0:
+        fill = signer.fill(alice.address, bob.address, BTC, size, BTC_PRICE, expiry, buy_reduce_only=True)
+    else:
+        fill = signer.fill(bob.address, alice.address, BTC, size, BTC_PRICE, expiry, sell_reduce_only=True)
+    before = snapshot_state(fill.buy, fill.sell)
+    with ape.reverts("Clearinghouse: reduce-only order would grow the position"):
+        settle(clearinghouse, [fill.abi], stranger)
+    assert snapshot_state(fill.buy, fill.sell) == before
+
+
+def test_settle_fills__reduce_only_closes(clearinghouse, signer, funded, alice, bob, carol, stranger, expiry):
+    settle(clearinghouse, [signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry).abi], stranger)
+    fill = signer.fill(carol.address, alice.address, BTC, WAD // 10, BTC_PRICE, expiry, sell_reduce_only=True)
+    settle(clearinghouse, [fill.abi], stranger)
+    assert clearinghouse.positions(alice, BTC).size == 0
+    assert clearinghouse.open_markets(alice) == 0
+    assert clearinghouse.long_open_interest(BTC) == clearinghouse.short_open_interest(BTC) == WAD // 10
+
+
+# ---------------------------------------------------------------- cancel
+
+def test_cancel_order__emits_and_blocks_fills(clearinghouse, signer, snapshot_state, filled, funded, alice, bob, stranger, expiry):
+    fill = signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry)
+    receipt = clearinghouse.cancel_order(order_tuple(fill.buy), sender=alice)
+    order_hash = order_digest(fill.buy, signer.separator)
+    assert clearinghouse.OrderCancelled(account=alice, order_hash=order_hash) in receipt.events
+    assert filled(fill.buy) == WAD // 10
+
+    before = snapshot_state(fill.buy, fill.sell)
+    with ape.reverts("Clearinghouse: fill exceeds order remaining"):
+        settle(clearinghouse, [fill.abi], stranger)
+    assert snapshot_state(fill.buy, fill.sell) == before
+
+
+def test_cancel_order__after_partial_fill(clearinghouse, signer, snapshot_state, filled, funded, alice, bob, stranger, expiry):
+    buy = signer.order(alice.address, BTC, WAD, BTC_PRICE, expiry)
+    sell = signer.order(bob.address, BTC, -WAD, BTC_PRICE, expiry)
+    settle(clearinghouse, [fill_tuple(signer.sign(buy), signer.sign(sell), WAD // 4, BTC_PRICE)], stranger)
+    clearinghouse.cancel_order(order_tuple(buy), sender=alice)
+    assert filled(buy) == WAD
+    before = snapshot_state(buy, sell)
+    with ape.reverts("Clearinghouse: fill exceeds order remaining"):
+        settle(clearinghouse, [fill_tuple(signer.sign(buy), signer.sign(sell), 1, BTC_PRICE)], stranger)
+    assert snapshot_state(buy, sell) == before
+    assert clearinghouse.positions(alice, BTC).size == WAD // 4
+
+
+@pytest.mark.parametrize("who", ["bob", "stranger", "owner"])
+def test_cancel_order__not_the_account(clearinghouse, signer, snapshot_state, funded, alice, bob, stranger, expiry, request, who):
+    fill = signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry)
+    before = snapshot_state(fill.buy, fill.sell)
+    with ape.reverts("Clearinghouse: not the order's account"):
+        clearinghouse.cancel_order(order_tuple(fill.buy), sender=request.getfixturevalue(who))
+    assert snapshot_state(fill.buy, fill.sell) == before
+    # the order still fills
+    settle(clearinghouse, [fill.abi], stranger)
+    assert clearinghouse.positions(alice, BTC).size == WAD // 10
+
+
+# ---------------------------------------------------------------- owner-only setters
+
+@pytest.mark.parametrize("who", ["stranger", "keeper", "alice"])
+@pytest.mark.parametrize("setter", ["list_market", "set_market_params", "set_liquidation_params", "set_insurance_account"])
+def test_owner_setters__not_owner(clearinghouse, config, snapshot_state, request, who, setter, stranger):
+    sender = request.getfixturevalue(who)
+    calls = {
+        "list_market": lambda: clearinghouse.list_market(market_params(config), sender=sender),
+        "set_market_params": lambda: clearinghouse.set_market_params(BTC, market_params(config, price_band=WAD // 2), sender=sender),
+        "set_liquidation_params": lambda: clearinghouse.set_liquidation_params(WAD // 2, WAD // 3, sender=sender),
+        "set_insurance_account": lambda: clearinghouse.set_insurance_account(stranger, sender=sender),
+    }
+    before = snapshot_state()
+    with ape.reverts(NOT_OWNER):
+        calls[setter]()
+    assert snapshot_state() == before
+
+
+INVALID_PARAMS = [
+    ({"maintenance_margin": 0}, "Clearinghouse: zero maintenance margin"),
+    ({"initial_margin": WAD // 20}, "Clearinghouse: initial margin must exceed maintenance"),
+    ({"initial_margin": WAD // 40}, "Clearinghouse: initial margin must exceed maintenance"),
+    ({"initial_margin": WAD + 1, "maintenance_margin": WAD // 2}, "Clearinghouse: initial margin above 100%"),
+    ({"price_band": 0}, "Clearinghouse: price band out of range"),
+    ({"price_band": WAD}, "Clearinghouse: price band out of range"),
+    ({"max_open_interest": 0}, "Clearinghouse: zero open interest cap"),
+    ({"funding_premium_cap": WAD + 1}, "Clearinghouse: funding cap above 100%"),
+    ({"funding_period": 0}, "Clearinghouse: zero funding period"),
+]
+INVALID_IDS = ["zero_mm", "im_eq_mm", "im_lt_mm", "im_above_100", "zero_band", "band_100", "zero_oi_cap", "funding_cap_above_100", "zero_period"]
+
+
+@pytest.mark.parametrize("changes, reason", INVALID_PARAMS, ids=INVALID_IDS)
+def test_list_market__invalid_params(clearinghouse, owner, config, snapshot_state, changes, reason):
+    before = snapshot_state()
+    with ape.reverts(reason):
+        clearinghouse.list_market(market_params(config, **changes), sender=owner)
+    assert snapshot_state() == before
+
+
+@pytest.mark.parametrize("changes, reason", INVALID_PARAMS, ids=INVALID_IDS)
+def test_set_market_params__invalid_params(clearinghouse, owner, config, snapshot_state, changes, reason):
+    before = snapshot_state()
+    with ape.reverts(reason):
+        clearinghouse.set_market_params(BTC, market_params(config, **changes), sender=owner)
+    assert snapshot_state() == before
+
+
+def test_set_market_params__unknown_market(clearinghouse, owner, config, snapshot_state):
+    before = snapshot_state()
+    with ape.reverts("Clearinghouse: unknown market"):
+        clearinghouse.set_market_params(clearinghouse.market_count(), market_params(config), sender=owner)
+    assert snapshot_state() == before
+
+
+def test_list_market__too_many_markets(clearinghouse, owner, config, snapshot_state):
+    for _ in range(16 - clearinghouse.market_count()):
+        clearinghouse.list_market(market_params(config), sender=owner)
+    assert clearinghouse.market_count() == 16
+    before = snapshot_state()
+    with ape.reverts("Clearinghouse: too many markets"):
+        clearinghouse.list_market(market_params(config), sender=owner)
+    assert snapshot_state() == before
+
+
+@pytest.mark.parametrize("discount, penalty", [(WAD, 0), (0, WAD), (WAD // 2, WAD // 2), (2**255, 2**255 - 1)])
+def test_set_liquidation_params__fees_of_100_percent(clearinghouse, owner, snapshot_state, discount, penalty):
+    before = snapshot_state()
+    with ape.reverts("Clearinghouse: liquidation fees of 100% or more"):
+        clearinghouse.set_liquidation_params(discount, penalty, sender=owner)
+    assert snapshot_state() == before
+
+
+def test_set_insurance_account__zero(clearinghouse, owner, snapshot_state):
+    before = snapshot_state()
+    with ape.reverts("Clearinghouse: zero insurance account"):
+        clearinghouse.set_insurance_account(ZERO_ADDRESS, sender=owner)
+    assert snapshot_state() == before
+
+
+def test_owner_setters__owner_succeeds(clearinghouse, owner, config, stranger):
+    params = market_params(config, price_band=WAD // 10)
+    receipt = clearinghouse.set_market_params(BTC, params, sender=owner)
+    assert tuple_of(clearinghouse.markets(BTC)) == params
+    assert len(list(receipt.events.filter(clearinghouse.UpdateMarket))) == 1
+    receipt = clearinghouse.set_liquidation_params(WAD // 50, WAD // 40, sender=owner)
+    assert clearinghouse.UpdateLiquidationParams(discount=WAD // 50, penalty=WAD // 40) in receipt.events
+    assert (clearinghouse.liquidation_discount(), clearinghouse.liquidation_penalty()) == (WAD // 50, WAD // 40)
+    receipt = clearinghouse.set_insurance_account(stranger, sender=owner)
+    assert clearinghouse.UpdateInsuranceAccount(insurance_account=stranger) in receipt.events
+    assert clearinghouse.insurance_account() == stranger.address
+
+
+# ---------------------------------------------------------------- liquidation and bankruptcy
+
+def test_liquidate__account_healthy(clearinghouse, oracle, keeper, signer, snapshot_state, funded, alice, bob, liquidator, stranger, expiry):
+    settle(clearinghouse, [signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry).abi], stranger)
+    oracle.set_prices(BTC, 90_000 * WAD, 90_000 * WAD, sender=keeper)  # alice loses 1,000 of 100,000
+    before = snapshot_state()
+    for account in (alice, bob):
+        with ape.reverts("Clearinghouse: account healthy"):
+            clearinghouse.liquidate(account, BTC, WAD // 10, sender=liquidator)
+    assert snapshot_state() == before
+
+
+def test_liquidate__no_position(clearinghouse, signer, snapshot_state, funded, alice, bob, carol, liquidator, stranger, expiry):
+    settle(clearinghouse, [signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry).abi], stranger)
+    before = snapshot_state()
+    with ape.reverts("Clearinghouse: no position"):
+        clearinghouse.liquidate(carol, BTC, WAD, sender=liquidator)
+    with ape.reverts("Clearinghouse: no position"):
+        clearinghouse.liquidate(alice, ETH, WAD, sender=liquidator)
+    assert snapshot_state() == before
+
+
+def test_liquidate__yourself_or_unknown_market(clearinghouse, signer, snapshot_state, funded, alice, bob, liquidator, stranger, expiry):
+    settle(clearinghouse, [signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry).abi], stranger)
+    before = snapshot_state()
+    with ape.reverts("Clearinghouse: cannot liquidate yourself"):
+        clearinghouse.liquidate(alice, BTC, WAD, sender=alice)
+    with ape.reverts("Clearinghouse: unknown market"):
+        clearinghouse.liquidate(alice, 7, WAD, sender=liquidator)
+    assert snapshot_state() == before
+
+
+def test_flag_bankruptcy__solvent_account(clearinghouse, oracle, keeper, signer, snapshot_state, funded, alice, bob, stranger, expiry):
+    settle(clearinghouse, [signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry).abi], stranger)
+    oracle.set_prices(BTC, 80_000 * WAD, 80_000 * WAD, sender=keeper)  # a loss, still far from bankrupt
+    before = snapshot_state()
+    for account in (alice, bob, stranger):  # a loser, a winner and an empty account
+        with ape.reverts("Clearinghouse: account solvent"):
+            clearinghouse.flag_bankruptcy(account, sender=stranger)
+    assert snapshot_state() == before
+    assert not any(value for key, value in before.items() if key[0] == "bankrupt")
+
+
+# ---------------------------------------------------------------- positive: partial fills, batches, atomicity
+
+def test_settle_fills__partial_fills_across_two_calls(clearinghouse, signer, filled, funded, alice, bob, carol, stranger, expiry):
+    buy = signer.order(alice.address, BTC, WAD, BTC_PRICE, expiry)
+    bob_sell = signer.order(bob.address, BTC, -(3 * WAD // 10), BTC_PRICE, expiry)
+    carol_sell = signer.order(carol.address, BTC, -WAD, BTC_PRICE - 500 * WAD, expiry)
+
+    receipt = settle(clearinghouse, [fill_tuple(signer.sign(buy), signer.sign(bob_sell), 3 * WAD // 10, BTC_PRICE)], stranger)
+    buy_hash = order_digest(buy, signer.separator)
+    assert clearinghouse.Trade(market=BTC, buyer=alice, seller=bob, size=3 * WAD // 10, price=BTC_PRICE, buy_order=buy_hash) in receipt.events
+    assert filled(buy) == 3 * WAD // 10
+    assert filled(bob_sell) == 3 * WAD // 10
+
+    second_price = BTC_PRICE - 200 * WAD
+    settle(clearinghouse, [fill_tuple(signer.sign(buy), signer.sign(carol_sell), 7 * WAD // 10, second_price)], stranger)
+    assert filled(buy) == WAD
+    assert filled(carol_sell) == 7 * WAD // 10
+    position = clearinghouse.positions(alice, BTC)
+    assert position.size == WAD
+    # size-weighted entry, rounded up for a long
+    expected_entry = -(-(3 * WAD // 10 * BTC_PRICE + 7 * WAD // 10 * second_price) // WAD)
+    assert position.entry_price == expected_entry
+    assert clearinghouse.positions(bob, BTC).size == -(3 * WAD // 10)
+    assert clearinghouse.positions(carol, BTC).size == -(7 * WAD // 10)
+    assert clearinghouse.long_open_interest(BTC) == clearinghouse.short_open_interest(BTC) == WAD
+
+
+def test_settle_fills__batch_of_several_fills(clearinghouse, signer, funded, alice, bob, carol, stranger, expiry):
+    fills = [
+        signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry),
+        signer.fill(carol.address, alice.address, ETH, 2 * WAD, ETH_PRICE, expiry),
+        signer.fill(bob.address, carol.address, SOL, 50 * WAD, 200 * WAD, expiry),
+        signer.fill(carol.address, bob.address, BTC, WAD // 20, BTC_PRICE, expiry),
+    ]
+    receipt = settle(clearinghouse, [f.abi for f in fills], stranger)
+    trades = list(receipt.events.filter(clearinghouse.Trade))
+    assert [(t.market, t.buyer, t.seller, t.size, t.price) for t in trades] == [
+        (f.buy.market, f.buy.account, f.sell.account, f.size, f.price) for f in fills
+    ]
+    assert clearinghouse.positions(alice, BTC).size == WAD // 10
+    assert clearinghouse.positions(alice, ETH).size == -2 * WAD
+    assert clearinghouse.positions(bob, BTC).size == -(WAD // 10 + WAD // 20)
+    assert clearinghouse.positions(bob, SOL).size == 50 * WAD
+    assert clearinghouse.positions(carol, BTC).size == WAD // 20
+    assert clearinghouse.positions(carol, ETH).size == 2 * WAD
+    assert clearinghouse.positions(carol, SOL).size == -50 * WAD
+    assert clearinghouse.open_markets(alice) == (1 << BTC) | (1 << ETH)
+    assert clearinghouse.open_markets(bob) == (1 << BTC) | (1 << SOL)
+    for market, oi in ((BTC, WAD // 10 + WAD // 20), (ETH, 2 * WAD), (SOL, 50 * WAD)):
+        assert clearinghouse.long_open_interest(market) == clearinghouse.short_open_interest(market) == oi
+
+
+def test_settle_fills__batch_is_all_or_nothing(clearinghouse, signer, snapshot_state, funded, alice, bob, carol, stranger, expiry):
+    good = signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry)
+    also_good = signer.fill(carol.address, bob.address, ETH, WAD, ETH_PRICE, expiry)
+    bad = signer.fill(carol.address, alice.address, BTC, WAD // 10, BTC_PRICE * 2, expiry)  # outside the band
+    before = snapshot_state(good.buy, good.sell, also_good.buy, also_good.sell, bad.buy, bad.sell)
+    with ape.reverts("Clearinghouse: price outside band"):
+        settle(clearinghouse, [good.abi, also_good.abi, bad.abi], stranger)
+    assert snapshot_state(good.buy, good.sell, also_good.buy, also_good.sell, bad.buy, bad.sell) == before
+
+
+def test_settle_fills__anyone_may_submit(clearinghouse, signer, funded, alice, bob, keeper, expiry):
+    fill = signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry)
+    settle(clearinghouse, [fill.abi], keeper)
+    assert clearinghouse.positions(alice, BTC).size == WAD // 10
