@@ -591,10 +591,13 @@ def _store_funding_index(market: uint256, index: int256):
 @internal
 @view
 def _funding_index_now(market: uint256, index_price: uint256, mark_price: uint256) -> int256:
-    params: MarketParams = self.markets[market]
     elapsed: uint256 = block.timestamp - self.funding_updated_at[market]
-    delta: int256 = margin_math.funding_index_delta(index_price, mark_price, params.funding_premium_cap, elapsed, params.funding_period)
-    return self.funding_index[market] + delta
+    if elapsed == 0:
+        return self.funding_index[market]
+    # Field by field: copying the whole MarketParams struct would read six storage slots.
+    premium_cap: uint256 = self.markets[market].funding_premium_cap
+    period: uint256 = self.markets[market].funding_period
+    return self.funding_index[market] + margin_math.funding_index_delta(index_price, mark_price, premium_cap, elapsed, period)
 
 
 @internal
@@ -619,12 +622,11 @@ def _health(account: address, fresh: bool) -> AccountHealth:
         else:
             index_price, mark_price = staticcall oracle.latest_prices(market)
         position: Position = self.positions[account][market]
-        params: MarketParams = self.markets[market]
         funding_index: int256 = self._funding_index_now(market, index_price, mark_price)
         health.value += margin_math.pnl(position.size, position.entry_price, mark_price)
         health.value += margin_math.funding_payment(position.size, funding_index, position.funding_snapshot)
-        health.initial_margin += margin_math.margin_requirement(position.size, mark_price, params.initial_margin)
-        health.maintenance_margin += margin_math.margin_requirement(position.size, mark_price, params.maintenance_margin)
+        health.initial_margin += margin_math.margin_requirement(position.size, mark_price, self.markets[market].initial_margin)
+        health.maintenance_margin += margin_math.margin_requirement(position.size, mark_price, self.markets[market].maintenance_margin)
     return health
 
 

@@ -142,3 +142,25 @@ def trade(signer, clearinghouse, stranger, expiry):
         return clearinghouse.settle_fills([fill.abi], sender=sender or stranger)
 
     return trade
+
+
+# ---------------------------------------------------------------- invariants after every test
+
+@pytest.fixture(autouse=True)
+def protocol_invariants(request, accounts):
+    """After each test that deployed the protocol: open interest long == short == Σ positions in every
+    market, the pool holds at least what its books say, and Σ account values never exceeds it."""
+    yield
+    if "protocol" not in request.fixturenames:
+        return
+    protocol = request.getfixturevalue("protocol")
+    ch, pool = protocol.clearinghouse, protocol.pool
+    people = [account.address for account in accounts[:10]]
+    for market in range(ch.market_count()):
+        sizes = [ch.positions(person, market).size for person in people]
+        longs = sum(size for size in sizes if size > 0)
+        assert ch.long_open_interest(market) == ch.short_open_interest(market) == longs == -sum(s for s in sizes if s < 0)
+    held = pool.total_held()
+    assert held == pool.total_deposited() - pool.total_withdrawn()
+    assert protocol.token.balanceOf(pool) >= held
+    assert sum(ch.account_value(person) for person in people) <= held

@@ -225,24 +225,23 @@ def test_withdraw__needs_fresh_prices_with_a_position(pool, token, oracle, chain
 
 # ---------------------------------------------------------------- clearinghouse only
 
-@pytest.mark.parametrize("who", ["owner", "alice", "stranger"])
-def test_settle__caller_not_clearinghouse(pool, token, fund, request, who, alice):
+def test_settle__caller_not_clearinghouse(pool, token, fund, owner, alice, stranger):
     fund(alice, 100 * USDC)
     before = pool_state(pool, token, alice)
-    sender = request.getfixturevalue(who)
-    with ape.reverts(NOT_CLEARINGHOUSE):
-        pool.settle(alice, 10**12, sender=sender)
-    with ape.reverts(NOT_CLEARINGHOUSE):
-        pool.settle(alice, -100 * USDC, sender=sender)
+    for sender in (owner, alice, stranger):
+        with ape.reverts(NOT_CLEARINGHOUSE):
+            pool.settle(alice, 10**12, sender=sender)
+        with ape.reverts(NOT_CLEARINGHOUSE):
+            pool.settle(alice, -100 * USDC, sender=sender)
     assert pool_state(pool, token, alice) == before
 
 
-@pytest.mark.parametrize("who", ["owner", "alice", "stranger"])
-def test_transfer_balance__caller_not_clearinghouse(pool, token, fund, request, who, alice, stranger):
+def test_transfer_balance__caller_not_clearinghouse(pool, token, fund, owner, alice, stranger):
     fund(alice, 100 * USDC)
     before = pool_state(pool, token, alice, stranger)
-    with ape.reverts(NOT_CLEARINGHOUSE):
-        pool.transfer_balance(alice, stranger, 100 * USDC, sender=request.getfixturevalue(who))
+    for sender in (owner, alice, stranger):
+        with ape.reverts(NOT_CLEARINGHOUSE):
+            pool.transfer_balance(alice, stranger, 100 * USDC, sender=sender)
     assert pool_state(pool, token, alice, stranger) == before
 
 

@@ -1,7 +1,6 @@
 """Oracle: feed initialisation, keeper updates, move limit, staleness, pause and owner setters."""
 
 import ape
-import pytest
 
 from conftest import BTC, ETH, SOL, WAD
 
@@ -39,10 +38,10 @@ def test_initialize_feed__no_move_limit_on_first_prices(oracle, owner):
     assert oracle.latest_prices(NEW_MARKET) == (1, 10**40)
 
 
-@pytest.mark.parametrize("who", ["keeper", "stranger"])
-def test_initialize_feed__not_owner(oracle, request, who):
-    with ape.reverts(NOT_OWNER):
-        oracle.initialize_feed(NEW_MARKET, WAD, WAD, sender=request.getfixturevalue(who))
+def test_initialize_feed__not_owner(oracle, keeper, stranger):
+    for sender in (keeper, stranger):
+        with ape.reverts(NOT_OWNER):
+            oracle.initialize_feed(NEW_MARKET, WAD, WAD, sender=sender)
     assert feed(oracle, NEW_MARKET) == (0, 0, 0, False)
 
 
@@ -58,10 +57,10 @@ def test_initialize_feed__only_once(oracle, owner):
     assert oracle.latest_prices(NEW_MARKET) == (WAD, WAD)
 
 
-@pytest.mark.parametrize("index_price, mark_price", [(0, WAD), (WAD, 0), (0, 0)])
-def test_initialize_feed__zero_price(oracle, owner, index_price, mark_price):
-    with ape.reverts("Oracle: zero price"):
-        oracle.initialize_feed(NEW_MARKET, index_price, mark_price, sender=owner)
+def test_initialize_feed__zero_price(oracle, owner):
+    for index_price, mark_price in [(0, WAD), (WAD, 0), (0, 0)]:
+        with ape.reverts("Oracle: zero price"):
+            oracle.initialize_feed(NEW_MARKET, index_price, mark_price, sender=owner)
     assert feed(oracle, NEW_MARKET) == (0, 0, 0, False)
 
 
@@ -107,34 +106,34 @@ def test_push_prices__empty_batch(oracle, keeper):
     assert feed(oracle, BTC) == before
 
 
-@pytest.mark.parametrize("up", [True, False])
-def test_set_prices__move_exactly_at_limit(oracle, keeper, up):
+def test_set_prices__move_exactly_at_limit(oracle, keeper):
     max_move = oracle.max_move()
-    index_price, mark_price = oracle.latest_prices(BTC)
-    new_index, new_mark = at_limit(index_price, max_move, up), at_limit(mark_price, max_move, up)
-    oracle.set_prices(BTC, new_index, new_mark, sender=keeper)
-    assert oracle.latest_prices(BTC) == (new_index, new_mark)
+    for up in (True, False, False, True):
+        index_price, mark_price = oracle.latest_prices(BTC)
+        new_index, new_mark = at_limit(index_price, max_move, up), at_limit(mark_price, max_move, up)
+        oracle.set_prices(BTC, new_index, new_mark, sender=keeper)
+        assert oracle.latest_prices(BTC) == (new_index, new_mark)
 
 
-@pytest.mark.parametrize("up", [True, False])
-def test_set_prices__index_move_above_limit(oracle, keeper, up):
+def test_set_prices__index_move_above_limit(oracle, keeper):
     max_move = oracle.max_move()
     index_price, mark_price = oracle.latest_prices(BTC)
-    too_far = at_limit(index_price, max_move, up) + (1 if up else -1)
     before = feed(oracle, BTC)
-    with ape.reverts("Oracle: index move above limit"):
-        oracle.set_prices(BTC, too_far, mark_price, sender=keeper)
+    for up in (True, False):
+        too_far = at_limit(index_price, max_move, up) + (1 if up else -1)
+        with ape.reverts("Oracle: index move above limit"):
+            oracle.set_prices(BTC, too_far, mark_price, sender=keeper)
     assert feed(oracle, BTC) == before
 
 
-@pytest.mark.parametrize("up", [True, False])
-def test_set_prices__mark_move_above_limit(oracle, keeper, up):
+def test_set_prices__mark_move_above_limit(oracle, keeper):
     max_move = oracle.max_move()
     index_price, mark_price = oracle.latest_prices(BTC)
-    too_far = at_limit(mark_price, max_move, up) + (1 if up else -1)
     before = feed(oracle, BTC)
-    with ape.reverts("Oracle: mark move above limit"):
-        oracle.set_prices(BTC, index_price, too_far, sender=keeper)
+    for up in (True, False):
+        too_far = at_limit(mark_price, max_move, up) + (1 if up else -1)
+        with ape.reverts("Oracle: mark move above limit"):
+            oracle.set_prices(BTC, index_price, too_far, sender=keeper)
     assert feed(oracle, BTC) == before
 
 
@@ -153,18 +152,13 @@ def test_set_prices__limit_is_relative_to_last_update(oracle, keeper):
     assert oracle.latest_prices(BTC) == (144_000 * WAD, 144_000 * WAD)
 
 
-@pytest.mark.parametrize("index_price, mark_price", [(0, 100_000 * WAD), (100_000 * WAD, 0), (0, 0)])
-def test_set_prices__zero_price(oracle, keeper, index_price, mark_price):
+def test_set_prices__zero_price(oracle, keeper):
     before = feed(oracle, BTC)
-    with ape.reverts("Oracle: zero price"):
-        oracle.set_prices(BTC, index_price, mark_price, sender=keeper)
-    assert feed(oracle, BTC) == before
-
-
-def test_push_prices__zero_price(oracle, keeper):
-    before = feed(oracle, BTC)
-    with ape.reverts("Oracle: zero price"):
-        oracle.push_prices([(BTC, 0, 100_000 * WAD)], sender=keeper)
+    for index_price, mark_price in [(0, 100_000 * WAD), (100_000 * WAD, 0), (0, 0)]:
+        with ape.reverts("Oracle: zero price"):
+            oracle.set_prices(BTC, index_price, mark_price, sender=keeper)
+        with ape.reverts("Oracle: zero price"):
+            oracle.push_prices([(BTC, index_price, mark_price)], sender=keeper)
     assert feed(oracle, BTC) == before
 
 
@@ -176,14 +170,13 @@ def test_set_prices__unknown_market(oracle, keeper):
     assert feed(oracle, UNKNOWN_MARKET) == (0, 0, 0, False)
 
 
-@pytest.mark.parametrize("who", ["owner", "stranger", "alice"])
-def test_set_prices__caller_not_keeper(oracle, request, who):
-    sender = request.getfixturevalue(who)
+def test_set_prices__caller_not_keeper(oracle, owner, stranger, alice):
     before = feed(oracle, BTC)
-    with ape.reverts(NOT_KEEPER):
-        oracle.set_prices(BTC, 100_001 * WAD, 100_001 * WAD, sender=sender)
-    with ape.reverts(NOT_KEEPER):
-        oracle.push_prices([(BTC, 100_001 * WAD, 100_001 * WAD)], sender=sender)
+    for sender in (owner, stranger, alice):
+        with ape.reverts(NOT_KEEPER):
+            oracle.set_prices(BTC, 100_001 * WAD, 100_001 * WAD, sender=sender)
+        with ape.reverts(NOT_KEEPER):
+            oracle.push_prices([(BTC, 100_001 * WAD, 100_001 * WAD)], sender=sender)
     assert feed(oracle, BTC) == before
 
 
@@ -247,16 +240,14 @@ def test_set_paused__owner_pauses_and_resumes(oracle, owner, keeper):
     assert oracle.fresh_prices(BTC) == (99_000 * WAD, 99_000 * WAD)
 
 
-@pytest.mark.parametrize("who", ["keeper", "stranger"])
-def test_set_paused__not_owner(oracle, owner, request, who):
-    sender = request.getfixturevalue(who)
-    with ape.reverts(NOT_OWNER):
-        oracle.set_paused(BTC, True, sender=sender)
-    assert not oracle.feeds(BTC).paused
-
+def test_set_paused__not_owner(oracle, owner, keeper, stranger):
     oracle.set_paused(ETH, True, sender=owner)
-    with ape.reverts(NOT_OWNER):
-        oracle.set_paused(ETH, False, sender=sender)
+    for sender in (keeper, stranger):
+        with ape.reverts(NOT_OWNER):
+            oracle.set_paused(BTC, True, sender=sender)
+        with ape.reverts(NOT_OWNER):
+            oracle.set_paused(ETH, False, sender=sender)
+    assert not oracle.feeds(BTC).paused
     assert oracle.feeds(ETH).paused
 
 
@@ -278,18 +269,18 @@ def test_set_max_move__owner_updates_and_logs(oracle, owner, keeper):
         oracle.set_prices(BTC, 102_010 * WAD + 1, 101_000 * WAD, sender=keeper)
 
 
-@pytest.mark.parametrize("max_move", [0, WAD, WAD + 1, 2**256 - 1])
-def test_set_max_move__out_of_range(oracle, owner, max_move):
+def test_set_max_move__out_of_range(oracle, owner):
     before = oracle.max_move()
-    with ape.reverts("Oracle: max move out of range"):
-        oracle.set_max_move(max_move, sender=owner)
+    for max_move in (0, WAD, WAD + 1, 2**256 - 1):
+        with ape.reverts("Oracle: max move out of range"):
+            oracle.set_max_move(max_move, sender=owner)
     assert oracle.max_move() == before
 
 
-@pytest.mark.parametrize("max_move", [1, WAD - 1])
-def test_set_max_move__bounds_accepted(oracle, owner, max_move):
-    oracle.set_max_move(max_move, sender=owner)
-    assert oracle.max_move() == max_move
+def test_set_max_move__bounds_accepted(oracle, owner):
+    for max_move in (1, WAD - 1):
+        oracle.set_max_move(max_move, sender=owner)
+        assert oracle.max_move() == max_move
 
 
 def test_set_max_move__not_owner(oracle, keeper, stranger):
@@ -349,13 +340,12 @@ def test_set_keeper__owner_grants_and_revokes(oracle, owner, stranger):
         oracle.set_prices(BTC, 100_002 * WAD, 100_002 * WAD, sender=stranger)
 
 
-@pytest.mark.parametrize("who", ["keeper", "stranger"])
-def test_set_keeper__not_owner(oracle, request, who, stranger, keeper):
-    sender = request.getfixturevalue(who)
-    with ape.reverts(NOT_OWNER):
-        oracle.set_keeper(stranger, True, sender=sender)
-    with ape.reverts(NOT_OWNER):
-        oracle.set_keeper(keeper, False, sender=sender)
+def test_set_keeper__not_owner(oracle, stranger, keeper):
+    for sender in (keeper, stranger):
+        with ape.reverts(NOT_OWNER):
+            oracle.set_keeper(stranger, True, sender=sender)
+        with ape.reverts(NOT_OWNER):
+            oracle.set_keeper(keeper, False, sender=sender)
     assert not oracle.is_keeper(stranger)
     assert oracle.is_keeper(keeper)
 
