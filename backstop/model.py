@@ -20,6 +20,8 @@ import functools
 from dataclasses import dataclass, replace
 from typing import Hashable, NamedTuple
 
+from backstop.orders import Order  # the signed struct; the model keys `order_filled` by it
+
 WAD = 10**18  # fixed_point.WAD
 NOTIONAL_SCALE = 10**30  # fixed_point.NOTIONAL_SCALE
 MAX_MARKETS = 16  # Clearinghouse.MAX_MARKETS
@@ -123,19 +125,6 @@ class Position:
     size: int = 0
     entry_price: int = 0
     funding_snapshot: int = 0
-
-
-@dataclass(frozen=True)
-class Order:
-    """Same fields as backstop.orders.Order; the model accepts either (any hashable with these fields)."""
-
-    account: Account
-    market: int
-    size: int
-    limit_price: int
-    nonce: int
-    expiry: int
-    reduce_only: bool = False
 
 
 @dataclass

@@ -7,6 +7,8 @@ Profiles (pick one with BACKSTOP_FUZZ=<name>, default `ci`):
 
 import os
 
+import ape
+
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -36,44 +38,18 @@ BTC, ETH, SOL = 0, 1, 2
 
 # ---------------------------------------------------------------- personas
 
-@pytest.fixture(scope="session")
-def owner(accounts):
-    return accounts[0]
+PERSONAS = ("owner", "keeper", "insurance", "alice", "bob", "carol", "liquidator", "stranger")
 
 
-@pytest.fixture(scope="session")
-def keeper(accounts):
-    return accounts[1]
+def _persona(name, index):
+    @pytest.fixture(scope="session", name=name)
+    def persona(accounts):
+        return accounts[index]
+
+    return persona
 
 
-@pytest.fixture(scope="session")
-def insurance(accounts):
-    return accounts[2]
-
-
-@pytest.fixture(scope="session")
-def alice(accounts):
-    return accounts[3]
-
-
-@pytest.fixture(scope="session")
-def bob(accounts):
-    return accounts[4]
-
-
-@pytest.fixture(scope="session")
-def carol(accounts):
-    return accounts[5]
-
-
-@pytest.fixture(scope="session")
-def liquidator(accounts):
-    return accounts[6]
-
-
-@pytest.fixture(scope="session")
-def stranger(accounts):
-    return accounts[7]
+owner, keeper, insurance, alice, bob, carol, liquidator, stranger = (_persona(n, i) for i, n in enumerate(PERSONAS))
 
 
 # ---------------------------------------------------------------- protocol
@@ -142,6 +118,16 @@ def trade(signer, clearinghouse, stranger, expiry):
         return clearinghouse.settle_fills([fill.abi], sender=sender or stranger)
 
     return trade
+
+
+# ---------------------------------------------------------------- speed
+
+@pytest.fixture(autouse=True)
+def _no_source_traceback(monkeypatch):
+    """Ape maps every reverted transaction back to contract source lines by streaming its opcode
+    trace: seconds per reverted call through three contracts. The revert reason, which is what the
+    tests assert, comes from a separate replay, so the mapping is skipped."""
+    monkeypatch.setattr(ape.exceptions, "_get_ape_traceback_from_tx", lambda txn: None)
 
 
 # ---------------------------------------------------------------- invariants after every test

@@ -40,14 +40,6 @@ def tuple_of(struct) -> tuple:
     return tuple(struct)
 
 
-@pytest.fixture(autouse=True)
-def _no_source_traceback(monkeypatch):
-    """Ape maps every reverted transaction back to contract source lines by streaming its full
-    opcode trace: about 3 s per reverted settle_fills. The revert reason, which is all these tests
-    assert, comes from a separate eth_call replay, so skip the source mapping."""
-    monkeypatch.setattr(ape.exceptions, "_get_ape_traceback_from_tx", lambda txn: None)
-
-
 @pytest.fixture
 def accounts_of_interest(alice, bob, carol, dave, liquidator, insurance, stranger):
     return (alice, bob, carol, dave, liquidator, insurance, stranger)
