@@ -276,27 +276,18 @@ def test_settle_fills__replay_within_one_batch(clearinghouse, signer, snapshot_s
 def test_settle_fills__expired_order(clearinghouse, chain, signer, snapshot_state, alice, bob, stranger, expiry):
     size = WAD // 10
     short_expiry = chain.pending_timestamp + 60
-    buy = signer.order(alice.address, BTC, size, BTC_PRICE, short_expiry)
-    sell = signer.order(bob.address, BTC, -size, BTC_PRICE, expiry)
-    fill = fill_tuple(signer.sign(buy), signer.sign(sell), size, BTC_PRICE)
+    expiries = ((short_expiry, expiry), (expiry, short_expiry))  # the buy, then the sell expires
+    signed = []
+    for buy_expiry, sell_expiry in expiries:
+        buy = signer.order(alice.address, BTC, size, BTC_PRICE, buy_expiry)
+        sell = signer.order(bob.address, BTC, -size, BTC_PRICE, sell_expiry)
+        signed.append((buy, sell, fill_tuple(signer.sign(buy), signer.sign(sell), size, BTC_PRICE)))
     chain.mine(timestamp=short_expiry + 1)
-    before = snapshot_state(buy, sell)
-    with ape.reverts("Clearinghouse: order expired"):
-        settle(clearinghouse, [fill], stranger)
-    assert snapshot_state(buy, sell) == before
-
-
-def test_settle_fills__expired_sell_order(clearinghouse, chain, signer, snapshot_state, alice, bob, stranger, expiry):
-    size = WAD // 10
-    short_expiry = chain.pending_timestamp + 60
-    buy = signer.order(alice.address, BTC, size, BTC_PRICE, expiry)
-    sell = signer.order(bob.address, BTC, -size, BTC_PRICE, short_expiry)
-    fill = fill_tuple(signer.sign(buy), signer.sign(sell), size, BTC_PRICE)
-    chain.mine(timestamp=short_expiry + 1)
-    before = snapshot_state(buy, sell)
-    with ape.reverts("Clearinghouse: order expired"):
-        settle(clearinghouse, [fill], stranger)
-    assert snapshot_state(buy, sell) == before
+    for buy, sell, fill in signed:
+        before = snapshot_state(buy, sell)
+        with ape.reverts("Clearinghouse: order expired"):
+            settle(clearinghouse, [fill], stranger)
+        assert snapshot_state(buy, sell) == before
 
 
 def test_settle_fills__fills_at_expiry(clearinghouse, chain, signer, alice, bob, stranger, expiry):
