@@ -337,6 +337,7 @@ def liquidate(account: address, market: uint256, size: uint256) -> uint256:
 
     after: AccountHealth = self._health(account, False)
     # Fees come out of what the account has left, discount first: a liquidation never bankrupts.
+    # Floor on both: they move balance between accounts, never out of the pool.
     available: uint256 = convert(max(after.value, 0), uint256)
     taken_notional: uint256 = margin_math.notional(account_delta, mark)
     discount: uint256 = min(taken_notional * self.liquidation_discount // fixed_point.WAD, available)
