@@ -22,6 +22,7 @@ class MarketConfig:
     max_open_interest: int = 10**9 * WAD
     funding_premium_cap: int = WAD // 100
     funding_period: int = 8 * 3600
+    vault_max_position: int = 10**6 * WAD
 
     def params(self) -> tuple:
         """The Clearinghouse's MarketParams struct as an ABI tuple."""
@@ -43,6 +44,12 @@ class ProtocolConfig:
     staleness: int = 3600
     liquidation_discount: int = WAD // 100
     liquidation_penalty: int = WAD // 100
+    backstop_ratio: int = 2 * WAD // 3
+    vault_lockup: int = 7 * 24 * 3600
+    vault_withdrawal_delay: int = 24 * 3600
+    vault_max_leverage: int = 5 * WAD
+    vault_loss_cap_per_event: int = 1_000_000 * USDC
+    vault_loss_cap_per_day: int = 5_000_000 * USDC
     markets: tuple[MarketConfig, ...] = field(
         default=(
             MarketConfig("BTC-PERP", 100_000 * WAD),
@@ -60,25 +67,34 @@ class Protocol:
     oracle: object
     pool: object
     clearinghouse: object
+    vault: object
 
     def addresses(self) -> dict[str, str]:
         return {name: str(contract.address) for name, contract in vars(self).items()}
 
 
-def deploy_protocol(project, owner, keeper, insurance: str, config: ProtocolConfig = ProtocolConfig()) -> Protocol:
-    """Deploys token, oracle, pool and clearinghouse from `owner`, lists the markets and grants `keeper` the oracle role."""
+def deploy_protocol(project, owner, keeper, config: ProtocolConfig = ProtocolConfig()) -> Protocol:
+    """Deploys token, oracle, pool, clearinghouse and insurance vault from `owner`, wires them, lists
+    the markets and grants `keeper` the keeper role on the oracle and the clearinghouse."""
     token = owner.deploy(project.CollateralToken, "Backstop USD", "bUSD")
     oracle = owner.deploy(project.Oracle, config.max_move, config.staleness)
     pool = owner.deploy(project.MarginPool, token)
     clearinghouse = owner.deploy(
-        project.Clearinghouse, oracle, pool, insurance, config.liquidation_discount, config.liquidation_penalty
+        project.Clearinghouse, oracle, pool, owner, config.liquidation_discount, config.liquidation_penalty, config.backstop_ratio
+    )
+    vault = owner.deploy(
+        project.InsuranceVault, token, pool, clearinghouse, config.vault_lockup, config.vault_withdrawal_delay,
+        config.vault_max_leverage, config.vault_loss_cap_per_event, config.vault_loss_cap_per_day,
     )
     pool.set_clearinghouse(clearinghouse, sender=owner)
+    clearinghouse.set_insurance_account(vault, sender=owner)
     oracle.set_keeper(keeper, True, sender=owner)
+    clearinghouse.set_keeper(keeper, True, sender=owner)
     for market_id, market in enumerate(config.markets):
         oracle.initialize_feed(market_id, market.price, market.price, sender=owner)
         clearinghouse.list_market(market.params(), sender=owner)
-    return Protocol(token=token, oracle=oracle, pool=pool, clearinghouse=clearinghouse)
+        vault.set_max_position(market_id, market.vault_max_position, sender=owner)
+    return Protocol(token=token, oracle=oracle, pool=pool, clearinghouse=clearinghouse, vault=vault)
 
 
 def write_deployment(path: Path, protocol: Protocol, chain_id: int, config: ProtocolConfig) -> None:

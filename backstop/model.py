@@ -27,7 +27,6 @@ NOTIONAL_SCALE = 10**30  # fixed_point.NOTIONAL_SCALE
 MAX_MARKETS = 16  # Clearinghouse.MAX_MARKETS
 ZERO_ADDRESS = "0x" + "0" * 40  # empty(address)
 Account = Hashable  # any id; drivers use the checksummed address strings
-# MarginPool.withdraw as written always reverts: see `withdraw`. Set False for the intended rule.
 class ModelRevert(Exception):
     """A contract revert; `reason` is the contract's revert string ("" for a bare revert)."""
 
@@ -161,13 +160,17 @@ def _atomic(action):
 class Model:
     """The state of the three contracts: storage names as in the contracts (dicts default to 0)."""
 
-    def __init__(self, max_move: int, staleness: int, insurance_account: Account, liquidation_discount: int, liquidation_penalty: int):
+    def __init__(
+        self, max_move: int, staleness: int, insurance_account: Account, liquidation_discount: int,
+        liquidation_penalty: int, backstop_ratio: int = 2 * WAD // 3,
+    ):
         # Oracle
         self.feeds: dict[int, PriceFeed] = {}
         self._set_max_move(max_move)
         self._set_staleness(staleness)
         # MarginPool
         self.balance_of: dict[Account, int] = {}
+        self.closed_to_third_party_deposits: dict[Account, bool] = {}
         self.total_deposited = 0
         self.total_withdrawn = 0
         # Clearinghouse
@@ -183,14 +186,23 @@ class Model:
         self.bankrupt: dict[Account, bool] = {}
         self._set_insurance_account(insurance_account)
         self._set_liquidation_params(liquidation_discount, liquidation_penalty)
+        self._set_backstop_ratio(backstop_ratio)
+        # InsuranceVault (backstop/vault_model.py), attached by `VaultModel(...)`; None until then.
+        self.vault = None
 
     def snapshot(self) -> dict:
-        """A copy of the whole state (dict values are immutable, so shallow copies suffice)."""
-        return {name: value.copy() if isinstance(value, dict) else value for name, value in vars(self).items()}
+        """A copy of the whole state, the vault's included (dict values are immutable, so shallow copies suffice)."""
+        state = {name: value.copy() if isinstance(value, dict) else value for name, value in vars(self).items() if name != "vault"}
+        state["vault"] = self.vault.snapshot() if self.vault else None
+        return state
 
     def restore(self, saved: dict) -> None:
+        vault = self.vault
         vars(self).clear()
-        vars(self).update({name: value.copy() if isinstance(value, dict) else value for name, value in saved.items()})
+        vars(self).update({name: value.copy() if isinstance(value, dict) else value for name, value in saved.items() if name != "vault"})
+        self.vault = vault
+        if vault:
+            vault.restore(saved["vault"])
 
     def position(self, account: Account, market: int) -> Position:
         return self.positions.get((account, market), Position())
@@ -276,9 +288,13 @@ class Model:
         self.total_deposited += amount
 
     @_atomic
-    def deposit_for(self, account: Account, amount: int) -> None:
+    def deposit_for(self, caller: Account, account: Account, amount: int) -> None:
         _require(account != ZERO_ADDRESS, "MarginPool: zero account")
+        _require(account == caller or not self.closed_to_third_party_deposits.get(account, False), "MarginPool: account closed to third-party deposits")
         self.deposit(account, amount)
+
+    def close_to_third_party_deposits(self, caller: Account) -> None:
+        self.closed_to_third_party_deposits[caller] = True
 
     @_atomic
     def withdraw(self, account: Account, amount: int, now: int) -> None:
@@ -320,6 +336,10 @@ class Model:
     @_atomic
     def set_liquidation_params(self, discount: int, penalty: int) -> None:
         self._set_liquidation_params(discount, penalty)
+
+    @_atomic
+    def set_backstop_ratio(self, ratio: int) -> None:
+        self._set_backstop_ratio(ratio)
 
     @_atomic
     def set_insurance_account(self, insurance: Account) -> None:
@@ -387,6 +407,60 @@ class Model:
         health = self._health(liquidator, True, now)
         _require(health.value >= health.initial_margin, "Clearinghouse: liquidator below initial margin")
         return taken
+
+    @_atomic
+    def backstop(self, caller_is_keeper: bool, account: Account, now: int) -> str:
+        """Returns "" if the vault took the account over, else the refusal reason (the event's)."""
+        vault = self.insurance_account
+        _require(account != vault, "Clearinghouse: the vault cannot take itself over")
+        open_mask = self.open_markets.get(account, 0)
+        _require(open_mask != 0, "Clearinghouse: no position")
+        health = self._health(account, True, now)
+        line = health.maintenance_margin if caller_is_keeper else health.maintenance_margin * self.backstop_ratio // WAD
+        _require(health.value < line, "Clearinghouse: account above the backstop line")
+
+        refusal = self._takeover_refusal(account, vault, health.value, now)
+        if refusal:
+            if health.value < 0:
+                self.bankrupt[account] = True
+            return refusal
+
+        for market in range(MAX_MARKETS):
+            if open_mask & (1 << market) == 0:
+                continue
+            mark = self._accrue_with_fresh_prices(market, now)
+            size = self.position(account, market).size
+            self._trade(account, market, -size, mark, False)
+            self._trade(vault, market, size, mark, False)
+        balance = self.balance(account)
+        if balance > 0:
+            self.transfer_balance(account, vault, balance)
+        elif balance < 0:
+            self.transfer_balance(vault, account, -balance)
+        self.vault.record_takeover(max(-balance, 0), now)
+        self.bankrupt[account] = False
+        return ""
+
+    def _takeover_refusal(self, account: Account, vault: Account, account_value: int, now: int) -> str:
+        if account_value < 0 and -account_value > self.vault.loss_allowance(now):
+            return "loss above the vault's allowance"
+        equity_after = self._health(vault, True, now).value + account_value
+        if equity_after <= 0:
+            return "vault equity exhausted"
+        notional_after = 0
+        both_mask = self.open_markets.get(account, 0) | self.open_markets.get(vault, 0)
+        for market in range(MAX_MARKETS):
+            if both_mask & (1 << market) == 0:
+                continue
+            mark = self.fresh_prices(market, now)[1]
+            vault_size = self.position(vault, market).size
+            size_after = vault_size + self.position(account, market).size
+            if abs(size_after) > abs(vault_size) and abs(size_after) > self.vault.max_position.get(market, 0):
+                return "position above the vault's limit"
+            notional_after += ceil_div(abs(size_after) * mark, NOTIONAL_SCALE)
+        if notional_after * WAD > self.vault.max_leverage * equity_after:
+            return "leverage above the vault's limit"
+        return ""
 
     @_atomic
     def flag_bankruptcy(self, account: Account, now: int) -> int:
@@ -553,6 +627,10 @@ class Model:
         _require(discount + penalty < WAD, "Clearinghouse: liquidation fees of 100% or more")
         self.liquidation_discount = discount
         self.liquidation_penalty = penalty
+
+    def _set_backstop_ratio(self, ratio: int) -> None:
+        _require(ratio <= WAD, "Clearinghouse: backstop ratio above 100%")
+        self.backstop_ratio = ratio
 
     def _set_insurance_account(self, insurance: Account) -> None:
         _require(insurance != ZERO_ADDRESS, "Clearinghouse: zero insurance account")

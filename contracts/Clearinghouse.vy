@@ -4,9 +4,14 @@
 @title Clearinghouse
 @notice Markets, positions, funding and open interest of the perpetual exchange. Settles matched
         EIP-712 signed orders inside a price band around the oracle, keeps every account's cross
-        margin over all markets, accrues funding lazily, and lets anyone liquidate an account whose
-        value has fallen below maintenance margin. An account whose value is negative is flagged
-        bankrupt and frozen for the backstop and ADL layers.
+        margin over all markets and accrues funding lazily. The waterfall for a failing account:
+        1. below maintenance margin anyone may `liquidate` it at the mark (discount to the
+           liquidator, penalty to the insurance vault);
+        2. below `backstop_ratio` x maintenance margin (or below maintenance when a keeper found no
+           liquidator) anyone may `backstop` it: the insurance vault takes over every position and
+           all remaining collateral, covering a deficit within its loss cap, if its risk limits allow;
+        3. an account with negative value that the vault refuses is flagged bankrupt and frozen
+           for ADL.
 @dev Account value = pool balance + unrealised PnL + unsettled funding, over all open markets.
      Collateral lives in the MarginPool; this contract tells the pool what to credit and debit.
      Every multiply-divide rounds in the pool's favour (see modules/margin_math.vy).
@@ -15,17 +20,22 @@
 from snekmate.auth import ownable
 from snekmate.utils import ecdsa
 from snekmate.utils import eip712_domain_separator
+from interfaces import IInsuranceVault
 from interfaces import IMarginPool
 from interfaces import IOracle
 from modules import fixed_point
+from modules import keeper_roles
 from modules import margin_math
 
 initializes: ownable
+initializes: keeper_roles[ownable := ownable]
 initializes: eip712_domain_separator
 
 exports: (
     ownable.owner,
     ownable.transfer_ownership,
+    keeper_roles.is_keeper,
+    keeper_roles.set_keeper,
     eip712_domain_separator.eip712Domain,
 )
 
@@ -71,6 +81,18 @@ event BankruptcyFlagged:
     account: indexed(address)
     deficit: uint256
 
+event Takeover:
+    account: indexed(address)
+    vault: indexed(address)
+    # @dev the account's value handed over: positive is the vault's buffer, negative its loss
+    value: int256
+    markets: uint256
+
+event TakeoverRefused:
+    account: indexed(address)
+    vault: indexed(address)
+    reason: String[48]
+
 event UpdateMarket:
     market: indexed(uint256)
     params: MarketParams
@@ -81,6 +103,9 @@ event UpdateLiquidationParams:
 
 event UpdateInsuranceAccount:
     insurance_account: address
+
+event UpdateBackstopRatio:
+    backstop_ratio: uint256
 
 
 # ---------------------------------------------------------------- structs
@@ -177,8 +202,10 @@ open_markets: public(HashMap[address, uint256])
 order_filled: public(HashMap[bytes32, uint256])
 # @dev Accounts found with negative value, frozen until the backstop or ADL resolves them.
 bankrupt: public(HashMap[address, bool])
-# @dev Account credited with liquidation penalties (the insurance vault).
+# @dev The insurance vault: credited with liquidation penalties, takes over failing accounts.
 insurance_account: public(address)
+# @dev Fraction of maintenance margin (1e18 = 100%) below which anyone may hand an account to the vault.
+backstop_ratio: public(uint256)
 # @dev Liquidator's discount as a fraction of the notional liquidated (1e18 = 100%).
 liquidation_discount: public(uint256)
 # @dev Insurance penalty as a fraction of the notional liquidated.
@@ -188,14 +215,15 @@ liquidation_penalty: public(uint256)
 # ---------------------------------------------------------------- constructor
 
 @deploy
-def __init__(price_oracle: IOracle, margin_pool: IMarginPool, insurance: address, discount: uint256, penalty: uint256):
+def __init__(price_oracle: IOracle, margin_pool: IMarginPool, insurance: address, discount: uint256, penalty: uint256, ratio: uint256):
     """
     @notice Deploys the clearinghouse; the deployer becomes owner.
     @param price_oracle The oracle.
     @param margin_pool The margin pool (wire it back with `MarginPool.set_clearinghouse`).
-    @param insurance The account credited with liquidation penalties.
+    @param insurance The insurance vault (or, before one is deployed, any account for penalties).
     @param discount Liquidator's discount, fraction of notional (1e18 = 100%).
     @param penalty Insurance penalty, fraction of notional.
+    @param ratio Backstop ratio, fraction of maintenance margin (Hyperliquid uses 2/3).
     """
     ownable.__init__()
     eip712_domain_separator.__init__("Backstop", "1")
@@ -203,6 +231,7 @@ def __init__(price_oracle: IOracle, margin_pool: IMarginPool, insurance: address
     pool = margin_pool
     self._set_insurance_account(insurance)
     self._set_liquidation_params(discount, penalty)
+    self._set_backstop_ratio(ratio)
 
 
 # ---------------------------------------------------------------- owner
@@ -253,12 +282,23 @@ def set_liquidation_params(discount: uint256, penalty: uint256):
 @external
 def set_insurance_account(insurance: address):
     """
-    @notice Sets the account credited with liquidation penalties.
+    @notice Sets the insurance vault: penalty recipient and taker of failing accounts.
     @dev Owner only.
-    @param insurance The new insurance account.
+    @param insurance The new insurance vault.
     """
     ownable._check_owner()
     self._set_insurance_account(insurance)
+
+
+@external
+def set_backstop_ratio(ratio: uint256):
+    """
+    @notice Sets the fraction of maintenance margin below which anyone may hand an account to the vault.
+    @dev Owner only; at most 100%.
+    @param ratio 1e18 = 100%.
+    """
+    ownable._check_owner()
+    self._set_backstop_ratio(ratio)
 
 
 # ---------------------------------------------------------------- trading
@@ -358,6 +398,58 @@ def liquidate(account: address, market: uint256, size: uint256) -> uint256:
 
     log Liquidation(account=account, liquidator=msg.sender, market=market, size=taken, price=mark, discount=discount, penalty=penalty)
     return taken
+
+
+@external
+def backstop(account: address) -> bool:
+    """
+    @notice Hands a failing account to the insurance vault: the vault takes over every position at
+            the mark and all remaining collateral; the trader keeps nothing. If the account's value
+            is negative the vault covers the deficit, but only within its loss allowance.
+    @dev Anyone may call once the account's value is below `backstop_ratio` x maintenance margin; a
+         keeper may call below maintenance margin (a liquidation found no taker). The vault's
+         risk limits (loss allowance, position per market, leverage) are checked on the state
+         after the takeover; if one would break, nothing moves, `TakeoverRefused` names the limit,
+         and a bankrupt account is flagged for ADL.
+    @param account The failing account.
+    @return True if the vault took the account over, False if it refused.
+    """
+    vault: address = self.insurance_account
+    assert account != vault, "Clearinghouse: the vault cannot take itself over"
+    open_mask: uint256 = self.open_markets[account]
+    assert open_mask != 0, "Clearinghouse: no position"
+    health: AccountHealth = self._health(account, True)
+    line: uint256 = health.maintenance_margin if keeper_roles.is_keeper[msg.sender] else health.maintenance_margin * self.backstop_ratio // fixed_point.WAD
+    assert health.value < convert(line, int256), "Clearinghouse: account above the backstop line"
+
+    refusal: String[48] = self._takeover_refusal(account, vault, health.value)
+    if refusal != "":
+        log TakeoverRefused(account=account, vault=vault, reason=refusal)
+        if health.value < 0 and not self.bankrupt[account]:
+            self.bankrupt[account] = True
+            log BankruptcyFlagged(account=account, deficit=convert(-health.value, uint256))
+        return False
+
+    markets: uint256 = 0
+    for market: uint256 in range(MAX_MARKETS):
+        if open_mask & (1 << market) == 0:
+            continue
+        mark: uint256 = self._accrue_with_fresh_prices(market)
+        size: int256 = self.positions[account][market].size
+        self._trade(account, market, -size, mark, False)
+        self._trade(vault, market, size, mark, False)
+        markets += 1
+    # Positions closed at the mark realise exactly their marked value, so the balance left is the
+    # account's value: a buffer the vault keeps, or a deficit it pays.
+    balance: int256 = staticcall pool.balance_of(account)
+    if balance > 0:
+        extcall pool.transfer_balance(account, vault, convert(balance, uint256))
+    elif balance < 0:
+        extcall pool.transfer_balance(vault, account, convert(-balance, uint256))
+    extcall IInsuranceVault(vault).record_takeover(account, convert(max(-balance, 0), uint256))
+    self.bankrupt[account] = False
+    log Takeover(account=account, vault=vault, value=balance, markets=markets)
+    return True
 
 
 @external
@@ -631,6 +723,40 @@ def _health(account: address, fresh: bool) -> AccountHealth:
     return health
 
 
+# ---------------------------------------------------------------- internals: backstop
+
+@internal
+@view
+def _takeover_refusal(account: address, vault: address, account_value: int256) -> String[48]:
+    """
+    @dev The first of the vault's limits that taking `account` over would break, or "" if none:
+         its loss allowance, its largest position per market, its leverage afterwards.
+    """
+    if account_value < 0 and convert(-account_value, uint256) > staticcall IInsuranceVault(vault).loss_allowance():
+        return "loss above the vault's allowance"
+    vault_health: AccountHealth = self._health(vault, True)
+    equity_after: int256 = vault_health.value + account_value
+    if equity_after <= 0:
+        return "vault equity exhausted"
+    notional_after: uint256 = 0
+    both_mask: uint256 = self.open_markets[account] | self.open_markets[vault]
+    for market: uint256 in range(MAX_MARKETS):
+        if both_mask & (1 << market) == 0:
+            continue
+        index_price: uint256 = 0
+        mark_price: uint256 = 0
+        index_price, mark_price = staticcall oracle.fresh_prices(market)
+        vault_size: int256 = self.positions[vault][market].size
+        size_after: int256 = vault_size + self.positions[account][market].size
+        if abs(size_after) > abs(vault_size) and convert(abs(size_after), uint256) > staticcall IInsuranceVault(vault).max_position(market):
+            return "position above the vault's limit"
+        # Ceiling: the limit check counts the larger notional.
+        notional_after += fixed_point.ceil_div(convert(abs(size_after), uint256) * mark_price, fixed_point.NOTIONAL_SCALE)
+    if notional_after * fixed_point.WAD > staticcall IInsuranceVault(vault).max_leverage() * convert(equity_after, uint256):
+        return "leverage above the vault's limit"
+    return ""
+
+
 # ---------------------------------------------------------------- internals: parameters
 
 @internal
@@ -658,6 +784,13 @@ def _set_liquidation_params(discount: uint256, penalty: uint256):
     self.liquidation_discount = discount
     self.liquidation_penalty = penalty
     log UpdateLiquidationParams(discount=discount, penalty=penalty)
+
+
+@internal
+def _set_backstop_ratio(ratio: uint256):
+    assert ratio <= fixed_point.WAD, "Clearinghouse: backstop ratio above 100%"
+    self.backstop_ratio = ratio
+    log UpdateBackstopRatio(backstop_ratio=ratio)
 
 
 @internal

@@ -48,6 +48,9 @@ event BalanceTransfer:
 event UpdateClearinghouse:
     clearinghouse: address
 
+event ClosedToThirdPartyDeposits:
+    account: indexed(address)
+
 
 # ---------------------------------------------------------------- storage
 
@@ -57,6 +60,8 @@ collateral: public(immutable(IERC20))
 clearinghouse: public(IClearinghouse)
 # @dev Collateral balance per account, in token units; negative only for a bankrupt account.
 _balances: HashMap[address, int256]
+# @dev Accounts that accept deposits from themselves only (the insurance vault: a donation would move its share price).
+closed_to_third_party_deposits: public(HashMap[address, bool])
 # @dev Sum of all deposits ever made, for conservation checks.
 total_deposited: public(uint256)
 # @dev Sum of all withdrawals ever made, for conservation checks.
@@ -113,7 +118,19 @@ def deposit_for(account: address, amount: uint256):
     @param amount Token units, positive.
     """
     assert account != empty(address), "MarginPool: zero account"
+    assert account == msg.sender or not self.closed_to_third_party_deposits[account], "MarginPool: account closed to third-party deposits"
     self._deposit(account, amount)
+
+
+@external
+def close_to_third_party_deposits():
+    """
+    @notice From now on only the caller itself can deposit into its balance; this cannot be undone.
+    @dev The insurance vault calls it at deployment, so that nobody can move its share price by
+         depositing on its behalf.
+    """
+    self.closed_to_third_party_deposits[msg.sender] = True
+    log ClosedToThirdPartyDeposits(account=msg.sender)
 
 
 @external

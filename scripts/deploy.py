@@ -12,15 +12,13 @@ from backstop.deployment import ProtocolConfig, deploy_protocol, write_deploymen
 @click.command(cls=ConnectedProviderCommand)
 @click.option("--account", "alias", default=None, help="Deployer account alias (default: the first test account, for local chains).")
 @click.option("--keeper", default=None, help="Keeper address (default: the deployer).")
-@click.option("--insurance", default=None, help="Account credited with liquidation penalties (default: the deployer).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output file (default: deployments/<network>.json).")
-def cli(alias, keeper, insurance, out):
+def cli(alias, keeper, out):
     """Deploy Backstop's contracts and write their addresses and ABIs to a JSON file."""
     account = accounts.load(alias) if alias else accounts.test_accounts[0]
     config = ProtocolConfig()
     keeper = keeper or account.address
-    insurance = insurance or account.address
-    protocol = deploy_protocol(project, account, keeper, insurance, config)
+    protocol = deploy_protocol(project, account, keeper, config)
     out = out or Path("deployments") / f"{networks.provider.network.name}.json"
     write_deployment(out, protocol, chain.chain_id, config)
     for name, address in protocol.addresses().items():

@@ -124,7 +124,7 @@ def setup(config: ProtocolConfig) -> Bench:
     test = accounts.test_accounts
     owner, keeper, insurance, alice, bob, liquidator_a, liquidator_b, relayer = (test[i] for i in range(8))
     step("deploying token, oracle, margin pool and clearinghouse")
-    protocol = deploy_protocol(project, owner, keeper, insurance.address, config)
+    protocol = deploy_protocol(project, owner, keeper, config)
     keys = {account.address: account.private_key for account in (alice, bob)}
     signer = OrderSigner(chain.chain_id, protocol.clearinghouse.address, keys)
     report = GasReport("Backstop gas per operation")

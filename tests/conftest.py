@@ -60,8 +60,8 @@ def config():
 
 
 @pytest.fixture(scope="session")
-def protocol(project, owner, keeper, insurance, config):
-    return deploy_protocol(project, owner, keeper, insurance.address, config)
+def protocol(project, owner, keeper, config):
+    return deploy_protocol(project, owner, keeper, config)
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +82,11 @@ def pool(protocol):
 @pytest.fixture(scope="session")
 def clearinghouse(protocol):
     return protocol.clearinghouse
+
+
+@pytest.fixture(scope="session")
+def vault(protocol):
+    return protocol.vault
 
 
 @pytest.fixture(scope="session")

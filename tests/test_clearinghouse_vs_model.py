@@ -124,8 +124,8 @@ class Mirror:
 
 
 @pytest.fixture
-def mirror(chain, protocol, config, keeper, signer, fund, expiry, alice, bob, carol, liquidator, insurance):
-    return Mirror(chain, protocol, config, keeper, signer, fund, expiry, [alice, bob, carol, liquidator, insurance])
+def mirror(chain, protocol, config, keeper, signer, fund, expiry, alice, bob, carol, liquidator, vault):
+    return Mirror(chain, protocol, config, keeper, signer, fund, expiry, [alice, bob, carol, liquidator, vault])
 
 
 BTC_PRICE = 100_000 * WAD
@@ -190,7 +190,7 @@ def test_withdraw__down_to_initial_margin_matches_model(mirror, alice, bob, stra
     assert receipt.events.filter(mirror.protocol.pool.Withdrawal)[0].amount == free
 
 
-def test_liquidate__full_position_matches_model(mirror, alice, bob, liquidator, insurance, stranger):
+def test_liquidate__full_position_matches_model(mirror, alice, bob, liquidator, vault, stranger):
     mirror.fund(alice, 6_000 * USDC)
     mirror.fund(bob, 20_000 * USDC)
     mirror.fund(liquidator, 50_000 * USDC)
@@ -204,7 +204,7 @@ def test_liquidate__full_position_matches_model(mirror, alice, bob, liquidator, 
     event = receipt.events.filter(mirror.protocol.clearinghouse.Liquidation)[0]
     assert (event.size, event.discount, event.penalty) == (WAD // 2, 455 * USDC, 455 * USDC)
     assert mirror.model.position(liquidator.address, BTC).size == WAD // 2
-    assert mirror.model.balance(insurance.address) == 455 * USDC
+    assert mirror.model.balance(vault.address) == 455 * USDC  # the penalty goes to the insurance vault
 
 
 def test_liquidate__partial_leaves_account_healthier_matches_model(mirror, alice, bob, liquidator, stranger):

@@ -1,0 +1,302 @@
+"""A thin, fast JSON-RPC client for a local Anvil chain, for fuzzing at hundreds of calls per second.
+
+Ape sends about 19 transactions per second one at a time (it estimates gas, waits, decodes events and
+traces). The state machines in tests/ need more: this module talks to the node directly over one
+keep-alive HTTP connection, sends transactions from accounts the node holds unlocked
+(`eth_sendTransaction`, automine), encodes calldata once per function from the ABI, and reads any
+number of views in a single JSON-RPC batch.
+
+    chain = FastChain(uri)
+    ch = chain.contract(address, abi)             # abi: a list of ABI dicts
+    chain.send(sender, ch.settle_fills.encode([...]), to=ch.address)  # None or a RevertError
+    values = chain.read([ch.positions.call(a, 0), ch.long_open_interest.call(0)])
+
+A transaction that the caller expects to succeed is sent with a fixed gas limit (the node need not
+estimate it) and its receipt checked; one expected to revert is sent without a gas limit, so the
+node's gas estimation refuses it with the revert reason and nothing is mined (the same path ape and
+every wallet take). Revert reasons are decoded from `Error(string)` data.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_utils import keccak, to_checksum_address
+
+ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
+
+
+class RpcError(Exception):
+    """A JSON-RPC error that is not a revert."""
+
+
+@dataclass(frozen=True)
+class RevertError(Exception):
+    """A reverted call or transaction; `reason` is the revert string ("" for a bare revert)."""
+
+    reason: str
+    data: bytes = b""
+
+    def __str__(self) -> str:
+        return f"reverted: {self.reason!r}"
+
+
+def _type_string(param: dict) -> str:
+    """The canonical ABI type of a parameter (tuples spelled out)."""
+    kind = param["type"]
+    if kind.startswith("tuple"):
+        return "(" + ",".join(_type_string(c) for c in param["components"]) + ")" + kind[len("tuple"):]
+    return kind
+
+
+def revert_reason(data: bytes) -> str:
+    """The string of `Error(string)` revert data; "" for empty data, the hex for anything else."""
+    if data[:4] == ERROR_SELECTOR:
+        return abi_decode(["string"], data[4:])[0]
+    return "" if not data else "0x" + data.hex()
+
+
+class Function:
+    """One contract function: its selector, input and output types, calldata encoding, decoding."""
+
+    def __init__(self, address: str, item: dict):
+        self.address = address
+        self.name = item["name"]
+        self.inputs = [_type_string(p) for p in item["inputs"]]
+        self.outputs = [_type_string(p) for p in item["outputs"]]
+        self.signature = f"{self.name}({','.join(self.inputs)})"
+        self.selector = keccak(text=self.signature)[:4]
+        # Static single-word outputs (the common case) decode without eth_abi.
+        self._fast = self._fast_decoder()
+
+    def encode(self, *args) -> str:
+        return "0x" + (self.selector + abi_encode(self.inputs, args)).hex()
+
+    def call(self, *args) -> "Call":
+        return Call(self, self.encode(*args))
+
+    def decode(self, data: bytes):
+        if self._fast is not None:
+            return self._fast(data)
+        values = abi_decode(self.outputs, data)
+        return values[0] if len(values) == 1 else values
+
+    def _fast_decoder(self):
+        words = []
+        for output in self.outputs:
+            if output.startswith("(") and output.endswith(")") and "(" not in output[1:]:
+                words.append(tuple(output[1:-1].split(",")))
+            else:
+                words.append(output)
+        flat = [t for w in words for t in (w if isinstance(w, tuple) else (w,))]
+        if not flat or not all(t.startswith(("uint", "int", "bool", "address")) and not t.endswith("]") for t in flat):
+            return None
+        converters = [_word_converter(t) for t in flat]
+
+        def decode(data: bytes):
+            values = [conv(data[32 * i: 32 * i + 32]) for i, conv in enumerate(converters)]
+            out, i = [], 0
+            for w in words:
+                if isinstance(w, tuple):
+                    out.append(tuple(values[i:i + len(w)]))
+                    i += len(w)
+                else:
+                    out.append(values[i])
+                    i += 1
+            return out[0] if len(out) == 1 else tuple(out)
+
+        return decode
+
+
+def _word_converter(kind: str):
+    if kind.startswith("uint"):
+        return lambda word: int.from_bytes(word, "big")
+    if kind.startswith("int"):
+        return lambda word: int.from_bytes(word, "big", signed=True)
+    if kind == "bool":
+        return lambda word: word[-1] == 1
+    return lambda word: to_checksum_address(word[12:])
+
+
+@dataclass(frozen=True)
+class Call:
+    """A view call ready to go into a batch."""
+
+    function: Function
+    data: str
+
+
+class Contract:
+    """Functions of a deployed contract by name, built from its ABI."""
+
+    def __init__(self, address: str, abi: list[dict]):
+        self.address = to_checksum_address(address)
+        for item in abi:
+            if item.get("type") == "function" and not hasattr(self, item["name"]):
+                setattr(self, item["name"], Function(self.address, item))
+
+
+class FastChain:
+    """A JSON-RPC connection to one node."""
+
+    GAS = 12_000_000  # gas limit of a transaction expected to succeed (no estimation)
+
+    def __init__(self, uri: str, timeout: float = 60.0):
+        parsed = urlparse(uri)
+        self._host, self._port = parsed.hostname, parsed.port or 80
+        self._path = parsed.path or "/"
+        self._timeout = timeout
+        self._connection = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        self._id = 0
+        self.sent = 0  # transactions mined through this client
+        self.last_receipt: dict | None = None
+        self._sync = True
+        self.calls = 0  # view calls made through this client
+
+    # ------------------------------------------------------------ transport
+
+    def _post(self, payload) -> object:
+        body = json.dumps(payload)
+        for attempt in (0, 1):
+            try:
+                self._connection.request("POST", self._path, body, {"Content-Type": "application/json"})
+                response = self._connection.getresponse()
+                return json.loads(response.read())
+            except (http.client.HTTPException, ConnectionError, OSError):
+                self._connection.close()
+                self._connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+                if attempt:
+                    raise
+
+    def request(self, method: str, params: list | None = None):
+        """One JSON-RPC request; returns its result, raises RevertError or RpcError."""
+        self._id += 1
+        answer = self._post({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params or []})
+        if "error" in answer:
+            raise _error(answer["error"])
+        return answer["result"]
+
+    def batch(self, requests: list[tuple[str, list]]) -> list:
+        """Several JSON-RPC requests in one HTTP round trip; each answer is a result or an exception."""
+        if not requests:
+            return []
+        first = self._id + 1
+        self._id += len(requests)
+        payload = [{"jsonrpc": "2.0", "id": first + i, "method": m, "params": p} for i, (m, p) in enumerate(requests)]
+        answers = self._post(payload)
+        by_id = {a["id"]: a for a in answers}
+        return [
+            _error(by_id[first + i]["error"]) if "error" in by_id[first + i] else by_id[first + i]["result"]
+            for i in range(len(requests))
+        ]
+
+    # ------------------------------------------------------------ contracts and views
+
+    def contract(self, address: str, abi: list[dict]) -> Contract:
+        return Contract(address, abi)
+
+    def read(self, calls: list[Call], block: str = "latest", extra: list[tuple[str, list]] = ()) -> list:
+        """Decoded results of view calls in one batch (plus the raw results of `extra` requests)."""
+        requests = [("eth_call", [{"to": c.function.address, "data": c.data}, block]) for c in calls]
+        answers = self.batch(requests + list(extra))
+        self.calls += len(calls)
+        values = []
+        for call, answer in zip(calls, answers[: len(calls)]):
+            if isinstance(answer, Exception):
+                raise answer
+            values.append(call.function.decode(bytes.fromhex(answer[2:])))
+        return values + answers[len(calls):]
+
+    # ------------------------------------------------------------ transactions
+
+    def send(self, sender: str, call: Call, expect_revert: bool = False):
+        """Sends `call` from the unlocked `sender`. Expected to succeed: fixed gas, mined, the receipt's
+        status checked (a failure is replayed with `eth_call` for its reason and returned as
+        RevertError). Expected to revert: no gas limit, the node's estimation refuses it; returns
+        the RevertError, or None if it was mined after all."""
+        tx = {"from": sender, "to": call.function.address, "data": call.data}
+        if expect_revert:
+            try:
+                self.request("eth_sendTransaction", [tx])
+            except RevertError as revert:
+                return revert
+            self.sent += 1
+            return None
+        tx["gas"] = hex(self.GAS)
+        receipt = self._send_sync(tx)
+        self.sent += 1
+        self.last_receipt = receipt
+        if int(receipt["status"], 16) == 1:
+            return None
+        block = int(receipt["blockNumber"], 16)
+        try:
+            self.request("eth_call", [{k: v for k, v in tx.items() if k != "gas"}, hex(block - 1)])
+        except RevertError as revert:
+            return revert
+        return RevertError("<mined with status 0; replay did not revert>")
+
+    def _send_sync(self, tx: dict) -> dict:
+        """Sends and returns the receipt: `eth_sendTransactionSync` (EIP-7966, one round trip) where
+        the node has it, else `eth_sendTransaction` and polling for the receipt."""
+        if self._sync:
+            try:
+                return self.request("eth_sendTransactionSync", [tx])
+            except RpcError as error:
+                if "-32601" not in str(error) and "not supported" not in str(error).lower():
+                    raise
+                self._sync = False
+        tx_hash = self.request("eth_sendTransaction", [tx])
+        while True:
+            receipt = self.request("eth_getTransactionReceipt", [tx_hash])
+            if receipt is not None:
+                return receipt
+
+    def send_many(self, txs: list[tuple[str, Call]]) -> None:
+        """Sends transactions one after another (each mined) and requires all to succeed."""
+        for sender, call in txs:
+            failure = self.send(sender, call)
+            if failure is not None:
+                raise AssertionError(f"{call.function.name} from {sender}: {failure}")
+
+    # ------------------------------------------------------------ node control
+
+    def block(self) -> tuple[int, int]:
+        """(number, timestamp) of the latest block."""
+        block = self.request("eth_getBlockByNumber", ["latest", False])
+        return int(block["number"], 16), int(block["timestamp"], 16)
+
+    def snapshot(self) -> str:
+        return self.request("evm_snapshot")
+
+    def revert(self, snapshot_id: str) -> None:
+        if not self.request("evm_revert", [snapshot_id]):
+            raise RpcError(f"evm_revert({snapshot_id}) failed")
+
+    def set_block_interval(self, seconds: int | None) -> None:
+        """Every new block `seconds` after the previous one (None: back to wall-clock time)."""
+        if seconds is None:
+            self.request("anvil_removeBlockTimestampInterval")
+        else:
+            self.request("anvil_setBlockTimestampInterval", [seconds])
+
+    def mine_at(self, timestamp: int) -> None:
+        """Mines one empty block with exactly `timestamp`."""
+        self.request("evm_mine", [timestamp])
+
+
+def _error(error: dict) -> Exception:
+    data = error.get("data")
+    message = error.get("message", "")
+    if isinstance(data, dict):
+        data = data.get("data")
+    if isinstance(data, str) and data.startswith("0x"):
+        return RevertError(revert_reason(bytes.fromhex(data[2:])), bytes.fromhex(data[2:]))
+    if "revert" in message:
+        reason = message.split("execution reverted:", 1)[1].strip() if "execution reverted:" in message else ""
+        return RevertError(reason)
+    return RpcError(f"{error.get('code')}: {message} {data or ''}".strip())
