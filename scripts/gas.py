@@ -11,7 +11,10 @@ Deploys the protocol on the connected chain (a fresh local Anvil by default) and
   every trader's first position, then in steady state, with positions growing and with positions
   shrinking (PnL realised);
 - `Clearinghouse.liquidate` of an account below maintenance margin, full and partial (half), by a
-  liquidator taking its first position in the market and by one that already holds one.
+  liquidator taking its first position in the market and by one that already holds one;
+- `InsuranceVault`: a first and a repeat `deposit`, `request_redeem` and `claim` (the vault then
+  holds a taken-over position, so the claim's margin check runs), and `Clearinghouse.backstop`: the
+  vault taking over an account below the backstop line.
 
 The BTC mark sits 0.1% above the index while trading, so funding accrues and every trade settles
 it into the pool, as it would in production. Liquidations run in the ETH market, after the keeper
@@ -86,6 +89,10 @@ class Bench:
     def oracle(self):
         return self.protocol.oracle
 
+    @property
+    def vault(self):
+        return self.protocol.vault
+
 
 def derived_trader(label: str) -> tuple[str, str]:
     """A trader with a known private key derived from `label`. It only signs orders, so needs no ETH."""
@@ -123,7 +130,7 @@ def measure(bench: Bench, operation: str, send, target: int | None = None, per: 
 def setup(config: ProtocolConfig) -> Bench:
     test = accounts.test_accounts
     owner, keeper, insurance, alice, bob, liquidator_a, liquidator_b, relayer = (test[i] for i in range(8))
-    step("deploying token, oracle, margin pool and clearinghouse")
+    step("deploying token, oracle, margin pool, clearinghouse and insurance vault")
     protocol = deploy_protocol(project, owner, keeper, config)
     keys = {account.address: account.private_key for account in (alice, bob)}
     signer = OrderSigner(chain.chain_id, protocol.clearinghouse.address, keys)
@@ -238,6 +245,38 @@ def measure_liquidations(bench: Bench, victims: list[str], counterparties: list[
         measure(bench, f"liquidate, {kind} — {who}", send, LIQUIDATION_TARGET)
 
 
+def measure_vault(bench: Bench, config: ProtocolConfig, victim: str, counterparty: str, price: int) -> None:
+    step("insurance vault: deposits, a takeover, a redemption")
+    token, vault, depositor = bench.protocol.token, bench.vault, bench.insurance
+    token.mint(depositor, 30_000 * USDC, sender=bench.owner)
+    token.approve(vault, 30_000 * USDC, sender=depositor)
+    measure(bench, "vault deposit — first deposit", lambda: vault.deposit(20_000 * USDC, depositor, sender=depositor))
+    measure(bench, "vault deposit — repeat deposit", lambda: vault.deposit(10_000 * USDC, depositor, sender=depositor))
+
+    settle(bench, [(victim, counterparty)], ETH, 10 * WAD, price)
+    crashed = price * 91 // 100
+    console.print(f"  keeper moves ETH {price // WAD:,} → {crashed // WAD:,}")
+    set_price(bench, ETH, crashed, crashed)
+    health = bench.clearinghouse.account_health(victim)
+    assert health.value * WAD < health.maintenance_margin * config.backstop_ratio, f"{victim} is above the backstop line: {health}"
+    measure(bench, "backstop — vault takes over an account (one market)", lambda: bench.clearinghouse.backstop(victim, sender=bench.relayer))
+
+    advance(config.vault_lockup)
+    refresh_prices(bench)
+    receipt = measure(bench, "vault request_redeem", lambda: vault.request_redeem(vault.balanceOf(depositor) // 2, sender=depositor))
+    advance(config.vault_withdrawal_delay)
+    refresh_prices(bench)
+    request_id = receipt.events.filter(vault.WithdrawalRequested)[0].request_id
+    measure(bench, "vault claim — vault holds a position", lambda: vault.claim(request_id, sender=depositor))
+
+
+def refresh_prices(bench: Bench) -> None:
+    """The keeper re-posts every market's latest prices, so they are fresh again after a wait."""
+    for market in range(bench.clearinghouse.market_count()):
+        feed = bench.oracle.feeds(market)
+        bench.oracle.set_prices(market, feed.index_price, feed.mark_price, sender=bench.keeper)
+
+
 def breakdown_of(bench: Bench, row: GasRow, receipt, per: int) -> Breakdown | None:
     """Breaks a transaction's gas down by contract and opcode class, from the node's struct-log trace."""
     names = {str(contract.address).lower(): contract.contract_type.name for contract in vars(bench.protocol).values()}
@@ -278,6 +317,7 @@ def run(config: ProtocolConfig, explain: str) -> GasReport:
     traders = new_traders(bench, "trader", 2 * BATCH)
     victims = new_traders(bench, "victim", 4)
     counterparties = new_traders(bench, "counterparty", 4)
+    takeover_victim, takeover_counterparty = new_traders(bench, "takeover", 2)
     step("funding traders, liquidation victims, their counterparties and the liquidators")
     fund_all(
         bench,
@@ -285,7 +325,8 @@ def run(config: ProtocolConfig, explain: str) -> GasReport:
         + [(trader, 20_000 * USDC) for trader in traders]
         + [(victim, 4_100 * USDC) for victim in victims]
         + [(counterparty, 20_000 * USDC) for counterparty in counterparties]
-        + [(liquidator.address, 100_000 * USDC) for liquidator in bench.liquidators],
+        + [(liquidator.address, 100_000 * USDC) for liquidator in bench.liquidators]
+        + [(takeover_victim, 4_100 * USDC), (takeover_counterparty, 20_000 * USDC)],
     )
 
     measure_deposits(bench)
@@ -293,6 +334,7 @@ def run(config: ProtocolConfig, explain: str) -> GasReport:
     measure_withdraw(bench)
     measure_batches(bench, traders, btc_mark)
     measure_liquidations(bench, victims, counterparties, eth_price)
+    measure_vault(bench, config, takeover_victim, takeover_counterparty, bench.oracle.feeds(ETH).mark_price)
     explain_rows(bench, explain)
 
     bench.report.notes = [
@@ -313,7 +355,7 @@ def run(config: ProtocolConfig, explain: str) -> GasReport:
 @click.option("--explain", type=click.Choice(["misses", "all", "none"]), default="misses", show_default=True,
               help="Break the gas down by contract and opcode class (debug trace) for rows above target, all rows, or none.")
 def cli(out, explain):
-    """Measure gas per operation (deposit, withdraw, fills, liquidation) against the targets."""
+    """Measure gas per operation (deposit, withdraw, fills, liquidation, vault, takeover) against the targets."""
     quiet = LogLevel.WARNING if logger.level == LogLevel.INFO else logger.level
     with logger.at_level(quiet):
         report = run(ProtocolConfig(), explain)
