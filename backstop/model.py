@@ -442,6 +442,8 @@ class Model:
         return ""
 
     def _takeover_refusal(self, account: Account, vault: Account, account_value: int, now: int) -> str:
+        if self.bankrupt.get(vault, False):
+            return "vault flagged bankrupt"
         if account_value < 0 and -account_value > self.vault.loss_allowance(now):
             return "loss above the vault's allowance"
         equity_after = self._health(vault, True, now).value + account_value
@@ -470,6 +472,12 @@ class Model:
         _require(value < 0, "Clearinghouse: account solvent")
         self.bankrupt[account] = True
         return -value
+
+    @_atomic
+    def clear_bankruptcy(self, account: Account, now: int) -> None:
+        _require(self.bankrupt.get(account, False), "Clearinghouse: not bankrupt")
+        _require(self._health(account, False, now).value >= 0, "Clearinghouse: account still in deficit")
+        self.bankrupt[account] = False
 
     # ------------------------------------------------------------ Clearinghouse: views
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from backstop.model import Account, Model, _require, ceil_div
+from backstop.model import ZERO_ADDRESS, Account, Model, _require, ceil_div
 
 VIRTUAL_SHARES = 10**6  # InsuranceVault.VIRTUAL_SHARES
 VIRTUAL_ASSETS = 1  # InsuranceVault.VIRTUAL_ASSETS
@@ -155,12 +155,19 @@ class VaultModel:
         self.total_supply += shares
         self.unlock_time[caller] = now + self.lockup_period
 
+    def accepts_deposits(self, now: int) -> bool:
+        """`maxDeposit`/`maxMint` are unlimited when this holds, else 0."""
+        return self.exchange.account_value(self.address, now) >= 0 and not self.exchange.bankrupt.get(self.address, False)
+
     def _total_assets_checked(self, now: int) -> int:
         value = self.exchange.account_value(self.address, now)
         _require(value >= 0, "InsuranceVault: vault in deficit")
+        _require(not self.exchange.bankrupt.get(self.address, False), "InsuranceVault: vault flagged bankrupt")
         return value
 
     def _transfer(self, sender: Account, receiver: Account, amount: int) -> None:
+        _require(sender != ZERO_ADDRESS, "erc20: transfer from the zero address")
+        _require(receiver != ZERO_ADDRESS, "erc20: transfer to the zero address")
         _require(self.balance_of.get(sender, 0) >= amount, "erc20: transfer amount exceeds balance")
         self.balance_of[sender] -= amount
         self.balance_of[receiver] = self.balance_of.get(receiver, 0) + amount

@@ -81,6 +81,9 @@ event BankruptcyFlagged:
     account: indexed(address)
     deficit: uint256
 
+event BankruptcyCleared:
+    account: indexed(address)
+
 event Takeover:
     account: indexed(address)
     vault: indexed(address)
@@ -467,6 +470,20 @@ def flag_bankruptcy(account: address):
     log BankruptcyFlagged(account=account, deficit=convert(-value, uint256))
 
 
+@external
+def clear_bankruptcy(account: address):
+    """
+    @notice Lifts the bankruptcy flag of an account whose value is no longer negative (prices
+            recovered or it was topped up), so it can trade, withdraw and be liquidated again.
+    @dev Anyone may call. Uses the latest prices, as `flag_bankruptcy` does.
+    @param account The account.
+    """
+    assert self.bankrupt[account], "Clearinghouse: not bankrupt"
+    assert self._health(account, False).value >= 0, "Clearinghouse: account still in deficit"
+    self.bankrupt[account] = False
+    log BankruptcyCleared(account=account)
+
+
 # ---------------------------------------------------------------- views
 
 @external
@@ -732,6 +749,8 @@ def _takeover_refusal(account: address, vault: address, account_value: int256) -
     @dev The first of the vault's limits that taking `account` over would break, or "" if none:
          its loss allowance, its largest position per market, its leverage afterwards.
     """
+    if self.bankrupt[vault]:
+        return "vault flagged bankrupt"
     if account_value < 0 and convert(-account_value, uint256) > staticcall IInsuranceVault(vault).loss_allowance():
         return "loss above the vault's allowance"
     vault_health: AccountHealth = self._health(vault, True)

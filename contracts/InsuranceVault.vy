@@ -397,22 +397,23 @@ def convertToAssets(shares: uint256) -> uint256:
 @view
 def maxDeposit(receiver: address) -> uint256:
     """
-    @notice Unlimited, except 0 while the vault is in deficit (a deposit would fill the hole).
+    @notice Unlimited, except 0 while the vault is in deficit or flagged bankrupt (a deposit would
+            fill the hole, or could not leave).
     @param receiver The depositor.
     @return Collateral units.
     """
-    return max_value(uint256) if self._vault_value() >= 0 else 0
+    return max_value(uint256) if self._accepts_deposits() else 0
 
 
 @external
 @view
 def maxMint(receiver: address) -> uint256:
     """
-    @notice Unlimited, except 0 while the vault is in deficit.
+    @notice Unlimited, except 0 while the vault is in deficit or flagged bankrupt.
     @param receiver The depositor.
     @return Shares.
     """
-    return max_value(uint256) if self._vault_value() >= 0 else 0
+    return max_value(uint256) if self._accepts_deposits() else 0
 
 
 @external
@@ -520,9 +521,16 @@ def _total_assets() -> uint256:
 
 @internal
 @view
+def _accepts_deposits() -> bool:
+    return self._vault_value() >= 0 and not staticcall clearinghouse.bankrupt(self)
+
+
+@internal
+@view
 def _total_assets_checked() -> uint256:
     value: int256 = self._vault_value()
     assert value >= 0, "InsuranceVault: vault in deficit"
+    assert not staticcall clearinghouse.bankrupt(self), "InsuranceVault: vault flagged bankrupt"
     return convert(value, uint256)
 
 
