@@ -19,8 +19,10 @@ every wallet take). Revert reasons are decoded from `Error(string)` data.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
+import socket
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -151,25 +153,36 @@ class FastChain:
         self._host, self._port = parsed.hostname, parsed.port or 80
         self._path = parsed.path or "/"
         self._timeout = timeout
-        self._connection = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        self._connection: http.client.HTTPConnection | None = None
         self._id = 0
         self.sent = 0  # transactions mined through this client
         self.last_receipt: dict | None = None
         self._sync = True
+        self.multicall: str | None = None  # runtime code of the aggregator, once enabled
         self.calls = 0  # view calls made through this client
 
     # ------------------------------------------------------------ transport
 
+    def _connect(self) -> http.client.HTTPConnection:
+        connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        connection.connect()
+        # Small requests back to back: without this, Nagle's algorithm and delayed ACKs stall each.
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return connection
+
     def _post(self, payload) -> object:
-        body = json.dumps(payload)
+        body = json.dumps(payload).encode()  # bytes: http.client then sends headers and body at once
         for attempt in (0, 1):
             try:
+                if self._connection is None:
+                    self._connection = self._connect()
                 self._connection.request("POST", self._path, body, {"Content-Type": "application/json"})
                 response = self._connection.getresponse()
                 return json.loads(response.read())
             except (http.client.HTTPException, ConnectionError, OSError):
-                self._connection.close()
-                self._connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+                if self._connection is not None:
+                    self._connection.close()
+                self._connection = None
                 if attempt:
                     raise
 
@@ -200,8 +213,29 @@ class FastChain:
     def contract(self, address: str, abi: list[dict]) -> Contract:
         return Contract(address, abi)
 
-    def read(self, calls: list[Call], block: str = "latest", extra: list[tuple[str, list]] = ()) -> list:
-        """Decoded results of view calls in one batch (plus the raw results of `extra` requests)."""
+    def read(self, calls: list[Call], block: str = "latest") -> list:
+        """Decoded results of view calls. Through the multicall (one `eth_call`, see `read_at`) where
+        the node takes state overrides, else as a JSON-RPC batch of `eth_call`s."""
+        return self.read_at(calls, block)[1]
+
+    def read_at(self, calls: list[Call], block: str = "latest") -> tuple[int, list]:
+        """(block timestamp, decoded results): the views are run by one `eth_call` of a small
+        aggregator whose code is supplied as a state override (it is never deployed), so the node
+        executes a single call instead of one per view; the timestamp is the one the views saw."""
+        if self.multicall is None:
+            return self._read_batch(calls, block)
+        values, timestamp = [], 0
+        for start in range(0, len(calls), MULTICALL_MAX):
+            chunk = calls[start:start + MULTICALL_MAX]
+            data = "0x" + (MULTICALL_SELECTOR + _encode_multicall(chunk)).hex()
+            raw = self.request("eth_call", [{"to": MULTICALL_ADDRESS, "data": data}, block, {MULTICALL_ADDRESS: {"code": self.multicall}}])
+            timestamp, outputs = _decode_multicall(bytes.fromhex(raw[2:]))
+            values += [call.function.decode(output) for call, output in zip(chunk, outputs)]
+        self.calls += len(calls)
+        return timestamp, values
+
+    def _read_batch(self, calls: list[Call], block: str) -> tuple[int, list]:
+        extra = [("eth_getBlockByNumber", [block, False])]
         requests = [("eth_call", [{"to": c.function.address, "data": c.data}, block]) for c in calls]
         answers = self.batch(requests + list(extra))
         self.calls += len(calls)
@@ -210,7 +244,20 @@ class FastChain:
             if isinstance(answer, Exception):
                 raise answer
             values.append(call.function.decode(bytes.fromhex(answer[2:])))
-        return values + answers[len(calls):]
+        return int(answers[-1]["timestamp"], 16), values
+
+    def enable_multicall(self) -> bool:
+        """Reads through the multicall from now on if the node supports state overrides (compiles
+        it with the Vyper compiler on first use); returns whether it is enabled."""
+        try:
+            code = multicall_code()
+            self.request("eth_call", [{"to": MULTICALL_ADDRESS, "data": "0x" + (MULTICALL_SELECTOR + _encode_multicall([])).hex()},
+                                      "latest", {MULTICALL_ADDRESS: {"code": code}}])
+        except Exception:
+            self.multicall = None
+            return False
+        self.multicall = code
+        return True
 
     # ------------------------------------------------------------ transactions
 
@@ -233,9 +280,11 @@ class FastChain:
         self.last_receipt = receipt
         if int(receipt["status"], 16) == 1:
             return None
-        block = int(receipt["blockNumber"], 16)
+        # Replay on the state before the block, with the block's own number and time, for the reason.
+        block = self.request("eth_getBlockByNumber", [receipt["blockNumber"], False])
+        overrides = {"number": block["number"], "time": block["timestamp"]}
         try:
-            self.request("eth_call", [{k: v for k, v in tx.items() if k != "gas"}, hex(block - 1)])
+            self.request("eth_call", [tx, hex(int(block["number"], 16) - 1), None, overrides])
         except RevertError as revert:
             return revert
         return RevertError("<mined with status 0; replay did not revert>")
@@ -287,6 +336,66 @@ class FastChain:
     def mine_at(self, timestamp: int) -> None:
         """Mines one empty block with exactly `timestamp`."""
         self.request("evm_mine", [timestamp])
+
+
+# ---------------------------------------------------------------- multicall
+
+MULTICALL_SOURCE = """
+# pragma version ~=0.4.3
+MAX_CALLS: constant(uint256) = 256
+
+@external
+@view
+def aggregate(targets: DynArray[address, MAX_CALLS], calls: DynArray[Bytes[260], MAX_CALLS]) -> (uint256, DynArray[Bytes[256], MAX_CALLS]):
+    results: DynArray[Bytes[256], MAX_CALLS] = []
+    for i: uint256 in range(len(targets), bound=MAX_CALLS):
+        results.append(raw_call(targets[i], calls[i], max_outsize=256, is_static_call=True))
+    return block.timestamp, results
+"""
+MULTICALL_ADDRESS = "0x000000000000000000000000000000000000ca11"
+MULTICALL_SELECTOR = keccak(text="aggregate(address[],bytes[])")[:4]
+MULTICALL_MAX = 256
+
+
+@functools.lru_cache(maxsize=1)
+def multicall_code() -> str:
+    import vyper  # the compiler ape-vyper uses; only needed for fast reads
+
+    return vyper.compile_code(MULTICALL_SOURCE, output_formats=["bytecode_runtime"])["bytecode_runtime"]
+
+
+def _word(value: int) -> bytes:
+    return value.to_bytes(32, "big")
+
+
+def _encode_multicall(calls: list[Call]) -> bytes:
+    """ABI encoding of (address[], bytes[]) by hand: eth_abi is slow for hundreds of items."""
+    n = len(calls)
+    targets = b"".join(bytes(12) + bytes.fromhex(c.function.address[2:]) for c in calls)
+    payloads = [bytes.fromhex(c.data[2:]) for c in calls]
+    offsets, tails, position = [], [], 32 * n
+    for payload in payloads:
+        padded = payload + bytes(-len(payload) % 32)
+        offsets.append(_word(position))
+        tails.append(_word(len(payload)) + padded)
+        position += 32 + len(padded)
+    array_a = _word(n) + targets
+    array_b = _word(n) + b"".join(offsets) + b"".join(tails)
+    return _word(64) + _word(64 + len(array_a)) + array_a + array_b
+
+
+def _decode_multicall(data: bytes) -> tuple[int, list[bytes]]:
+    """ABI decoding of (uint256, bytes[]) by hand."""
+    timestamp = int.from_bytes(data[0:32], "big")
+    start = int.from_bytes(data[32:64], "big")
+    n = int.from_bytes(data[start:start + 32], "big")
+    base = start + 32
+    outputs = []
+    for i in range(n):
+        offset = base + int.from_bytes(data[base + 32 * i: base + 32 * i + 32], "big")
+        length = int.from_bytes(data[offset:offset + 32], "big")
+        outputs.append(data[offset + 32: offset + 32 + length])
+    return timestamp, outputs
 
 
 def _error(error: dict) -> Exception:
