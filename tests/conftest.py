@@ -64,29 +64,15 @@ def protocol(project, owner, keeper, config):
     return deploy_protocol(project, owner, keeper, config)
 
 
-@pytest.fixture(scope="session")
-def token(protocol):
-    return protocol.token
+def _contract(name):
+    @pytest.fixture(scope="session", name=name)
+    def contract(protocol):
+        return getattr(protocol, name)
+
+    return contract
 
 
-@pytest.fixture(scope="session")
-def oracle(protocol):
-    return protocol.oracle
-
-
-@pytest.fixture(scope="session")
-def pool(protocol):
-    return protocol.pool
-
-
-@pytest.fixture(scope="session")
-def clearinghouse(protocol):
-    return protocol.clearinghouse
-
-
-@pytest.fixture(scope="session")
-def vault(protocol):
-    return protocol.vault
+token, oracle, pool, clearinghouse, vault = (_contract(name) for name in ("token", "oracle", "pool", "clearinghouse", "vault"))
 
 
 @pytest.fixture(scope="session")
