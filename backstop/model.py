@@ -143,10 +143,13 @@ class Fill(NamedTuple):
 
 
 def _atomic(action):
-    """Runs a state-changing method as a transaction: any exception restores the state before it."""
+    """Runs a state-changing method as a transaction: any exception restores the state before it
+    (unless the model runs with `transactional = False`, for replays that never expect a revert)."""
 
     @functools.wraps(action)
     def transaction(self, *args, **kwargs):
+        if not self.transactional:
+            return action(self, *args, **kwargs)
         saved = self.snapshot()
         try:
             return action(self, *args, **kwargs)
@@ -159,6 +162,9 @@ def _atomic(action):
 
 class Model:
     """The state of the three contracts: storage names as in the contracts (dicts default to 0)."""
+
+    # Whether every action restores the state when it reverts (a whole-state copy per action).
+    transactional = True
 
     def __init__(
         self, max_move: int, staleness: int, insurance_account: Account, liquidation_discount: int,
@@ -184,25 +190,33 @@ class Model:
         self.open_markets: dict[Account, int] = {}
         self.order_filled: dict[Order, int] = {}
         self.bankrupt: dict[Account, bool] = {}
+        self.adl_rounds_open = 0
+        self.in_adl_round: dict[Account, bool] = {}
         self._set_insurance_account(insurance_account)
         self._set_liquidation_params(liquidation_discount, liquidation_penalty)
         self._set_backstop_ratio(backstop_ratio)
         # InsuranceVault (backstop/vault_model.py), attached by `VaultModel(...)`; None until then.
         self.vault = None
+        # AdlEngine (backstop/adl.py), attached by `AdlModel(...)`; None until then.
+        self.adl = None
 
     def snapshot(self) -> dict:
         """A copy of the whole state, the vault's included (dict values are immutable, so shallow copies suffice)."""
-        state = {name: value.copy() if isinstance(value, dict) else value for name, value in vars(self).items() if name != "vault"}
-        state["vault"] = self.vault.snapshot() if self.vault else None
+        attached = ("vault", "adl")
+        state = {name: value.copy() if isinstance(value, dict) else value for name, value in vars(self).items() if name not in attached}
+        for name in attached:
+            state[name] = getattr(self, name).snapshot() if getattr(self, name) else None
         return state
 
     def restore(self, saved: dict) -> None:
-        vault = self.vault
+        vault, adl = self.vault, self.adl
         vars(self).clear()
-        vars(self).update({name: value.copy() if isinstance(value, dict) else value for name, value in saved.items() if name != "vault"})
-        self.vault = vault
+        vars(self).update({name: value.copy() if isinstance(value, dict) else value for name, value in saved.items() if name not in ("vault", "adl")})
+        self.vault, self.adl = vault, adl
         if vault:
             vault.restore(saved["vault"])
+        if adl:
+            adl.restore(saved["adl"])
 
     def position(self, account: Account, market: int) -> Position:
         return self.positions.get((account, market), Position())
@@ -406,6 +420,8 @@ class Model:
             )
         health = self._health(liquidator, True, now)
         _require(health.value >= health.initial_margin, "Clearinghouse: liquidator below initial margin")
+        # The Liquidation event's fields, for replays that follow the model like a chain.
+        self.last_liquidation = (taken, mark, discount, penalty)
         return taken
 
     @_atomic
@@ -413,6 +429,7 @@ class Model:
         """Returns "" if the vault took the account over, else the refusal reason (the event's)."""
         vault = self.insurance_account
         _require(account != vault, "Clearinghouse: the vault cannot take itself over")
+        _require(not self.in_adl_round.get(account, False), "Clearinghouse: account in an ADL round")
         open_mask = self.open_markets.get(account, 0)
         _require(open_mask != 0, "Clearinghouse: no position")
         health = self._health(account, True, now)
@@ -476,13 +493,51 @@ class Model:
     @_atomic
     def clear_bankruptcy(self, account: Account, now: int) -> None:
         _require(self.bankrupt.get(account, False), "Clearinghouse: not bankrupt")
+        _require(not self.in_adl_round.get(account, False), "Clearinghouse: account in an ADL round")
         _require(self._health(account, False, now).value >= 0, "Clearinghouse: account still in deficit")
         self.bankrupt[account] = False
+
+    # ------------------------------------------------------------ Clearinghouse: ADL hooks (called by backstop/adl.py)
+
+    def adl_open(self, account: Account, now: int) -> int:
+        _require(self.bankrupt.get(account, False) and not self.in_adl_round.get(account, False), "Clearinghouse: not flagged or round open")
+        value = self._health(account, True, now).value
+        _require(value < 0, "Clearinghouse: account solvent")
+        self.in_adl_round[account] = True
+        self.adl_rounds_open += 1
+        return -value
+
+    def adl_settle(self, account: Account, market: int, price: int, settlements: list[tuple[Account, int, int]], now: int) -> None:
+        """`settlements`: (counterparty, its signed size change, its haircut)."""
+        _require(self.in_adl_round.get(account, False), "Clearinghouse: no ADL round open")
+        self._accrue_funding(market, now)
+        total_size = total_haircut = 0
+        for counterparty, size, haircut in settlements:
+            self._trade(counterparty, market, size, price, False, -haircut)
+            total_size += size
+            total_haircut += haircut
+        if total_size != 0:
+            self._trade(account, market, -total_size, price, False, total_haircut)
+        elif total_haircut > 0:
+            self.settle(account, total_haircut)
+
+    def adl_close(self, account: Account) -> int:
+        _require(self.in_adl_round.get(account, False), "Clearinghouse: no ADL round open")
+        _require(self.open_markets.get(account, 0) == 0, "Clearinghouse: ADL round leaves a position")
+        residual = self.balance(account)
+        vault = self.insurance_account
+        if account != vault and residual != 0:
+            self.settle(account, -residual)
+            self.settle(vault, residual)
+        self.in_adl_round[account] = False
+        self.adl_rounds_open -= 1
+        self.bankrupt[account] = False
+        return residual
 
     # ------------------------------------------------------------ Clearinghouse: views
 
     def withdrawal_allowed(self, account: Account, amount: int, now: int) -> bool:
-        if self.bankrupt.get(account, False):
+        if self.adl_rounds_open > 0 or self.bankrupt.get(account, False):
             return False
         health = self._health(account, True, now)
         return health.value - amount >= health.initial_margin
@@ -536,13 +591,14 @@ class Model:
         _require(filled <= abs(order.size), "Clearinghouse: fill exceeds order remaining")
         self.order_filled[order] = filled
 
-    def _trade(self, account: Account, market: int, delta: int, price: int, reduce_only: bool) -> bool:
-        """Applies a size change at `price`; returns whether the account's risk in the market grew."""
+    def _trade(self, account: Account, market: int, delta: int, price: int, reduce_only: bool, adjustment: int = 0) -> bool:
+        """Applies a size change at `price` and credits `adjustment` (an ADL haircut) with it;
+        returns whether the account's risk in the market grew."""
         position = self.position(account, market)
         old_size, entry_price = position.size, position.entry_price
         new_size = old_size + delta
         index = self.funding_index.get(market, 0)
-        settled = funding_payment(old_size, index, position.funding_snapshot)
+        settled = funding_payment(old_size, index, position.funding_snapshot) + adjustment
 
         if reduce_only:
             _require(

@@ -30,6 +30,8 @@ def _transaction(action):
 
     @functools.wraps(action)
     def transaction(self, *args, **kwargs):
+        if not self.exchange.transactional:
+            return action(self, *args, **kwargs)
         saved = self.exchange.snapshot()
         try:
             return action(self, *args, **kwargs)

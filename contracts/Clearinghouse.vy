@@ -10,8 +10,10 @@
         2. below `backstop_ratio` x maintenance margin (or below maintenance when a keeper found no
            liquidator) anyone may `backstop` it: the insurance vault takes over every position and
            all remaining collateral, covering a deficit within its loss cap, if its risk limits allow;
-        3. an account with negative value that the vault refuses is flagged bankrupt and frozen
-           for ADL.
+        3. an account with negative value that the vault refuses is flagged bankrupt and frozen;
+           the ADL engine (contracts/AdlEngine.vy) then resolves it through the `adl_*` hooks:
+           opposite-side winners pay its deficit and its positions are offset at one price per
+           market. Withdrawals wait while an ADL round is open.
 @dev Account value = pool balance + unrealised PnL + unsettled funding, over all open markets.
      Collateral lives in the MarginPool; this contract tells the pool what to credit and debit.
      Every multiply-divide rounds in the pool's favour (see modules/margin_math.vy).
@@ -110,6 +112,9 @@ event UpdateInsuranceAccount:
 event UpdateBackstopRatio:
     backstop_ratio: uint256
 
+event UpdateAdlEngine:
+    adl_engine: address
+
 
 # ---------------------------------------------------------------- structs
 
@@ -161,6 +166,14 @@ struct Fill:
     size: uint256
     price: uint256
 
+struct AdlSettlement:
+    # @dev an account trading against the bankrupt account: a winner or the vault
+    account: address
+    # @dev signed size change of `account`; the bankrupt account takes the opposite change
+    size: int256
+    # @dev collateral moved from `account` to the bankrupt account
+    haircut: uint256
+
 struct AccountHealth:
     # @dev pool balance + unrealised PnL + unsettled funding, collateral units
     value: int256
@@ -174,6 +187,8 @@ struct AccountHealth:
 MAX_MARKETS: constant(uint256) = 16
 # @dev Largest batch of fills in one `settle_fills` call.
 MAX_FILLS: constant(uint256) = 64
+# @dev Largest batch of counterparties in one `adl_settle` call.
+MAX_ADL_SETTLEMENTS: constant(uint256) = 400
 ORDER_TYPEHASH: constant(bytes32) = keccak256(
     "Order(address account,uint256 market,int256 size,uint256 limit_price,uint256 nonce,uint256 expiry,bool reduce_only)"
 )
@@ -209,6 +224,12 @@ bankrupt: public(HashMap[address, bool])
 insurance_account: public(address)
 # @dev Fraction of maintenance margin (1e18 = 100%) below which anyone may hand an account to the vault.
 backstop_ratio: public(uint256)
+# @dev The ADL engine: the only caller of the `adl_*` hooks.
+adl_engine: public(address)
+# @dev Number of open ADL rounds; withdrawals wait while it is above zero.
+adl_rounds_open: public(uint256)
+# @dev Accounts in an open ADL round: the backstop and `clear_bankruptcy` leave them alone.
+in_adl_round: public(HashMap[address, bool])
 # @dev Liquidator's discount as a fraction of the notional liquidated (1e18 = 100%).
 liquidation_discount: public(uint256)
 # @dev Insurance penalty as a fraction of the notional liquidated.
@@ -304,6 +325,18 @@ def set_backstop_ratio(ratio: uint256):
     self._set_backstop_ratio(ratio)
 
 
+@external
+def set_adl_engine(engine: address):
+    """
+    @notice Sets the ADL engine, the only contract allowed to resolve bankrupt accounts.
+    @dev Owner only. Zero disables ADL.
+    @param engine The AdlEngine.
+    """
+    ownable._check_owner()
+    self.adl_engine = engine
+    log UpdateAdlEngine(adl_engine=engine)
+
+
 # ---------------------------------------------------------------- trading
 
 @external
@@ -375,8 +408,8 @@ def liquidate(account: address, market: uint256, size: uint256) -> uint256:
     taken: uint256 = min(size, convert(abs(position_size), uint256))
     assert taken > 0, "Clearinghouse: zero size"
     account_delta: int256 = -convert(taken, int256) if position_size > 0 else convert(taken, int256)
-    self._trade(account, market, account_delta, mark, False)
-    self._trade(msg.sender, market, -account_delta, mark, False)
+    self._trade(account, market, account_delta, mark, False, 0)
+    self._trade(msg.sender, market, -account_delta, mark, False, 0)
 
     after: AccountHealth = self._health(account, False)
     # Fees come out of what the account has left, discount first: a liquidation never bankrupts.
@@ -419,6 +452,7 @@ def backstop(account: address) -> bool:
     """
     vault: address = self.insurance_account
     assert account != vault, "Clearinghouse: the vault cannot take itself over"
+    self._check_no_adl_round(account)
     open_mask: uint256 = self.open_markets[account]
     assert open_mask != 0, "Clearinghouse: no position"
     health: AccountHealth = self._health(account, True)
@@ -439,8 +473,8 @@ def backstop(account: address) -> bool:
             continue
         mark: uint256 = self._accrue_with_fresh_prices(market)
         size: int256 = self.positions[account][market].size
-        self._trade(account, market, -size, mark, False)
-        self._trade(vault, market, size, mark, False)
+        self._trade(account, market, -size, mark, False, 0)
+        self._trade(vault, market, size, mark, False, 0)
         markets += 1
     # Positions closed at the mark realise exactly their marked value, so the balance left is the
     # account's value: a buffer the vault keeps, or a deficit it pays.
@@ -479,9 +513,83 @@ def clear_bankruptcy(account: address):
     @param account The account.
     """
     assert self.bankrupt[account], "Clearinghouse: not bankrupt"
+    self._check_no_adl_round(account)
     assert self._health(account, False).value >= 0, "Clearinghouse: account still in deficit"
     self.bankrupt[account] = False
     log BankruptcyCleared(account=account)
+
+
+# ---------------------------------------------------------------- ADL hooks
+
+@external
+def adl_open(account: address) -> uint256:
+    """
+    @notice Opens an ADL round for a flagged account whose value is still negative; withdrawals
+            wait until the round closes.
+    @dev ADL engine only. Fresh prices: the deficit fixes the haircuts of the whole round.
+    @param account The bankrupt account.
+    @return The deficit D (collateral units).
+    """
+    self._check_adl_engine()
+    assert self.bankrupt[account] and not self.in_adl_round[account], "Clearinghouse: not flagged or round open"
+    value: int256 = self._health(account, True).value
+    assert value < 0, "Clearinghouse: account solvent"
+    self.in_adl_round[account] = True
+    self.adl_rounds_open += 1
+    return convert(-value, uint256)
+
+
+@external
+def adl_settle(account: address, market: uint256, price: uint256, settlements: DynArray[AdlSettlement, MAX_ADL_SETTLEMENTS]):
+    """
+    @notice Trades the bankrupt account against winners (and the vault) at the round's price and
+            moves each winner's haircut to it.
+    @dev ADL engine only; the engine has checked sides, sizes and haircuts. Each counterparty's
+         realised PnL, funding and haircut settle in one pool call; the bankrupt account's trade
+         is the sum of theirs.
+    @param account The bankrupt account, in an open round.
+    @param market The market.
+    @param price The round's price for this market (the mark when the round opened).
+    @param settlements Counterparties, their size changes and haircuts.
+    """
+    self._check_adl_engine()
+    assert self.in_adl_round[account], "Clearinghouse: no ADL round open"
+    self._accrue_funding(market)
+    total_size: int256 = 0
+    total_haircut: uint256 = 0
+    for settlement: AdlSettlement in settlements:
+        self._trade(settlement.account, market, settlement.size, price, False, -convert(settlement.haircut, int256))
+        total_size += settlement.size
+        total_haircut += settlement.haircut
+    if total_size != 0:
+        self._trade(account, market, -total_size, price, False, convert(total_haircut, int256))
+    elif total_haircut > 0:
+        extcall pool.settle(account, convert(total_haircut, int256))
+
+
+@external
+def adl_close(account: address) -> int256:
+    """
+    @notice Closes an ADL round once the account is flat: what is left in its balance (funding
+            while the round ran, rounding of partial closes) goes to or comes from the insurance
+            vault, so the account ends at exactly zero, and its bankruptcy flag is lifted.
+    @dev ADL engine only.
+    @param account The account whose round closes.
+    @return The residual moved: positive to the vault, negative from it.
+    """
+    self._check_adl_engine()
+    assert self.in_adl_round[account], "Clearinghouse: no ADL round open"
+    assert self.open_markets[account] == 0, "Clearinghouse: ADL round leaves a position"
+    residual: int256 = staticcall pool.balance_of(account)
+    vault: address = self.insurance_account
+    if account != vault and residual != 0:
+        extcall pool.settle(account, -residual)
+        extcall pool.settle(vault, residual)
+    self.in_adl_round[account] = False
+    self.adl_rounds_open -= 1
+    self.bankrupt[account] = False
+    log BankruptcyCleared(account=account)
+    return residual
 
 
 # ---------------------------------------------------------------- views
@@ -490,13 +598,13 @@ def clear_bankruptcy(account: address):
 @view
 def withdrawal_allowed(account: address, amount: uint256) -> bool:
     """
-    @notice Whether `account` may withdraw `amount`: it is not bankrupt and its value after the
-            withdrawal is at least its initial margin (fresh prices).
+    @notice Whether `account` may withdraw `amount`: no ADL round is open, it is not bankrupt and
+            its value after the withdrawal is at least its initial margin (fresh prices).
     @param account The account.
     @param amount Token units to withdraw.
     @return True if the withdrawal is allowed.
     """
-    if self.bankrupt[account]:
+    if self.adl_rounds_open > 0 or self.bankrupt[account]:
         return False
     health: AccountHealth = self._health(account, True)
     return health.value - convert(amount, int256) >= convert(health.initial_margin, int256)
@@ -575,8 +683,8 @@ def _settle_fill(fill: Fill):
     sell_hash: bytes32 = self._use_order(fill.sell, fill.size)
     traded: int256 = convert(fill.size, int256)
     open_interest_before: uint256 = self.long_open_interest[market]
-    buyer_grew: bool = self._trade(buy.account, market, traded, fill.price, buy.reduce_only)
-    seller_grew: bool = self._trade(sell.account, market, -traded, fill.price, sell.reduce_only)
+    buyer_grew: bool = self._trade(buy.account, market, traded, fill.price, buy.reduce_only, 0)
+    seller_grew: bool = self._trade(sell.account, market, -traded, fill.price, sell.reduce_only, 0)
     # The cap stops growth only: a fill that shrinks open interest is always allowed.
     open_interest: uint256 = self.long_open_interest[market]
     assert open_interest <= open_interest_before or open_interest <= self.markets[market].max_open_interest, "Clearinghouse: open interest cap"
@@ -600,17 +708,18 @@ def _use_order(signed: SignedOrder, size: uint256) -> bytes32:
 
 
 @internal
-def _trade(account: address, market: uint256, delta: int256, price: uint256, reduce_only: bool) -> bool:
+def _trade(account: address, market: uint256, delta: int256, price: uint256, reduce_only: bool, adjustment: int256) -> bool:
     """
     @dev Applies a signed size change at `price`: settles the position's funding, realises PnL on
          the part closed, blends the entry price on the part added, and keeps open interest.
-         Returns whether the account's risk in this market grew (larger or flipped position).
+         `adjustment` (an ADL haircut) is credited in the same pool call. Returns whether the
+         account's risk in this market grew (larger or flipped position).
     """
     position: Position = self.positions[account][market]
     old_size: int256 = position.size
     new_size: int256 = old_size + delta
     index: int256 = self.funding_index[market]
-    settled: int256 = margin_math.funding_payment(old_size, index, position.funding_snapshot)
+    settled: int256 = margin_math.funding_payment(old_size, index, position.funding_snapshot) + adjustment
 
     if reduce_only:
         assert old_size != 0 and (old_size > 0) != (delta > 0) and abs(delta) <= abs(old_size), "Clearinghouse: reduce-only order would grow the position"
@@ -777,6 +886,18 @@ def _takeover_refusal(account: address, vault: address, account_value: int256) -
 
 
 # ---------------------------------------------------------------- internals: parameters
+
+@internal
+@view
+def _check_adl_engine():
+    assert msg.sender == self.adl_engine, "Clearinghouse: caller is not the ADL engine"
+
+
+@internal
+@view
+def _check_no_adl_round(account: address):
+    assert not self.in_adl_round[account], "Clearinghouse: account in an ADL round"
+
 
 @internal
 @view

@@ -154,13 +154,13 @@ class TrackedModel(Model):
         self.settlements = 0
         self.forged_orders: set = set()  # shared, never copied: harness knowledge, not state
 
-    def _trade(self, account, market, delta, price, reduce_only):
+    def _trade(self, account, market, delta, price, reduce_only, adjustment=0):
         position = self.position(account, market)
         funding = funding_payment(position.size, self.funding_index.get(market, 0), position.funding_snapshot)
         before = self.balance(account)
-        grew = super()._trade(account, market, delta, price, reduce_only)
+        grew = super()._trade(account, market, delta, price, reduce_only, adjustment)
         self.funding_settled += funding
-        self.pnl_realized += self.balance(account) - before - funding
+        self.pnl_realized += self.balance(account) - before - funding - adjustment
         self.settlements += 1
         return grew
 
@@ -456,7 +456,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         e.reset()
         self.fc = e.fc
         self.model = TrackedModel.__new__(TrackedModel)
-        self.model.vault = None  # the vault's own books are not modelled by the core machine
+        self.model.vault = self.model.adl = None  # the vault's and the ADL engine's books are not modelled by the core machine
         self.model.restore(e.base_model)
         self.model.forged_orders = set()
         self.t = e.base_time  # timestamp of the latest block

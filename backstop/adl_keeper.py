@@ -1,0 +1,188 @@
+"""The keeper's ADL executors: resolve one bankrupt account's round and measure it.
+
+`ChainAdlExecutor` drives contracts/AdlEngine.vy through raw JSON-RPC; `ModelAdlExecutor` drives
+the reference model (backstop/adl.py). Both read the book, plan with backstop/adl_planner.py and
+return the same metrics (`RoundMetrics`), so a replay on chain and one on the model compare
+figure by figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from eth_utils import to_checksum_address
+
+from backstop import adl
+from backstop.adl_planner import DEFAULT_BATCH, MarketToResolve, WinnerState, plan_market, winner_states
+from backstop.fast_chain import FastChain
+from backstop.model import MAX_MARKETS, notional
+
+
+@dataclass(frozen=True)
+class RoundMetrics:
+    """One ADL round as the issue measures it (collateral units, 1e6 = $1)."""
+
+    account: str
+    deficit: int
+    haircuts: int
+    notional_closed: int
+    notional_absorbed: int
+    # the notional no policy could avoid closing: what the vault could not absorb at the round's start
+    min_notional_closed: int
+    residual: int
+    # haircut per winner hit, and how many winners were hit (haircut or close)
+    haircut_by_winner: dict
+    winners_hit: int
+    # winners hit whose book was hedged (net exposure under half their gross exposure)
+    hedged_hit: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def round_metrics(closed: adl.ClosedRound, min_notional_closed: int, hedged: set[str]) -> RoundMetrics:
+    """Metrics of a closed round from its event and hits."""
+    haircut_by_winner: dict[str, int] = {}
+    for hit in closed.hits:
+        if hit.haircut or hit.size_closed:
+            haircut_by_winner[hit.winner] = haircut_by_winner.get(hit.winner, 0) + hit.haircut
+    return RoundMetrics(
+        account=closed.account, deficit=closed.deficit, haircuts=closed.haircuts, notional_closed=closed.notional_closed,
+        notional_absorbed=closed.notional_absorbed, min_notional_closed=min_notional_closed, residual=closed.residual,
+        haircut_by_winner=haircut_by_winner, winners_hit=len(haircut_by_winner),
+        hedged_hit=sum(1 for winner in haircut_by_winner if winner in hedged),
+    )
+
+
+def is_hedged(state: WinnerState, price: int) -> bool:
+    own = notional(state.size, price)
+    net = abs(state.other_notional + (own if state.size > 0 else -own))
+    return 2 * net < own + state.other_gross
+
+
+class ModelAdlExecutor:
+    """Resolves rounds on the reference model; `now` is read from the replay's clock."""
+
+    def __init__(self, engine: adl.AdlModel, clock, batch_size: int = DEFAULT_BATCH):
+        self.engine, self.clock, self.batch_size = engine, clock, batch_size
+
+    def resolve(self, account: str) -> RoundMetrics:
+        engine, exchange, now = self.engine, self.engine.exchange, self.clock()
+        markets = _markets(exchange.open_markets.get(account, 0))
+        minimum = sum(
+            notional(abs(exchange.position(account, m).size) - engine.vault_capacity_of(account, m, now), exchange.latest_prices(m)[1])
+            for m in markets
+        )
+        engine.open_round(account, now)
+        hedged: set[str] = set()
+        for market in markets:
+            if engine.round(account).markets_left & (1 << market) == 0:
+                continue
+            state = engine.market_round(account, market)
+            book = winner_states(exchange, account, market, now)
+            hedged |= {w.account for w in book if is_hedged(w, state.price)}
+            to_resolve = MarketToResolve(state.policy, state.price, state.bankrupt_size, state.size_left, state.deficit_left)
+            for batch in plan_market(to_resolve, book, self.batch_size):
+                engine.execute(account, market, batch.winners, batch.declaration, batch.last, now)
+        return round_metrics(engine.closed_rounds[-1], minimum, hedged)
+
+
+class ChainAdlExecutor:
+    """Resolves rounds through the deployed AdlEngine from the keeper account.
+
+    accounts: a callable returning the accounts to consider as winners (the keeper's watch list).
+    """
+
+    def __init__(self, chain: FastChain, deployment: dict, keeper: str, accounts, batch_size: int = DEFAULT_BATCH):
+        from backstop.keeper import EventDecoder
+
+        contracts = deployment["contracts"]
+        self.chain, self.keeper, self.accounts, self.batch_size = chain, to_checksum_address(keeper), accounts, batch_size
+        self.engine = chain.contract(contracts["adl_engine"]["address"], contracts["adl_engine"]["abi"])
+        self.clearinghouse = chain.contract(contracts["clearinghouse"]["address"], contracts["clearinghouse"]["abi"])
+        self.oracle = chain.contract(contracts["oracle"]["address"], contracts["oracle"]["abi"])
+        self.events = EventDecoder(self.engine.address, contracts["adl_engine"]["abi"])
+        (self.market_count,) = chain.read([self.clearinghouse.market_count.call()])
+
+    def resolve(self, account: str) -> RoundMetrics:
+        chain, engine, clearinghouse = self.chain, self.engine, self.clearinghouse
+        account = to_checksum_address(account)
+        (mask,) = chain.read([clearinghouse.open_markets.call(account)])
+        markets = _markets(mask)
+        reads = chain.read(
+            [clearinghouse.positions.call(account, m) for m in markets]
+            + [engine.vault_capacity.call(account, m) for m in markets]
+            + [self.oracle.latest_prices.call(m) for m in markets]
+        )
+        count = len(markets)
+        minimum = sum(
+            notional(abs(reads[i][0]) - reads[count + i], reads[2 * count + i][1]) for i in range(count)
+        )
+        hits: list[adl.Hit] = []
+        closed = self._send(engine.open_round.call(account), hits)
+        hedged: set[str] = set()
+        for market in markets:
+            if closed is not None:
+                break
+            (markets_left,) = chain.read([engine.rounds.call(account)])[0][2:3]
+            if markets_left & (1 << market) == 0:
+                continue
+            state = chain.read([engine.market_rounds.call(account, market)])[0]
+            policy, price, bankrupt_size, size_left, deficit_left = state[:5]
+            book = self.winner_states(account, market, bankrupt_size)
+            hedged |= {w.account for w in book if is_hedged(w, price)}
+            to_resolve = MarketToResolve(policy, price, bankrupt_size, size_left, deficit_left)
+            for batch in plan_market(to_resolve, book, self.batch_size):
+                closed = self._send(engine.execute.call(account, market, batch.winners, batch.declaration.as_tuple(), batch.last), hits)
+        if closed is None:
+            raise RuntimeError(f"ADL round of {account} did not close")
+        closed.hits = hits
+        return round_metrics(closed, minimum, hedged)
+
+    def winner_states(self, bankrupt: str, market: int, bankrupt_size: int) -> list[WinnerState]:
+        """The opposite side's positions among the watched accounts, read in one multicall."""
+        chain, clearinghouse = self.chain, self.clearinghouse
+        accounts = [to_checksum_address(a) for a in self.accounts() if to_checksum_address(a) != bankrupt]
+        markets = range(self.market_count)
+        calls = [self.oracle.latest_prices.call(m) for m in markets]
+        for a in accounts:
+            calls += [clearinghouse.bankrupt.call(a), clearinghouse.account_health.call(a)]
+            calls += [clearinghouse.positions.call(a, m) for m in markets]
+        values = chain.read(calls)
+        marks = [prices[1] for prices in values[: self.market_count]]
+        states, stride = [], 2 + self.market_count
+        for i, a in enumerate(accounts):
+            row = values[self.market_count + i * stride : self.market_count + (i + 1) * stride]
+            is_bankrupt, health, positions = row[0], row[1], row[2:]
+            size, entry_price = positions[market][0], positions[market][1]
+            if is_bankrupt or size == 0 or (size > 0) == (bankrupt_size > 0):
+                continue
+            other = gross = 0
+            for m in markets:
+                other_size = positions[m][0]
+                if m == market or other_size == 0:
+                    continue
+                value = notional(other_size, marks[m])
+                other += value if other_size > 0 else -value
+                gross += value
+            states.append(WinnerState(a, size, entry_price, health[0], other, gross))
+        return states
+
+    def _send(self, call, hits: list) -> adl.ClosedRound | None:
+        """Sends from the keeper; collects AdlHit events; returns the round if it closed."""
+        failure = self.chain.send(self.keeper, call)
+        if failure is not None:
+            raise RuntimeError(f"{call.function.name}: {failure}")
+        closed = None
+        for name, fields in self.events.decode(self.chain.last_receipt["logs"]):
+            if name == "AdlHit":
+                hits.append(adl.Hit(fields["account"], fields["winner"], fields["market"], fields["size_closed"], fields["price"], fields["haircut"]))
+            elif name == "AdlRoundClosed":
+                closed = adl.ClosedRound(
+                    fields["account"], fields["deficit"], fields["haircuts"], fields["notional_closed"], fields["notional_absorbed"], fields["residual"]
+                )
+        return closed
+
+
+def _markets(mask: int) -> list[int]:
+    return [market for market in range(MAX_MARKETS) if mask & (1 << market)]

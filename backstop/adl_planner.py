@@ -1,0 +1,211 @@
+"""The keeper's side of an ADL round: from the book of one market, the winner lists (in policy order)
+and declarations that `AdlEngine.execute` accepts and that resolve the market exactly.
+
+The planner uses the engine's own formulas (backstop/adl.py), so what it predicts is what the
+engine computes. It works on plain `WinnerState` records; `winner_states` reads them from a model,
+the on-chain keeper reads the same fields from the chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backstop import adl
+from backstop.adl import PRO_RATA, RISK_AWARE, Declaration, is_queue, leverage, share
+from backstop.model import WAD, Account, Model, notional, pnl
+
+DEFAULT_BATCH = 250  # winners per transaction: well under the gas cap at about 40k gas each
+LEVEL_CEILING = 10**30  # above any leverage a real account reaches (1e12 x)
+
+
+@dataclass(frozen=True)
+class WinnerState:
+    """What the engine reads about one position on the winning side."""
+
+    account: Account
+    size: int
+    entry_price: int
+    # cross-margin account value at the latest prices
+    value: int
+    # signed notional of the account's other markets at their latest marks (risk-aware)
+    other_notional: int = 0
+    # the same without signs: gross exposure elsewhere (tells a hedged book from a naked one)
+    other_gross: int = 0
+
+
+@dataclass(frozen=True)
+class MarketToResolve:
+    """The round's state in one market (AdlEngine.market_rounds)."""
+
+    policy: int
+    price: int
+    bankrupt_size: int
+    size_left: int
+    deficit_left: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One `execute` call."""
+
+    winners: list[Account]
+    declaration: Declaration
+    last: bool
+
+
+@dataclass(frozen=True)
+class _Evaluated:
+    account: Account
+    size: int
+    profit: int
+    value: int
+    key: int
+    net_leverage: int
+    net_notional: int
+
+
+def plan_market(market: MarketToResolve, book: list[WinnerState], batch_size: int = DEFAULT_BATCH) -> list[Batch]:
+    """The calls that resolve `market`: the eligible winners in policy order, only as many as the
+    policy needs, split into batches; each batch declares the weights of itself and all later ones."""
+    winners = _eligible(market, book)
+    if is_queue(market.policy):
+        winners = _queue_prefix(market, sorted(winners, key=lambda w: (-w.key, int(w.account, 16))))
+        return _batches(winners, [Declaration()] * len(winners), batch_size)
+    if market.policy == PRO_RATA:
+        ordered = sorted(winners, key=lambda w: int(w.account, 16))
+        haircut_weights = [w.profit if market.deficit_left > 0 else 0 for w in ordered]
+        close_weights = [abs(w.size) if market.size_left > 0 else 0 for w in ordered]
+        return _weighted_batches(ordered, haircut_weights, close_weights, 0, 0, batch_size)
+    ordered = sorted(winners, key=lambda w: (-w.net_leverage, int(w.account, 16)))
+    haircut_level = close_level = 0
+    haircut_weights = [0] * len(ordered)
+    close_weights = [0] * len(ordered)
+    if market.deficit_left > 0:
+        haircut_level = _highest_level(lambda level: [adl.risk_aware_haircut_weight(w.profit, w.net_leverage, level) for w in ordered], market.deficit_left)
+        haircut_weights = [adl.risk_aware_haircut_weight(w.profit, w.net_leverage, haircut_level) for w in ordered]
+    if market.size_left > 0:
+        def close_weights_at(level: int) -> list[int]:
+            return [adl.risk_aware_close_weight(w.size, market.price, w.net_notional, w.value, level) for w in ordered]
+
+        close_level = _highest_level(close_weights_at, market.size_left)
+        close_weights = close_weights_at(close_level)
+    keep = [i for i in range(len(ordered)) if haircut_weights[i] > 0 or close_weights[i] > 0]
+    return _weighted_batches(
+        [ordered[i] for i in keep], [haircut_weights[i] for i in keep], [close_weights[i] for i in keep], haircut_level, close_level, batch_size
+    )
+
+
+def winner_states(exchange: Model, bankrupt: Account, market: int, now: int, accounts=None) -> list[WinnerState]:
+    """The winning side's positions as the engine would read them from `exchange` (a Model)."""
+    bankrupt_size = exchange.position(bankrupt, market).size
+    if exchange.in_adl_round.get(bankrupt, False) and exchange.adl is not None:
+        # The side is the round's: once the vault absorbed the whole position, the account is flat
+        # in this market, but the winners that owe its deficit are still on the other side.
+        bankrupt_size = exchange.adl.market_round(bankrupt, market).bankrupt_size
+    if accounts is None:
+        accounts = [account for (account, m), position in exchange.positions.items() if m == market and position.size != 0]
+    states = []
+    for account in accounts:
+        position = exchange.position(account, market)
+        if account == bankrupt or exchange.bankrupt.get(account, False) or position.size == 0 or (position.size > 0) == (bankrupt_size > 0):
+            continue
+        other = gross = 0
+        for other_market in range(exchange.market_count):
+            if other_market == market:
+                continue
+            other_size = exchange.position(account, other_market).size
+            if other_size:
+                value = notional(other_size, exchange.latest_prices(other_market)[1])
+                other += value if other_size > 0 else -value
+                gross += value
+        states.append(WinnerState(account, position.size, position.entry_price, exchange.account_value(account, now), other, gross))
+    return states
+
+
+def _eligible(market: MarketToResolve, book: list[WinnerState]) -> list[_Evaluated]:
+    evaluated = []
+    for winner in book:
+        if winner.size == 0 or (winner.size > 0) == (market.bankrupt_size > 0) or winner.value <= 0:
+            continue
+        profit = max(pnl(winner.size, winner.entry_price, market.price), 0)
+        if profit == 0:
+            continue
+        key = net_leverage = net = 0
+        if is_queue(market.policy):
+            key = adl.queue_key(market.policy, winner.size, winner.entry_price, market.price, winner.value)
+        elif market.policy == RISK_AWARE:
+            own = notional(winner.size, market.price)
+            net = winner.other_notional + (own if winner.size > 0 else -own)
+            net_leverage = key = leverage(abs(net), winner.value)
+        evaluated.append(_Evaluated(winner.account, winner.size, profit, winner.value, key, net_leverage, net))
+    return evaluated
+
+
+def _queue_prefix(market: MarketToResolve, ordered: list[_Evaluated]) -> list[_Evaluated]:
+    """The queue up to the winner that resolves the market, simulated with the engine's formulas."""
+    size_left, deficit_left = market.size_left, market.deficit_left
+    chosen = []
+    for winner in ordered:
+        if size_left == 0 and deficit_left == 0:
+            break
+        size = min(abs(winner.size), size_left)
+        haircut = share(deficit_left, size, size_left) if size_left > 0 else deficit_left
+        haircut = min(haircut, winner.profit, winner.value)
+        size_left -= size
+        deficit_left -= haircut
+        chosen.append(winner)
+    return chosen
+
+
+def _highest_level(weights_at, needed: int) -> int:
+    """The highest leverage level whose weights still add up to `needed` (weights fall as the level
+    rises); 0 if even the lowest level falls short (then the weights are the fallback)."""
+    if sum(weights_at(0)) < needed:
+        return 0
+    low, high = 0, LEVEL_CEILING
+    while high - low > 1:
+        middle = (low + high) // 2
+        if sum(weights_at(middle)) >= needed:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _batches(winners: list[_Evaluated], declarations: list[Declaration], batch_size: int) -> list[Batch]:
+    batches = []
+    for start in range(0, len(winners), batch_size):
+        end = min(start + batch_size, len(winners))
+        batches.append(Batch([w.account for w in winners[start:end]], declarations[start], end == len(winners)))
+    return batches
+
+
+def _weighted_batches(winners, haircut_weights, close_weights, haircut_level, close_level, batch_size) -> list[Batch]:
+    """Batches whose declarations carry the weights of their own winners and every later one."""
+    declarations = []
+    haircut_left, close_left = sum(haircut_weights), sum(close_weights)
+    for start in range(0, len(winners), batch_size):
+        declarations.extend([Declaration(haircut_level, close_level, haircut_left, close_left)] * min(batch_size, len(winners) - start))
+        haircut_left -= sum(haircut_weights[start : start + batch_size])
+        close_left -= sum(close_weights[start : start + batch_size])
+    return _batches(winners, declarations, batch_size)
+
+
+def level_wad(level: int) -> float:
+    """A leverage level as a plain number (for logs and reports)."""
+    return level / WAD
+
+
+def resolve_on_model(engine: adl.AdlModel, bankrupt: Account, now: int, batch_size: int = DEFAULT_BATCH) -> adl.ClosedRound:
+    """Opens `bankrupt`'s round on the model and executes the planned batches, market by market;
+    returns the closed round (its event and hits)."""
+    exchange = engine.exchange
+    engine.open_round(bankrupt, now)
+    for market in range(exchange.market_count):
+        if engine.round(bankrupt).markets_left & (1 << market) == 0:
+            continue
+        state = engine.market_round(bankrupt, market)
+        to_resolve = MarketToResolve(state.policy, state.price, state.bankrupt_size, state.size_left, state.deficit_left)
+        for batch in plan_market(to_resolve, winner_states(exchange, bankrupt, market, now), batch_size):
+            engine.execute(bankrupt, market, batch.winners, batch.declaration, batch.last, now)
+    return engine.closed_rounds[-1]
