@@ -1,10 +1,16 @@
-"""Deploys and wires the protocol: one function shared by `ape run deploy`, the other scripts and the tests."""
+"""Deploys and wires the protocol: one function shared by `ape run deploy`, the other scripts and the
+tests, and the TOML configuration file it is deployed from (`load_config`, see config/local.toml)."""
 
 from __future__ import annotations
 
 import json
+import tomllib
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from pathlib import Path
+
+import click
+from eth_utils import is_address, to_checksum_address
 
 WAD = 10**18
 USDC = 10**6
@@ -50,6 +56,8 @@ class ProtocolConfig:
     vault_max_leverage: int = 5 * WAD
     vault_loss_cap_per_event: int = 1_000_000 * USDC
     vault_loss_cap_per_day: int = 5_000_000 * USDC
+    # @dev keeper role holders besides the keeper passed to `deploy_protocol`
+    keepers: tuple[str, ...] = ()
     markets: tuple[MarketConfig, ...] = field(
         default=(
             MarketConfig("BTC-PERP", 100_000 * WAD),
@@ -68,14 +76,16 @@ class Protocol:
     pool: object
     clearinghouse: object
     vault: object
+    adl_engine: object
 
     def addresses(self) -> dict[str, str]:
         return {name: str(contract.address) for name, contract in vars(self).items()}
 
 
 def deploy_protocol(project, owner, keeper, config: ProtocolConfig = ProtocolConfig()) -> Protocol:
-    """Deploys token, oracle, pool, clearinghouse and insurance vault from `owner`, wires them, lists
-    the markets and grants `keeper` the keeper role on the oracle and the clearinghouse."""
+    """Deploys token, oracle, pool, clearinghouse, insurance vault and ADL engine from `owner`, wires
+    them, lists the markets and grants `keeper` and every address in `config.keepers` the keeper
+    role on the oracle, the clearinghouse and the ADL engine."""
     token = owner.deploy(project.CollateralToken, "Backstop USD", "bUSD")
     oracle = owner.deploy(project.Oracle, config.max_move, config.staleness)
     pool = owner.deploy(project.MarginPool, token)
@@ -86,21 +96,25 @@ def deploy_protocol(project, owner, keeper, config: ProtocolConfig = ProtocolCon
         project.InsuranceVault, token, pool, clearinghouse, config.vault_lockup, config.vault_withdrawal_delay,
         config.vault_max_leverage, config.vault_loss_cap_per_event, config.vault_loss_cap_per_day,
     )
+    adl_engine = owner.deploy(project.AdlEngine, clearinghouse, oracle)
     pool.set_clearinghouse(clearinghouse, sender=owner)
     clearinghouse.set_insurance_account(vault, sender=owner)
-    oracle.set_keeper(keeper, True, sender=owner)
-    clearinghouse.set_keeper(keeper, True, sender=owner)
+    clearinghouse.set_adl_engine(adl_engine, sender=owner)
+    for keeper_address in (keeper, *config.keepers):
+        oracle.set_keeper(keeper_address, True, sender=owner)
+        clearinghouse.set_keeper(keeper_address, True, sender=owner)
+        adl_engine.set_keeper(keeper_address, True, sender=owner)
     for market_id, market in enumerate(config.markets):
         oracle.initialize_feed(market_id, market.price, market.price, sender=owner)
         clearinghouse.list_market(market.params(), sender=owner)
         vault.set_max_position(market_id, market.vault_max_position, sender=owner)
-    return Protocol(token=token, oracle=oracle, pool=pool, clearinghouse=clearinghouse, vault=vault)
+    return Protocol(token=token, oracle=oracle, pool=pool, clearinghouse=clearinghouse, vault=vault, adl_engine=adl_engine)
 
 
-def write_deployment(path: Path, protocol: Protocol, chain_id: int, config: ProtocolConfig) -> None:
-    """Writes addresses, ABIs and market ids to a JSON file that any client (cast, web3) can read."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    document = {
+def deployment_document(protocol: Protocol, chain_id: int, config: ProtocolConfig) -> dict:
+    """Addresses, ABIs, market ids and parameters of a deployment: what deployments/<network>.json
+    holds, and what the keeper and the replay take."""
+    return {
         "chain_id": chain_id,
         "contracts": {
             name: {"address": str(contract.address), "abi": [item.model_dump(mode="json") for item in contract.contract_type.abi]}
@@ -109,4 +123,123 @@ def write_deployment(path: Path, protocol: Protocol, chain_id: int, config: Prot
         "markets": {market.name: market_id for market_id, market in enumerate(config.markets)},
         "config": asdict(config),
     }
-    path.write_text(json.dumps(document, indent=2))
+
+
+def write_deployment(path: Path, protocol: Protocol, chain_id: int, config: ProtocolConfig) -> None:
+    """Writes `deployment_document` to a JSON file that any client (cast, web3) can read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(deployment_document(protocol, chain_id, config), indent=2))
+
+
+# ---------------------------------------------------------------- the configuration file
+
+class ConfigError(click.ClickException):
+    """A configuration file that cannot be used; click prints the message as one line and exits 1."""
+
+
+# The file speaks in human units; the contracts in fixed point. Each key names its ProtocolConfig
+# (or MarketConfig) field and the scale its value is multiplied by: fractions, prices, sizes and
+# leverage are 1e18 fixed point (0.05 -> 5e16), collateral amounts are dollars (1e6 units), times
+# are seconds.
+SECTIONS = {
+    "oracle": {"max_move": ("max_move", WAD), "staleness": ("staleness", 1)},
+    "liquidation": {
+        "discount": ("liquidation_discount", WAD),
+        "penalty": ("liquidation_penalty", WAD),
+        "backstop_ratio": ("backstop_ratio", WAD),
+    },
+    "vault": {
+        "lockup": ("vault_lockup", 1),
+        "withdrawal_delay": ("vault_withdrawal_delay", 1),
+        "max_leverage": ("vault_max_leverage", WAD),
+        "loss_cap_per_event": ("vault_loss_cap_per_event", USDC),
+        "loss_cap_per_day": ("vault_loss_cap_per_day", USDC),
+    },
+}
+MARKET_KEYS = {
+    "price": WAD,
+    "initial_margin": WAD,
+    "maintenance_margin": WAD,
+    "price_band": WAD,
+    "max_open_interest": WAD,
+    "funding_premium_cap": WAD,
+    "funding_period": 1,
+    "vault_max_position": WAD,
+}
+DEFAULT_CONFIG_PATH = Path("config/local.toml")
+
+
+def load_config(path: Path | str = DEFAULT_CONFIG_PATH) -> ProtocolConfig:
+    """Reads a deployment configuration (TOML; see config/local.toml for every key and its unit).
+    Keys left out keep ProtocolConfig's defaults; a `[[markets]]` list replaces the default markets.
+    Raises ConfigError, naming the file and the key, for a missing file, bad TOML, an unknown
+    section or key, or a value of the wrong type or with more decimals than its unit has."""
+    path = Path(path)
+    try:
+        # Decimal, not float: 0.666666666666666666 must become exactly 666666666666666666.
+        document = tomllib.loads(path.read_text(), parse_float=Decimal)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config file {path}: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
+
+    known = ["roles", *SECTIONS, "markets"]
+    values: dict = {}
+    for section, table in document.items():
+        if section not in known:
+            raise ConfigError(f"{path}: unknown section [{section}] (expected one of: {', '.join(known)})")
+        if section == "roles":
+            values["keepers"] = _keepers(path, table)
+        elif section == "markets":
+            values["markets"] = _markets(path, table)
+        else:
+            table = _table(path, section, table, SECTIONS[section])
+            for key, value in table.items():
+                name, scale = SECTIONS[section][key]
+                values[name] = _scaled(path, f"[{section}] {key}", value, scale)
+    return ProtocolConfig(**values)
+
+
+def _table(path: Path, where: str, table, keys) -> dict:
+    """`table` after checking it is a table holding only `keys`."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: {where} must be a table")
+    for key in table:
+        if key not in keys:
+            raise ConfigError(f"{path}: unknown key '{key}' in [{where}] (expected one of: {', '.join(keys)})")
+    return table
+
+
+def _scaled(path: Path, where: str, value, scale: int) -> int:
+    """A number from the file times its unit's scale, as an exact integer."""
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise ConfigError(f"{path}: {where} must be a number, not {value!r}")
+    scaled = Decimal(value) * scale
+    if scaled != scaled.to_integral_value():
+        raise ConfigError(f"{path}: {where} = {value} has more decimals than its unit allows")
+    if scaled < 0:
+        raise ConfigError(f"{path}: {where} must not be negative")
+    return int(scaled)
+
+
+def _keepers(path: Path, table) -> tuple[str, ...]:
+    addresses = _table(path, "roles", table, ["keepers"]).get("keepers", [])
+    if not isinstance(addresses, list) or not all(isinstance(a, str) and is_address(a) for a in addresses):
+        raise ConfigError(f"{path}: [roles] keepers must be a list of addresses, not {addresses!r}")
+    return tuple(to_checksum_address(address) for address in addresses)
+
+
+def _markets(path: Path, tables) -> tuple[MarketConfig, ...]:
+    if not isinstance(tables, list) or not tables:
+        raise ConfigError(f"{path}: markets must be one or more [[markets]] tables")
+    markets = []
+    for number, table in enumerate(tables, start=1):
+        where = f"markets #{number}"
+        table = _table(path, where, table, ["name", *MARKET_KEYS])
+        if not isinstance(table.get("name"), str) or "price" not in table:
+            raise ConfigError(f"{path}: [{where}] needs a name (text) and a price")
+        params = {key: _scaled(path, f"[{where}] {key}", value, MARKET_KEYS[key]) for key, value in table.items() if key != "name"}
+        markets.append(MarketConfig(name=table["name"], **params))
+    return tuple(markets)

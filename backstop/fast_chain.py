@@ -346,10 +346,10 @@ MAX_CALLS: constant(uint256) = 256
 
 @external
 @view
-def aggregate(targets: DynArray[address, MAX_CALLS], calls: DynArray[Bytes[260], MAX_CALLS]) -> (uint256, DynArray[Bytes[256], MAX_CALLS]):
-    results: DynArray[Bytes[256], MAX_CALLS] = []
+def aggregate(targets: DynArray[address, MAX_CALLS], calls: DynArray[Bytes[260], MAX_CALLS]) -> (uint256, DynArray[Bytes[384], MAX_CALLS]):
+    results: DynArray[Bytes[384], MAX_CALLS] = []
     for i: uint256 in range(len(targets), bound=MAX_CALLS):
-        results.append(raw_call(targets[i], calls[i], max_outsize=256, is_static_call=True))
+        results.append(raw_call(targets[i], calls[i], max_outsize=384, is_static_call=True))
     return block.timestamp, results
 """
 MULTICALL_ADDRESS = "0x000000000000000000000000000000000000ca11"

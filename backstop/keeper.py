@@ -1,0 +1,511 @@
+"""The waterfall keeper: liquidation through the market, then the insurance vault, then ADL.
+
+One `Keeper` serves the on-chain crash replay (backstop/chain_replay.py), the long-running
+`ape run keeper` and, through backstop/model_venue.py, the reference model. Each
+`run_once(accounts)`:
+
+1. accrues funding in every market, so account values include it;
+2. reads every watched account's health (and the vault's) in one batch, and lifts the bankruptcy
+   flag of accounts the prices have brought back above zero (else they stay frozen);
+3. liquidates, through the market, accounts below maintenance margin but above the backstop line:
+   position by position, largest first, full size, while that market's liquidation depth lasts
+   and a liquidator can carry the position at initial margin; an account healthy again keeps the
+   rest;
+4. hands to the insurance vault (`Clearinghouse.backstop`, from the keeper account, whose role
+   allows it below maintenance margin) what the market did not take, and every account below the
+   backstop line or under water. The vault may refuse (its limits); the contract flags a refused
+   account with negative value bankrupt;
+5. gives each bankrupt account to the ADL executor (`adl.resolve(account)`), or, without one,
+   logs it as "ADL pending".
+
+The keeper decides; a venue reads and acts. `ChainVenue` is the deployed contracts through
+`FastChain` (raw JSON-RPC): reads go in one multicall, and each wave of actions (the accruals, a
+round of liquidations, the takeovers) goes into one block, because on Anvil every block costs
+milliseconds more than the transactions in it. Transactions are sent with `eth_sendTransaction`
+from accounts the node holds unlocked (Anvil's dev accounts, or impersonated ones): nothing here
+signs, so the chain venue is for Anvil.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field, is_dataclass
+from typing import Callable, Mapping, Protocol, Sequence
+
+from eth_abi import decode as abi_decode
+from eth_utils import keccak, to_checksum_address
+
+from backstop.fast_chain import Call, FastChain, RevertError, _type_string
+
+WAD = 10**18
+USDC = 10**6
+NOTIONAL_SCALE = 10**30  # size (1e18) x price (1e18) / NOTIONAL_SCALE = collateral units (1e6)
+# eth_getLogs block range per request: public RPC providers refuse much larger ranges.
+LOG_BLOCK_RANGE = 10_000
+# Transactions per block: Anvil builds a block's receipts in time quadratic in its size.
+BLOCK_TXS = 100
+
+
+# ---------------------------------------------------------------- what the keeper reads and returns
+
+@dataclass
+class Health:
+    """An account as one read saw it (collateral units)."""
+
+    account: str
+    value: int
+    initial_margin: int
+    maintenance_margin: int
+    bankrupt: bool
+
+    @property
+    def failing(self) -> bool:
+        """Below maintenance margin with a position open."""
+        return self.maintenance_margin > 0 and self.value < self.maintenance_margin
+
+    @property
+    def margin_ratio(self) -> float:
+        """Value per unit of maintenance margin: below 1 liquidatable; the lower, the more urgent."""
+        return self.value / self.maintenance_margin
+
+
+class AdlExecutor(Protocol):
+    """Resolves a bankrupt account by auto-deleveraging (the ADL engine's keeper side).
+
+    `resolve` runs one ADL round for `account` and returns its metrics: a dict, or a dataclass
+    (such as backstop.adl_keeper.RoundMetrics), read as a dict. The keeper and the replay read
+    these keys (collateral units, 1e6 = $1) and pass the others through:
+    "deficit" (the D the round covered), "notional_closed" (winners' positions force-closed) and
+    "winners_hit" (winners that paid a haircut or were closed).
+    """
+
+    def resolve(self, account: str) -> dict: ...
+
+
+class Venue(Protocol):
+    """Where the keeper reads and acts: `ChainVenue`, or backstop/model_venue.py's model.
+
+    An action is a Clearinghouse function name and its arguments; its outcome is the list of
+    (event name, fields) it emitted, or a failure with a `reason`. `act_all` performs several
+    (in order per sender, independent across senders); a venue without it acts one by one."""
+
+    vault: str
+    market_count: int
+
+    def read(self, accounts: list[str]) -> tuple[list[Health], list[int], int, int]:
+        """(healths, marks, backstop ratio, vault loss allowance). Healths may leave out accounts
+        that are comfortably above maintenance margin, never one below it."""
+
+    def health(self, account: str) -> Health: ...
+
+    def positions(self, accounts: list[str]) -> dict[str, dict[int, int]]:
+        """account -> {market: signed size} of its open positions."""
+
+    def initial_margin_fractions(self) -> dict[int, int]: ...
+
+    def act(self, sender: str, action: str, *args): ...
+
+
+@dataclass
+class KeeperReport:
+    """What one `run_once` did. Notionals are collateral units (1e6 = $1) per market id."""
+
+    liquidated: Counter = field(default_factory=Counter)
+    backstopped: Counter = field(default_factory=Counter)
+    liquidated_accounts: list[str] = field(default_factory=list)
+    backstopped_accounts: list[str] = field(default_factory=list)
+    # (account, the vault's reason) for every takeover the vault refused
+    refusals: list[tuple[str, str]] = field(default_factory=list)
+    # account -> deficit, for every bankrupt account that went on to ADL
+    bankrupt: dict[str, int] = field(default_factory=dict)
+    # the ADL executor's metrics, one dict per round
+    adl_rounds: list[dict] = field(default_factory=list)
+    # bankrupt accounts left for ADL because there is no executor
+    adl_pending: list[str] = field(default_factory=list)
+    # flagged accounts whose value is back above zero, unfrozen
+    cleared: list[str] = field(default_factory=list)
+    # (action, revert reason) of every action that failed
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def adl_closed(self) -> int:
+        return sum(round_.get("notional_closed", 0) for round_ in self.adl_rounds)
+
+    def line(self) -> str:
+        return (
+            f"liquidated {_dollars(sum(self.liquidated.values()))} ({len(self.liquidated_accounts)} accounts), "
+            f"backstopped {_dollars(sum(self.backstopped.values()))} ({len(self.backstopped_accounts)}), "
+            f"{len(self.refusals)} refused, {len(self.bankrupt)} bankrupt, {len(self.adl_rounds)} ADL rounds "
+            f"({_dollars(self.adl_closed)} closed), {len(self.adl_pending)} ADL pending, {len(self.cleared)} cleared, "
+            f"{len(self.failures)} failed"
+        )
+
+
+# ---------------------------------------------------------------- the keeper
+
+class Keeper:
+    """Runs the waterfall on a venue.
+
+    keeper: the account that sends accruals and takeovers; it needs the clearinghouse's keeper role.
+    liquidators: accounts with collateral in the pool that take positions over at the mark.
+    adl: the ADL executor; None logs bankrupt accounts as "ADL pending".
+    log: receives one line per action.
+    """
+
+    def __init__(self, venue: Venue, keeper: str, liquidators: Sequence[str] = (), adl: AdlExecutor | None = None,
+                 log: Callable[[str], None] = print):
+        self.venue = venue
+        self.keeper = to_checksum_address(keeper)
+        self.liquidators = [to_checksum_address(liquidator) for liquidator in liquidators]
+        self.adl = adl
+        self.log = log
+
+    def run_once(self, accounts: Sequence[str], liquidation_depth: Mapping[int, int] | None = None) -> KeeperReport:
+        """One pass over `accounts` (the vault is always watched too). `liquidation_depth`: per
+        market id, the notional (collateral units) liquidators take over in this pass; a market
+        left out has none; None means unlimited."""
+        venue, report = self.venue, KeeperReport()
+        self._accrue_funding(report)
+        watched = list(dict.fromkeys([*map(to_checksum_address, accounts), venue.vault, *self.liquidators]))
+        healths, marks, ratio, allowance = venue.read(watched)
+        self._clear_recovered([h for h in healths if h.bankrupt and h.value >= 0], report)
+        failing = sorted((h for h in healths if h.failing), key=lambda h: h.margin_ratio)
+        if not failing:
+            return report
+        positions = venue.positions([h.account for h in failing])
+
+        # Between the backstop line and maintenance margin the market gets the first go; the vault
+        # itself can only ever be liquidated through the market.
+        def market_first(h: Health) -> bool:
+            return not h.bankrupt and h.value >= 0 and (h.value >= h.maintenance_margin * ratio // WAD or h.account == venue.vault)
+
+        to_market = [h for h in failing if market_first(h)]
+        to_vault = [h for h in failing if not market_first(h)]
+        if to_market:
+            to_vault += self._liquidate(to_market, positions, marks, liquidation_depth, {h.account: h for h in healths}, report)
+        to_vault.sort(key=lambda h: h.margin_ratio)
+
+        vault = next((h for h in to_vault if h.account == venue.vault), None)
+        if vault is not None and vault.value < 0:
+            self._flag_vault(vault, report)
+        self._backstop([h for h in to_vault if h.account != venue.vault], positions, marks, allowance, report)
+        for account, deficit in report.bankrupt.items():
+            self._adl(account, deficit, report)
+        return report
+
+    # ------------------------------------------------------------ the layers
+
+    def _accrue_funding(self, report: KeeperReport) -> None:
+        markets = range(self.venue.market_count)
+        outcomes = self._act_all([(self.keeper, "accrue_funding", (m,)) for m in markets])
+        accrued = [m for m, outcome in zip(markets, outcomes) if self._succeeded(outcome, f"accrue funding in market {m}", report)]
+        self.log(f"funding accrued in markets {accrued}")
+
+    def _clear_recovered(self, recovered: list[Health], report: KeeperReport) -> None:
+        outcomes = self._act_all([(self.keeper, "clear_bankruptcy", (h.account,)) for h in recovered])
+        for health, outcome in zip(recovered, outcomes):
+            if self._succeeded(outcome, f"clear the bankruptcy of {health.account}", report):
+                health.bankrupt = False
+                report.cleared.append(health.account)
+                self.log(f"cleared the bankruptcy of {health.account}: value back to {_dollars(health.value)}")
+
+    def _liquidate(self, candidates: list[Health], positions: dict[str, dict[int, int]], marks: list[int],
+                   depth: Mapping[int, int] | None, known: dict[str, Health], report: KeeperReport) -> list[Health]:
+        """Liquidates in rounds, one block each: every candidate's largest position that the
+        market's depth and a liquidator can take, then a fresh read of who is still failing.
+        Returns the accounts the market left below maintenance margin, for the vault."""
+        venue = self.venue
+        budget = None if depth is None else {m: depth.get(m, 0) for m in range(venue.market_count)}
+        fractions = venue.initial_margin_fractions()
+        # A liquidator must end at or above initial margin with the position on its books.
+        free_margin = {}
+        for liquidator in self.liquidators:
+            health = known.get(liquidator) or venue.health(liquidator)
+            free_margin[liquidator] = health.value - health.initial_margin
+        left_over = []
+        while candidates:
+            actions, taken = [], []
+            for health in candidates:
+                account = health.account
+                choice = self._next_liquidation(account, positions[account], marks, budget, free_margin, fractions)
+                if choice is None:
+                    left_over.append(health)
+                    continue
+                market, notional, liquidator, needed = choice
+                actions.append((liquidator, "liquidate", (account, market, abs(positions[account][market]))))
+                taken.append((health, market, liquidator, needed))
+                free_margin[liquidator] -= needed
+                if budget is not None:
+                    budget[market] -= notional
+            if not actions:
+                break
+            still_open = []
+            for (health, market, liquidator, needed), outcome in zip(taken, self._act_all(actions)):
+                account = health.account
+                if not self._succeeded(outcome, f"liquidate {account} market {market}", report):
+                    free_margin[liquidator] += needed
+                    if budget is not None:
+                        budget[market] += abs(positions[account][market]) * marks[market] // NOTIONAL_SCALE
+                    left_over.append(health)
+                    continue
+                event = next(fields for name, fields in outcome if name == "Liquidation")
+                notional = event["size"] * event["price"] // NOTIONAL_SCALE
+                report.liquidated[market] += notional
+                if account not in report.liquidated_accounts:
+                    report.liquidated_accounts.append(account)
+                free_margin[liquidator] += event["discount"]
+                del positions[account][market]
+                self.log(f"liquidated {account} market {market}: {_dollars(notional)} to {liquidator} (penalty {_dollars(event['penalty'])})")
+                if positions[account]:
+                    still_open.append(account)
+            # An account healthy again once a position is gone keeps the rest.
+            candidates = [h for h in venue.read(still_open)[0] if h.failing] if still_open else []
+        return left_over
+
+    def _next_liquidation(self, account: str, positions: dict[int, int], marks: list[int], budget: dict[int, int] | None,
+                          free_margin: dict[str, int], fractions: dict[int, int]) -> tuple[int, int, str, int] | None:
+        """(market, notional, liquidator, initial margin it needs) of the account's largest
+        position that the market can take now, or None."""
+        for market in sorted(positions, key=lambda m: -abs(positions[m]) * marks[m]):
+            notional = abs(positions[market]) * marks[market] // NOTIONAL_SCALE
+            if budget is not None and budget[market] < notional:
+                self.log(f"liquidate {account} market {market}: {_dollars(notional)} is beyond the market's depth left ({_dollars(budget[market])})")
+                continue
+            needed = -(-notional * fractions[market] // WAD)
+            liquidator = next((l for l in self.liquidators if l != account and free_margin[l] >= needed), None)
+            if liquidator is None:
+                self.log(f"liquidate {account} market {market}: no liquidator can carry {_dollars(notional)}")
+                continue
+            return market, notional, liquidator, needed
+        return None
+
+    def _backstop(self, accounts: list[Health], positions: dict[str, dict[int, int]], marks: list[int], allowance: int,
+                  report: KeeperReport) -> None:
+        """Hands the accounts to the vault, in one block, most urgent first."""
+        to_send = []
+        for health in accounts:
+            deficit = max(-health.value, 0)
+            if health.bankrupt and deficit > allowance:
+                # Flagged in an earlier pass and the vault still cannot cover it: straight to ADL.
+                report.bankrupt[health.account] = deficit
+            else:
+                to_send.append(health)
+        outcomes = self._act_all([(self.keeper, "backstop", (h.account,)) for h in to_send])
+        for health, outcome in zip(to_send, outcomes):
+            account = health.account
+            if not self._succeeded(outcome, f"backstop {account}", report):
+                continue
+            for name, fields in outcome:
+                if name == "Takeover":
+                    for market, size in positions[account].items():
+                        report.backstopped[market] += abs(size) * marks[market] // NOTIONAL_SCALE
+                    report.backstopped_accounts.append(account)
+                    self.log(f"backstopped {account}: the vault took {len(positions[account])} positions and value {_dollars(fields['value'])}")
+                elif name == "TakeoverRefused":
+                    report.refusals.append((account, fields["reason"]))
+                    self.log(f"backstop {account} refused: {fields['reason']}")
+                    if health.value < 0:
+                        report.bankrupt[account] = -health.value
+
+    def _flag_vault(self, health: Health, report: KeeperReport) -> None:
+        """The vault under water: nobody can take it over, so it is flagged and goes to ADL."""
+        if health.bankrupt or self._succeeded(self.venue.act(self.keeper, "flag_bankruptcy", health.account), "flag the vault bankrupt", report):
+            report.bankrupt[health.account] = -health.value
+
+    def _adl(self, account: str, deficit: int, report: KeeperReport) -> None:
+        if self.adl is None:
+            report.adl_pending.append(account)
+            self.log(f"ADL pending: {account} (deficit {_dollars(deficit)})")
+            return
+        metrics = self.adl.resolve(account)
+        metrics = asdict(metrics) if is_dataclass(metrics) else dict(metrics)
+        report.adl_rounds.append(metrics)
+        self.log(f"ADL resolved {account}: deficit {_dollars(metrics.get('deficit', deficit))}, "
+                 f"{_dollars(metrics.get('notional_closed', 0))} closed, {metrics.get('winners_hit', 0)} winners hit")
+
+    # ------------------------------------------------------------ acting
+
+    def _act_all(self, actions: list[tuple[str, str, tuple]]) -> list:
+        if not actions:
+            return []
+        act_all = getattr(self.venue, "act_all", None)
+        if act_all is None:  # a venue without batches (the model) acts one by one
+            return [self.venue.act(sender, action, *args) for sender, action, args in actions]
+        return act_all(actions)
+
+    def _succeeded(self, outcome, action: str, report: KeeperReport) -> bool:
+        """True for a list of events; a failure is recorded and logged."""
+        if isinstance(outcome, list):
+            return True
+        report.failures.append((action, outcome.reason))
+        self.log(f"{action}: failed: {outcome.reason}")
+        return False
+
+
+# ---------------------------------------------------------------- the chain as the keeper's venue
+
+class ChainVenue:
+    """The deployed contracts (the dict of deployments/<network>.json) on an Anvil node."""
+
+    GAS = 3_000_000  # per keeper action: a takeover in every market fits
+
+    def __init__(self, chain: FastChain, deployment: dict):
+        self.chain = chain
+        contracts = deployment["contracts"]
+        self.clearinghouse = chain.contract(contracts["clearinghouse"]["address"], contracts["clearinghouse"]["abi"])
+        self.oracle = chain.contract(contracts["oracle"]["address"], contracts["oracle"]["abi"])
+        self.vault_contract = chain.contract(contracts["vault"]["address"], contracts["vault"]["abi"])
+        self.vault = self.vault_contract.address
+        self.events = EventDecoder(self.clearinghouse.address, contracts["clearinghouse"]["abi"])
+        chain.enable_multicall()
+        (self.market_count,) = chain.read([self.clearinghouse.market_count.call()])
+
+    # ------------------------------------------------------------ reads
+
+    def read(self, accounts: list[str]) -> tuple[list[Health], list[int], int, int]:
+        """Every account's health and bankrupt flag, the marks, the backstop ratio and the vault's
+        loss allowance, in one multicall."""
+        ch = self.clearinghouse
+        calls = [ch.backstop_ratio.call(), self.vault_contract.loss_allowance.call()]
+        calls += [self.oracle.latest_prices.call(m) for m in range(self.market_count)]
+        for account in accounts:
+            calls += [ch.account_health.call(account), ch.bankrupt.call(account)]
+        values = self.chain.read(calls)
+        ratio, allowance = values[0], values[1]
+        marks = [mark for _, mark in values[2:2 + self.market_count]]
+        rest = values[2 + self.market_count:]
+        healths = [Health(account, *rest[2 * i], rest[2 * i + 1]) for i, account in enumerate(accounts)]
+        return healths, marks, ratio, allowance
+
+    def health(self, account: str) -> Health:
+        return self.read([account])[0][0]
+
+    def positions(self, accounts: list[str]) -> dict[str, dict[int, int]]:
+        markets = range(self.market_count)
+        sizes = self.chain.read([self.clearinghouse.positions.call(a, m) for a in accounts for m in markets])
+        return {a: {m: sizes[i * self.market_count + m][0] for m in markets if sizes[i * self.market_count + m][0]}
+                for i, a in enumerate(accounts)}
+
+    def initial_margin_fractions(self) -> dict[int, int]:
+        params = self.chain.read([self.clearinghouse.markets.call(m) for m in range(self.market_count)])
+        return {m: p[0] for m, p in enumerate(params)}
+
+    def vault_equity(self) -> int:
+        """The vault's account value (collateral units; negative while under water)."""
+        (value,) = self.chain.read([self.clearinghouse.account_value.call(self.vault)])
+        return value
+
+    def discover_accounts(self, from_block: int, to_block: int | None = None) -> list[str]:
+        """Every account with a PositionUpdate (a trade, liquidation or takeover) in the block range
+        (`to_block` None: up to the latest block), in order of first appearance."""
+        if to_block is None:
+            to_block, _ = self.chain.block()
+        topic = self.events.topics["PositionUpdate"]
+        accounts: dict[str, None] = {}
+        for start in range(from_block, to_block + 1, LOG_BLOCK_RANGE):
+            end = min(start + LOG_BLOCK_RANGE - 1, to_block)
+            logs = self.chain.request("eth_getLogs", [{"address": self.clearinghouse.address, "topics": [topic],
+                                                       "fromBlock": hex(start), "toBlock": hex(end)}])
+            for log in logs:
+                accounts[to_checksum_address("0x" + log["topics"][1][-40:])] = None
+        return list(accounts)
+
+    # ------------------------------------------------------------ actions
+
+    def act(self, sender: str, action: str, *args):
+        return self.act_all([(sender, action, args)])[0]
+
+    def act_all(self, actions: list[tuple[str, str, tuple]]) -> list:
+        """Clearinghouse calls, mined together; per action its decoded events or a RevertError."""
+        txs = [(sender, getattr(self.clearinghouse, action).call(*args)) for sender, action, args in actions]
+        return [outcome if isinstance(outcome, RevertError) else self.events.decode(outcome["logs"])
+                for outcome in send_in_blocks(self.chain, txs, self.GAS)]
+
+
+def send_in_blocks(chain: FastChain, txs: Sequence[tuple[str, Call]], gas: int) -> list[dict | RevertError]:
+    """Sends `txs` from unlocked accounts with automine off, up to BLOCK_TXS per block, and mines
+    them; returns each one's receipt, or a RevertError if it reverted. Order is kept per sender
+    (explicit nonces); transactions of different senders must not depend on each other within a
+    block. The reason of a revert comes from replaying the call on the state after its block.
+    A block holds what fits the node's block gas limit; the rest goes into the next."""
+    outcomes = []
+    for start in range(0, len(txs), BLOCK_TXS):
+        outcomes += _mine_together(chain, txs[start:start + BLOCK_TXS], gas)
+    chain.sent += len(txs)
+    return outcomes
+
+
+def _mine_together(chain: FastChain, txs: Sequence[tuple[str, Call]], gas: int) -> list[dict | RevertError]:
+    senders = list(dict.fromkeys(sender for sender, _ in txs))
+    nonces = dict(zip(senders, (int(n, 16) for n in chain.batch([("eth_getTransactionCount", [s, "pending"]) for s in senders]))))
+    requests = []
+    for sender, call in txs:
+        requests.append({"from": sender, "to": call.function.address, "data": call.data, "gas": hex(gas), "nonce": hex(nonces[sender])})
+        nonces[sender] += 1
+    chain.request("evm_setAutomine", [False])
+    try:
+        hashes = chain.batch([("eth_sendTransaction", [tx]) for tx in requests])
+        refused = next((h for h in hashes if isinstance(h, Exception)), None)
+        sent = [h for h in hashes if not isinstance(h, Exception)]
+        receipts: dict[str, dict] = {}
+        while any(h not in receipts for h in sent):
+            chain.request("evm_mine")
+            mined = chain.request("eth_getBlockReceipts", ["latest"])
+            if not mined:
+                raise RuntimeError("transactions left in the pool: the node mines nothing more")
+            receipts.update((receipt["transactionHash"], receipt) for receipt in mined)
+    finally:
+        chain.request("evm_setAutomine", [True])
+    if refused is not None:
+        raise refused
+    outcomes = []
+    for tx, tx_hash in zip(requests, hashes):
+        receipt = receipts[tx_hash]
+        if int(receipt["status"], 16) == 1:
+            outcomes.append(receipt)
+            continue
+        try:
+            chain.request("eth_call", [{key: tx[key] for key in ("from", "to", "data", "gas")}, "latest"])
+            outcomes.append(RevertError("<reverted in its block; the replay after it did not>"))
+        except RevertError as revert:
+            outcomes.append(revert)
+    return outcomes
+
+
+# ---------------------------------------------------------------- events
+
+class EventDecoder:
+    """Decodes raw receipt logs of one contract into (event name, {field: value})."""
+
+    def __init__(self, address: str, abi: list[dict]):
+        self.address = address.lower()
+        self.events = {}
+        for item in abi:
+            if item.get("type") == "event":
+                types = [_type_string(p) for p in item["inputs"]]
+                self.events[keccak(text=f"{item['name']}({','.join(types)})")] = (item, types)
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Event name -> topic 0 as hex, for eth_getLogs filters."""
+        return {item["name"]: "0x" + topic.hex() for topic, (item, _) in self.events.items()}
+
+    def decode(self, logs: list[dict]) -> list[tuple[str, dict]]:
+        decoded = []
+        for log in logs:
+            topic = bytes.fromhex(log["topics"][0][2:])
+            if log["address"].lower() != self.address or topic not in self.events:
+                continue
+            item, types = self.events[topic]
+            indexed = iter(log["topics"][1:])
+            data = iter(abi_decode([t for p, t in zip(item["inputs"], types) if not p["indexed"]], bytes.fromhex(log["data"][2:])))
+            fields = {}
+            for param, kind in zip(item["inputs"], types):
+                value = abi_decode([kind], bytes.fromhex(next(indexed)[2:]))[0] if param["indexed"] else next(data)
+                fields[param["name"]] = to_checksum_address(value) if kind == "address" else value
+            decoded.append((item["name"], fields))
+        return decoded
+
+
+def _dollars(units: int) -> str:
+    return f"${units / USDC:,.2f}"

@@ -1,0 +1,89 @@
+"""Replays a crash scenario on the reference model: the same phases, keeper and figures as the chain
+replay (backstop/chain_replay.py), without a chain, so it scales to 100,000 traders.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from backstop.adl_keeper import ModelAdlExecutor
+from backstop.deployment import ProtocolConfig
+from backstop.keeper import USDC, Keeper
+from backstop.model import Order
+from backstop.model_venue import VAULT, ModelVenue, build_model
+from backstop.replay import FinalState, Progress, Replay, price_updates
+from backstop.scenario import Scenario
+
+START = 1_750_000_000  # the model's clock when the replay begins (any time; only differences matter)
+KEEPER = "0x" + "ee" * 20  # the keeper's address in the model
+ONE_YEAR = 365 * 24 * 3600
+
+
+def replay_on_model(scenario: Scenario, policy: int, config: ProtocolConfig = ProtocolConfig(),
+                    progress: Progress | None = None, log: Callable[[str], None] | None = None) -> dict:
+    """Replays `scenario` on the model with every market on ADL `policy`; the figures of
+    `Replay.result`."""
+    return ModelReplay(scenario, policy, config, log or (lambda line: None)).run(progress)
+
+
+class ModelReplay(Replay):
+    """`Replay` on the reference model."""
+
+    def __init__(self, scenario: Scenario, policy: int, config: ProtocolConfig, log: Callable[[str], None]):
+        super().__init__(scenario, log)
+        self.policy, self.config = policy, config
+        self.vault_address = VAULT
+        self.now = START
+        self.walk_start = START
+
+    def clock(self) -> int:
+        return self.now
+
+    def prepare_markets(self) -> None:
+        self.model, self.vault, self.engine = build_model(self.config, self.scenario.markets, self.policy, self.now)
+        self.venue = ModelVenue(self.model, self.vault, self.clock)
+        adl = ModelAdlExecutor(self.engine, self.clock)
+        self.keeper = Keeper(self.venue, KEEPER, self.liquidators, adl=adl, log=self.log)
+
+    def fund_accounts(self) -> None:
+        for address, trader in zip(self.traders, self.scenario.traders):
+            if trader.collateral > 0:
+                self.model.deposit(address, trader.collateral)
+                self.deposited += trader.collateral
+        if self.scenario.vault_deposit:
+            self.vault.deposit(self.depositor, self.scenario.vault_deposit, self.now)
+            self.deposited += self.scenario.vault_deposit
+        self.vault_equity_start = self.vault_equity() / USDC
+
+    def open_positions(self) -> None:
+        expiry = self.now + ONE_YEAR
+        for nonce, trade in enumerate(self.scenario.trades):
+            buy = Order(self.traders[trade.buyer], trade.market, trade.size, trade.price, nonce, expiry)
+            sell = Order(self.traders[trade.seller], trade.market, -trade.size, trade.price, nonce, expiry)
+            self.model.settle_fill(buy, sell, trade.size, trade.price, self.now)
+
+    def advance_to(self, seconds: int) -> None:
+        self.now = max(self.now, self.walk_start + seconds)
+
+    def push_prices(self, targets: Sequence[int]) -> None:
+        current = [self.model.latest_prices(m)[1] for m in range(len(targets))]
+        for prices in price_updates(current, targets, self.model.max_move):
+            self.model.push_prices([(m, p, p) for m, p in enumerate(prices)], self.now)
+
+    def vault_equity(self) -> int:
+        return self.venue.vault_equity()
+
+    def final_state(self) -> FinalState:
+        model, now = self.model, self.now
+        accounts = [*self.traders, self.vault_address]
+        open_interest = []
+        for market in range(model.market_count):
+            sizes = [model.position(a, market).size for a in accounts]
+            open_interest.append((model.long_open_interest.get(market, 0), model.short_open_interest.get(market, 0),
+                                  sum(s for s in sizes if s > 0), -sum(s for s in sizes if s < 0)))
+        held = model.total_held()
+        return FinalState(
+            held=held, deposited=model.total_deposited, withdrawn=model.total_withdrawn, custody=held,
+            values=[model.account_value(a, now) for a in accounts], bankrupt=[model.bankrupt.get(a, False) for a in accounts],
+            open_interest=open_interest,
+        )

@@ -1,0 +1,99 @@
+"""`ape run keeper`: a long-running keeper (liquidation -> insurance vault -> ADL) for a deployment.
+
+Every `--interval` seconds it picks up the accounts that traded since the last pass (PositionUpdate
+events) and runs one pass of backstop/keeper.py's waterfall over every account seen so far. Ctrl-C
+stops it with a one-line summary.
+
+The chain must be the one the deployment file describes; for a local chain that outlives one
+command, start Anvil yourself and point ape at it (README, "Using a deployment from another client"):
+
+    node_modules/.bin/anvil --hardfork prague &
+    APE_FOUNDRY_HOST=http://127.0.0.1:8545 bin/backstop run deploy
+    APE_FOUNDRY_HOST=http://127.0.0.1:8545 bin/backstop run keeper --interval 2
+"""
+
+import json
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import click
+from ape import accounts, chain, networks
+from ape.cli import ConnectedProviderCommand
+from ape.exceptions import ProviderError
+
+from backstop.fast_chain import FastChain
+from backstop.keeper import USDC, ChainVenue, Keeper
+
+
+class KeeperCommand(ConnectedProviderCommand):
+    """ape's connected command, with an unreachable chain reported in one sentence, not a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ProviderError as error:
+            raise click.ClickException(f"no chain reachable ({error}); start one or pass --network with a live RPC") from None
+
+
+@click.command(cls=KeeperCommand)
+@click.option("--deployment", "deployment_path", type=click.Path(path_type=Path), default=Path("deployments/local.json"),
+              show_default=True, help="The deployment file `ape run deploy` wrote.")
+@click.option("--keeper-account", "alias", default=None,
+              help="Alias of the account that sends the keeper's transactions; it needs the keeper role (default: test account 0, the deployer).")
+@click.option("--liquidator", "liquidators", multiple=True,
+              help="Address that takes liquidated positions over; it needs collateral in the pool (repeatable; default: the keeper account).")
+@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between passes.")
+@click.option("--from-block", type=int, default=0, show_default=True, help="First block to look for traders in.")
+def cli(deployment_path, alias, liquidators, interval, from_block):
+    """Run the liquidation waterfall every INTERVAL seconds until Ctrl-C.
+
+    Local Anvil only: transactions are not signed here but sent with eth_sendTransaction, which
+    Anvil accepts from its own dev accounts and, after anvil_impersonateAccount (done here), from
+    any other. On another network you would need a signing sender."""
+    try:
+        document = json.loads(deployment_path.read_text())
+    except FileNotFoundError:
+        raise click.ClickException(f"deployment file {deployment_path} not found: run `bin/backstop run deploy` first") from None
+    fast = FastChain(networks.provider.http_uri)
+    if document["chain_id"] != chain.chain_id or fast.request("eth_getCode", [document["contracts"]["clearinghouse"]["address"], "latest"]) == "0x":
+        raise click.ClickException(
+            f"{deployment_path} describes contracts that are not on this chain (chain id {chain.chain_id}): "
+            "deploy to it first, or set APE_FOUNDRY_HOST to the chain you deployed to"
+        )
+    keeper_address = accounts.load(alias).address if alias else accounts.test_accounts[0].address
+    liquidators = list(liquidators) or [keeper_address]
+    for address in {keeper_address, *liquidators}:
+        fast.request("anvil_impersonateAccount", [address])
+
+    venue = ChainVenue(fast, document)
+    keeper = Keeper(venue, keeper_address, liquidators, log=lambda line: click.echo(f"{time.strftime('%H:%M:%S')} {line}"))
+    watched: dict[str, None] = {}
+    passes, liquidated, backstopped, refused, pending = 0, Counter(), Counter(), 0, set()
+    click.echo(f"keeper {keeper_address} watching {document['contracts']['clearinghouse']['address']} every {interval:g}s (Ctrl-C stops)")
+    # ape turns Ctrl-C into an exit with status 130; here it ends the loop with a summary instead.
+    ape_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        while True:
+            latest, _ = fast.block()
+            if latest >= from_block:
+                new = venue.discover_accounts(from_block, latest)
+                watched.update(dict.fromkeys(new))
+                from_block = latest + 1
+                if new:
+                    click.echo(f"{len(new)} new accounts, {len(watched)} watched")
+            report = keeper.run_once(list(watched))
+            passes += 1
+            liquidated.update(report.liquidated)
+            backstopped.update(report.backstopped)
+            refused += len(report.refusals)
+            pending.update(report.adl_pending)
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        click.echo(
+            f"\nkeeper stopped after {passes} passes over {len(watched)} accounts: liquidated ${sum(liquidated.values()) / USDC:,.2f}, "
+            f"backstopped ${sum(backstopped.values()) / USDC:,.2f}, {refused} takeovers refused, {len(pending)} accounts pending ADL"
+        )
+    finally:
+        signal.signal(signal.SIGINT, ape_handler)

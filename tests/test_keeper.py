@@ -1,0 +1,243 @@
+"""The keeper's waterfall (backstop/keeper.py) and the on-chain crash replay (backstop/chain_replay.py).
+
+Both run on a private Anvil holding a copy of the session's deployment (ape's own node traces every
+step, several times slower for batches), as tests/test_state_machine.py does. A three-trader story,
+set up once by the replay's own phases, is reset to its snapshot before each keeper test: alice is
+long 1 BTC at 100k on $10k (10x), bob is the short side, a liquidator has $1M in the pool and the
+vault $100k. Every block of a test shares one timestamp, so no funding accrues and the numbers are
+exact: at 94k alice is worth $4,000, below maintenance ($4,700) and above the backstop line
+($3,133); at 85k she is $5,000 under water.
+"""
+
+import random
+
+import pytest
+
+from backstop.chain_replay import ChainReplay, PrivateAnvil, replay_on_chain
+from backstop.deployment import deployment_document
+from backstop.fast_chain import FastChain
+from backstop.keeper import ChainVenue, Keeper
+from backstop.scenario import OpeningTrade, PriceStep, Scenario, ScenarioMarket, Trader, generate
+from conftest import BTC, USDC, WAD
+
+MARKETS = (
+    ScenarioMarket("BTC-PERP", 100_000 * WAD, WAD // 10, WAD // 20),
+    ScenarioMarket("ETH-PERP", 4_000 * WAD, WAD // 10, WAD // 20),
+    ScenarioMarket("SOL-PERP", 200 * WAD, WAD // 5, WAD // 10),
+    ScenarioMarket("DOGE-PERP", WAD // 4, WAD // 5, WAD // 10),  # not in the deployment: the replay lists it
+)
+FIRST_PRICES = [market.price for market in MARKETS]
+STORY = Scenario(
+    seed=7,
+    markets=MARKETS,
+    traders=(Trader("crowded_long", 10_000 * USDC), Trader("market_maker", 200_000 * USDC), Trader("liquidator", 1_000_000 * USDC)),
+    trades=(OpeningTrade(BTC, buyer=0, seller=1, size=WAD, price=100_000 * WAD),),
+    path=(),
+    vault_deposit=100_000 * USDC,
+)
+
+
+def synthetic_scenario(traders: int, steps: int, seed: int = 1) -> Scenario:
+    """A crash built by hand until the scenario generator exists: crowded longs at 2x up to 9.5x
+    (4.5x where initial margin is 20%), market makers short against them at 2x, 5% liquidators
+    with deep pockets; BTC falls 15%, ETH 30%, SOL 60%, DOGE 70% over two thirds of the path and
+    recovers a third of the fall; liquidation depth is thin, $50k per market per step."""
+    rng = random.Random(seed)
+    liquidators = max(1, traders // 20)
+    makers = max(1, traders // 4)
+    longs = traders - liquidators - makers
+    kinds, collateral, trades, maker_notional = [], [], [], [0] * makers
+    for buyer in range(longs):
+        market = rng.randrange(len(MARKETS))
+        deposit = rng.randrange(1_000, 20_000) * USDC
+        leverage = rng.uniform(2, 9.5 if MARKETS[market].initial_margin == WAD // 10 else 4.5)
+        notional = int(deposit * leverage)
+        seller = longs + buyer % makers
+        maker_notional[buyer % makers] += notional
+        trades.append(OpeningTrade(market, buyer, seller, notional * 10**30 // MARKETS[market].price, MARKETS[market].price))
+        kinds.append("crowded_long")
+        collateral.append(deposit)
+    kinds += ["market_maker"] * makers + ["liquidator"] * liquidators
+    collateral += [max(notional // 2, 10_000 * USDC) for notional in maker_notional] + [2_000_000 * USDC] * liquidators
+    bottom = (0.85, 0.70, 0.40, 0.30)
+    path = []
+    for step in range(steps):
+        # Down in a straight line to the bottom at two thirds of the path, then a third of the way back.
+        turn = 2 * steps // 3
+        depth = (step + 1) / turn if step < turn else 1 - (step + 1 - turn) / (steps - turn) / 3
+        prices = tuple(int(m.price * (1 - (1 - low) * depth)) for m, low in zip(MARKETS, bottom))
+        path.append(PriceStep(time=300 * (step + 1), prices=prices, liquidation_depth=(50_000 * USDC,) * len(MARKETS)))
+    return Scenario(seed, MARKETS, tuple(Trader(k, c) for k, c in zip(kinds, collateral)), tuple(trades), tuple(path),
+                    vault_deposit=max(100_000, traders * 2_000) * USDC)
+
+
+class AdlStub:
+    """Stands in for the ADL executor: remembers whom it was given."""
+
+    def __init__(self):
+        self.accounts = []
+
+    def resolve(self, account):
+        self.accounts.append(account)
+        return {"deficit": 0, "notional_closed": 0, "winners_hit": 0}
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def deployed_state(chain, protocol):
+    """The session's chain, deployment included, as an Anvil state dump."""
+    return chain.provider.make_request("anvil_dumpState", [])
+
+
+def private_node(state):
+    with PrivateAnvil() as anvil:
+        fast = FastChain(anvil.uri)
+        fast.request("anvil_loadState", [state])
+        yield fast
+
+
+@pytest.fixture(scope="module")
+def node(deployed_state):
+    """A private Anvil with the session's deployment copied into it, for the story."""
+    yield from private_node(deployed_state)
+
+
+@pytest.fixture
+def clean_node(deployed_state):
+    """Another one, for a replay that must find the markets empty."""
+    yield from private_node(deployed_state)
+
+
+@pytest.fixture(scope="module")
+def deployment(chain, protocol, config):
+    return deployment_document(protocol, chain.chain_id, config)
+
+
+@pytest.fixture(scope="module")
+def story(node, deployment, keeper):
+    """The story's accounts funded and alice's long open, through the replay's own phases."""
+    replay = ChainReplay(node, deployment, STORY, keeper.address, adl=None, log=lambda line: None)
+    replay.prepare_markets()
+    replay.fund_accounts()
+    replay.open_positions()
+    return replay
+
+
+@pytest.fixture
+def fresh(story, node):
+    """The story, rolled back after the test."""
+    snapshot = node.snapshot()
+    yield story
+    node.revert(snapshot)
+
+
+@pytest.fixture
+def venue(fresh, node, deployment):
+    return ChainVenue(node, deployment)
+
+
+def events_since(venue, block, name):
+    logs = venue.chain.request("eth_getLogs", [{"address": venue.clearinghouse.address, "fromBlock": hex(block + 1), "toBlock": "latest"}])
+    return [fields for event, fields in venue.events.decode(logs) if event == name]
+
+
+# ---------------------------------------------------------------- the waterfall, layer by layer
+
+def test_keeper__liquidates_an_account_below_maintenance_through_the_market(fresh, venue, node, keeper):
+    alice, bob, liquidator = fresh.traders
+    fresh.push_prices([94_000 * WAD, *FIRST_PRICES[1:]])
+    lines = []
+    bot = Keeper(venue, keeper.address, [liquidator], log=lines.append)
+    block, _ = node.block()
+
+    report = bot.run_once(fresh.traders)
+
+    (event,) = events_since(venue, block, "Liquidation")
+    assert (event["account"], event["liquidator"], event["market"]) == (alice, liquidator, BTC)
+    assert (event["size"], event["price"], event["discount"], event["penalty"]) == (WAD, 94_000 * WAD, 940 * USDC, 940 * USDC)
+    assert report.liquidated == {BTC: 94_000 * USDC} and report.liquidated_accounts == [alice]
+    assert not report.backstopped and not report.refusals and not report.failures
+    ch = venue.clearinghouse
+    alice_size, liquidator_size, alice_value, vault_value = node.read([
+        ch.positions.call(alice, BTC), ch.positions.call(liquidator, BTC), ch.account_value.call(alice), ch.account_value.call(venue.vault),
+    ])
+    assert (alice_size[0], liquidator_size[:2]) == (0, (WAD, 94_000 * WAD))
+    assert alice_value == (10_000 - 6_000 - 940 - 940) * USDC and vault_value == (100_000 + 940) * USDC
+    assert f"liquidated {alice} market 0: $94,000.00 to {liquidator} (penalty $940.00)" in lines
+
+
+def test_keeper__without_market_depth_the_vault_takes_the_account_over(fresh, venue, node, keeper):
+    alice, bob, liquidator = fresh.traders
+    fresh.push_prices([94_000 * WAD, *FIRST_PRICES[1:]])
+    bot = Keeper(venue, keeper.address, [liquidator], log=lambda line: None)
+    block, _ = node.block()
+
+    report = bot.run_once(fresh.traders, liquidation_depth={BTC: 90_000 * USDC})  # less than alice's $94k
+
+    (takeover,) = events_since(venue, block, "Takeover")
+    assert (takeover["account"], takeover["value"], takeover["markets"]) == (alice, 4_000 * USDC, 1)
+    assert not events_since(venue, block, "Liquidation")
+    assert report.backstopped == {BTC: 94_000 * USDC} and report.backstopped_accounts == [alice]
+    ch = venue.clearinghouse
+    vault_size, vault_value = node.read([ch.positions.call(venue.vault, BTC), ch.account_value.call(venue.vault)])
+    assert vault_size[0] == WAD and vault_value == 104_000 * USDC
+
+
+def test_keeper__a_deficit_beyond_the_vaults_allowance_is_refused_flagged_and_handed_to_adl(fresh, venue, node, owner, keeper):
+    alice, bob, liquidator = fresh.traders
+    vault = fresh.c["vault"]
+    assert node.send(owner.address, vault.set_risk_limits.call(5 * WAD, 1_000 * USDC, 5_000 * USDC)) is None
+    fresh.push_prices([85_000 * WAD, *FIRST_PRICES[1:]])
+    adl = AdlStub()
+    bot = Keeper(venue, keeper.address, [liquidator], adl=adl, log=lambda line: None)
+
+    report = bot.run_once(fresh.traders)
+
+    assert report.refusals == [(alice, "loss above the vault's allowance")]
+    assert report.bankrupt == {alice: 5_000 * USDC} and adl.accounts == [alice]
+    assert node.read([venue.clearinghouse.bankrupt.call(alice)]) == [True]
+    # Next pass: already flagged and still beyond the allowance, it goes to ADL without a takeover attempt.
+    sent = node.sent
+    again = bot.run_once(fresh.traders)
+    assert again.refusals == [] and adl.accounts == [alice, alice] and node.sent == sent + len(MARKETS)  # the funding accruals only
+    # Without an executor the account is reported as waiting for ADL.
+    lines = []
+    pending = Keeper(venue, keeper.address, [liquidator], log=lines.append).run_once(fresh.traders)
+    assert pending.adl_pending == [alice] and f"ADL pending: {alice} (deficit $5,000.00)" in lines
+    # Once the price is back, the flag is lifted so that the account is not frozen for good.
+    fresh.push_prices(FIRST_PRICES)
+    recovered = Keeper(venue, keeper.address, [liquidator], log=lambda line: None).run_once(fresh.traders)
+    assert recovered.cleared == [alice] and node.read([venue.clearinghouse.bankrupt.call(alice)]) == [False]
+
+
+def test_chain_venue__discovers_accounts_from_position_updates(fresh, venue):
+    alice, bob, _ = fresh.traders
+    assert venue.discover_accounts(0) == [alice, bob]
+
+
+# ---------------------------------------------------------------- the replay end to end
+
+def test_replay_on_chain__small_crash_end_to_end_keeps_the_invariants(clean_node, deployment, keeper):
+    scenario = synthetic_scenario(traders=10, steps=6)
+    ticks = []
+
+    result = replay_on_chain(clean_node, deployment, scenario, keeper.address, progress=lambda step, total, message: ticks.append((step, total)))
+
+    assert ticks == [(step, 6) for step in range(1, 7)]
+    assert [(i["name"], i["held"]) for i in result["invariants"] if not i["held"]] == []
+    assert result["scenario"] == {"seed": 1, "traders": 10, "steps": 6, "markets": ["BTC-PERP", "ETH-PERP", "SOL-PERP", "DOGE-PERP"]}
+    assert result["times"] == [300 * (step + 1) for step in range(6)] and len(result["prices"]) == len(result["vault_equity"]) == 6
+    totals, layers = result["totals"], result["layers_by_step"]
+    for layer in ("liquidated", "backstopped", "adl_closed"):
+        assert totals[layer] == pytest.approx(sum(step[layer] for step in layers))
+    # The crash reaches every layer: liquidations, takeovers and accounts the vault cannot save.
+    assert totals["liquidated"] > 0 and totals["backstopped"] > 0 and totals["accounts_liquidated"] > 0
+    assert totals["vault_pnl"] == pytest.approx(result["vault_equity"][-1] - scenario.vault_deposit / USDC)
+
+
+def test_replay_on_chain__generated_crash_keeps_the_invariants(clean_node, deployment, keeper):
+    result = replay_on_chain(clean_node, deployment, generate(traders=20, seed=3, steps=8), keeper.address)
+
+    assert [(i["name"], i["detail"]) for i in result["invariants"] if not i["held"]] == []
+    assert len(result["layers_by_step"]) == len(result["vault_equity"]) == 8
