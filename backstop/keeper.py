@@ -28,6 +28,7 @@ signs, so the chain venue is for Anvil.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Callable, Mapping, Protocol, Sequence
@@ -44,6 +45,10 @@ NOTIONAL_SCALE = 10**30  # size (1e18) x price (1e18) / NOTIONAL_SCALE = collate
 LOG_BLOCK_RANGE = 10_000
 # Transactions per block: Anvil builds a block's receipts in time quadratic in its size.
 BLOCK_TXS = 100
+
+# The watched list is checksummed on every pass: cached, as keccak per address per pass is the
+# keeper's own hot spot at 100,000 accounts.
+_checksum = functools.lru_cache(maxsize=None)(to_checksum_address)
 
 
 # ---------------------------------------------------------------- what the keeper reads and returns
@@ -166,7 +171,7 @@ class Keeper:
         left out has none; None means unlimited."""
         venue, report = self.venue, KeeperReport()
         self._accrue_funding(report)
-        watched = list(dict.fromkeys([*map(to_checksum_address, accounts), venue.vault, *self.liquidators]))
+        watched = list(dict.fromkeys([*map(_checksum, accounts), venue.vault, *self.liquidators]))
         healths, marks, ratio, allowance = venue.read(watched)
         self._clear_recovered([h for h in healths if h.bankrupt and h.value >= 0], report)
         failing = sorted((h for h in healths if h.failing), key=lambda h: h.margin_ratio)

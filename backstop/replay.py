@@ -208,7 +208,7 @@ class Replay:
                 "accounts_liquidated": len({a for r in reports for a in r.liquidated_accounts}),
                 "accounts_backstopped": len({a for r in reports for a in r.backstopped_accounts}),
                 "accounts_adl": len({a for r in reports for a in r.bankrupt}),
-                "winners_hit": sum(round_.get("winners_hit", 0) for round_ in rounds),
+                "winners_hit": len({winner for round_ in rounds for winner in round_["haircut_by_winner"]}),
                 "residual_bad_debt": -sum(v for v in state_values if v < 0) / USDC,
             },
             "adl_rounds": rounds,

@@ -22,6 +22,7 @@
 from snekmate.auth import ownable
 from interfaces import IAdlClearinghouse
 from interfaces import IInsuranceVault
+from interfaces import IMarginPool
 from interfaces import IOracle
 from modules import adl_math
 from modules import fixed_point
@@ -272,7 +273,8 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
          profitable at the round's price, with positive account value, not bankrupt, and rank no
          higher than the winner before it (queues: key descending; risk-aware: net leverage
          descending; pro-rata: address ascending; ties by address ascending). Haircuts are capped
-         by the winner's profit and account value, closes by its position.
+         by the winner's profit and account value (less one unit if it is partly closed), closes
+         by its position.
     @param account The bankrupt account.
     @param market The market.
     @param winners The winners, in policy order.
@@ -290,9 +292,46 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
     haircuts: uint256 = 0
     closed: uint256 = 0
 
+    # Each winner's account value is summed here from its pool balance and positions, with every
+    # market's latest mark and funding index read once per call: the same figure as
+    # Clearinghouse.account_health, without its margin requirements and per-account price reads.
+    pool: IMarginPool = IMarginPool(staticcall clearinghouse.pool())
+    marks: uint256[MAX_MARKETS] = empty(uint256[MAX_MARKETS])
+    indices: int256[MAX_MARKETS] = empty(int256[MAX_MARKETS])
+    loaded: uint256 = 0
+
     for winner: address in winners:
         assert state.size_left > 0 or state.deficit_left > 0, "AdlEngine: market already resolved"
-        candidate: Candidate = self._candidate(winner, market, state.price, state.bankrupt_size, state.policy)
+        assert not staticcall clearinghouse.bankrupt(winner), "AdlEngine: winner bankrupt"
+        held: IAdlClearinghouse.Position = staticcall clearinghouse.positions(winner, market)
+        assert held.size != 0 and (held.size > 0) != (state.bankrupt_size > 0), "AdlEngine: winner not on the opposite side"
+        open_mask: uint256 = staticcall clearinghouse.open_markets(winner)
+        missing: uint256 = open_mask & ~loaded
+        if missing != 0:
+            loaded |= missing
+            for other: uint256 in range(MAX_MARKETS):
+                if missing == 0:
+                    break
+                if missing & (1 << other) == 0:
+                    continue
+                missing &= ~(1 << other)
+                marks[other] = self._latest_mark(other)
+                indices[other] = staticcall clearinghouse.current_funding_index(other)
+        account_value: int256 = staticcall pool.balance_of(winner)
+        for other: uint256 in range(MAX_MARKETS):
+            if open_mask == 0:
+                break
+            if open_mask & (1 << other) == 0:
+                continue
+            open_mask &= ~(1 << other)
+            other_position: IAdlClearinghouse.Position = held
+            if other != market:
+                other_position = staticcall clearinghouse.positions(winner, other)
+            account_value += margin_math.pnl(other_position.size, other_position.entry_price, marks[other])
+            account_value += margin_math.funding_payment(other_position.size, indices[other], other_position.funding_snapshot)
+        candidate: Candidate = self._evaluate_at(winner, market, held, state.price, state.policy, account_value)
+        assert candidate.profit > 0, "AdlEngine: winner not profitable"
+        assert candidate.value > 0, "AdlEngine: winner has no account value"
         assert candidate.key < state.last_key or (candidate.key == state.last_key and convert(winner, uint256) > convert(state.last_account, uint256)), "AdlEngine: winner out of policy order"
         state.last_key = candidate.key
         state.last_account = winner
@@ -321,7 +360,12 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
             size = min(position, adl_math.share(state.size_left, close_weight, close_weight_left))
             haircut_weight_left -= haircut_weight
             close_weight_left -= close_weight
-        haircut = min(haircut, min(candidate.profit, convert(candidate.value, uint256)))
+        # A partial close realises its PnL rounded down, up to one unit below the marked value:
+        # a haircut capped by the value leaves that unit, so the winner never ends below zero.
+        room: uint256 = convert(candidate.value, uint256)
+        if size > 0 and size < position:
+            room -= 1
+        haircut = min(haircut, min(candidate.profit, room))
 
         state.size_left -= size
         state.deficit_left -= haircut
@@ -333,8 +377,17 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
     extcall clearinghouse.adl_settle(account, market, state.price, settlements)
     state.size_closed += closed
     self.market_rounds[account][market] = state
-    self.rounds[account].haircuts += haircuts
-    self.rounds[account].notional_closed += margin_math.notional(convert(closed, int256), state.price)
+    current: Round = self.rounds[account]
+    current.haircuts += haircuts
+    current.notional_closed += margin_math.notional(convert(closed, int256), state.price)
+    if state.size_left == 0 and state.deficit_left == 0 and current.markets_left == 1 << market:
+        # The round closes in this call: its totals go straight to the closing event and its
+        # storage is cleared, never written.
+        self._log_market_resolved(account, market, state)
+        self._finish_round(account, current)
+        return
+    self.rounds[account].haircuts = current.haircuts
+    self.rounds[account].notional_closed = current.notional_closed
     self._resolve_if_done(account, market, last)
 
 
@@ -449,26 +502,26 @@ def _resolve_if_done(account: address, market: uint256, must_resolve: bool):
 
 
 @internal
+def _log_market_resolved(account: address, market: uint256, state: MarketRound):
+    log AdlMarketResolved(
+        account=account, market=market, policy=state.policy, deficit_share=state.deficit_share, size_absorbed=state.size_absorbed,
+        size_closed=state.size_closed, notional_closed=margin_math.notional(convert(state.size_closed, int256), state.price),
+    )
+
+
+@internal
 def _close_round(account: address):
-    finished: Round = self.rounds[account]
+    self._finish_round(account, self.rounds[account])
+
+
+@internal
+def _finish_round(account: address, finished: Round):
     residual: int256 = extcall clearinghouse.adl_close(account)
     log AdlRoundClosed(
         account=account, deficit=finished.deficit, haircuts=finished.haircuts, notional_closed=finished.notional_closed,
         notional_absorbed=finished.notional_absorbed, residual=residual,
     )
     self.rounds[account] = empty(Round)
-
-
-@internal
-@view
-def _candidate(winner: address, market: uint256, price: uint256, bankrupt_size: int256, market_policy: uint256) -> Candidate:
-    assert not staticcall clearinghouse.bankrupt(winner), "AdlEngine: winner bankrupt"
-    position: IAdlClearinghouse.Position = staticcall clearinghouse.positions(winner, market)
-    assert position.size != 0 and (position.size > 0) != (bankrupt_size > 0), "AdlEngine: winner not on the opposite side"
-    candidate: Candidate = self._evaluate(winner, market, position, price, market_policy)
-    assert candidate.profit > 0, "AdlEngine: winner not profitable"
-    assert candidate.value > 0, "AdlEngine: winner has no account value"
-    return candidate
 
 
 @internal
@@ -495,11 +548,20 @@ def _evaluate(account: address, market: uint256, position: IAdlClearinghouse.Pos
     @dev A position's profit at `price`, its account's value and the policy's ranking key.
          The key is zero for a position without profit or an account without value.
     """
+    return self._evaluate_at(account, market, position, price, market_policy, (staticcall clearinghouse.account_health(account)).value)
+
+
+@internal
+@view
+def _evaluate_at(account: address, market: uint256, position: IAdlClearinghouse.Position, price: uint256, market_policy: uint256, account_value: int256) -> Candidate:
+    """
+    @dev `_evaluate` with the account's value (at the latest prices) already known.
+    """
     size: int256 = position.size
     candidate: Candidate = empty(Candidate)
     candidate.size = size
     candidate.profit = convert(max(margin_math.pnl(size, position.entry_price, price), 0), uint256)
-    candidate.value = (staticcall clearinghouse.account_health(account)).value
+    candidate.value = account_value
     if candidate.profit == 0 or candidate.value <= 0:
         return candidate
     if adl_math.is_queue(market_policy):

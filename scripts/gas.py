@@ -20,15 +20,29 @@ The BTC mark sits 0.1% above the index while trading, so funding accrues and eve
 it into the pool, as it would in production. Liquidations run in the ETH market, after the keeper
 has walked the ETH price down within the oracle's max move per update.
 
-Targets (from the issue): at most 150,000 gas per fill in a steady-state batch of 20, and at most
-250,000 gas per liquidation.
+- ADL (issue 6, `backstop/adl_benchmark.py`): the gas of one `AdlEngine.execute` that touches
+  k = 1, 10, 50, 200, 300 winners while n = 100 and 10,000 positions are open in the market, under
+  the queue and pro-rata policies. A second deployment is copied into a private Anvil (no step
+  tracing, high block gas limit) where thousands of accounts are funded and trade through signed
+  fills in batches of 64; each k runs from an `evm_snapshot` of the same book. Then the issue's
+  targets and where the gas of one more winner goes (call tree; by opcode class with `--explain`).
 
-Run:   ape run gas                  (table on the terminal, Markdown in reports/gas.md)
+Targets (from the issues): at most 150,000 gas per fill in a steady-state batch of 20, at most
+250,000 gas per liquidation; ADL: gas(k=50, n=10,000) / gas(k=50, n=100) <= 1.10, at most 40,000
+gas per position touched, at least 300 positions in one transaction under 16,777,216 gas.
+
+Run:   ape run gas                  (table on the terminal, Markdown in reports/gas.md; ~1.5 min
+                                     on 2 cores, the ADL book of 10,000 positions about 30 s of it)
        ape run gas --out FILE.md    (Markdown elsewhere)
        ape run gas --explain all    (where the gas goes, for every row, not only those above target)
+       ape run gas --no-adl         (without the ADL benchmark: about 30 s)
+       ape run gas --adl-n 100,1000,10000 --adl-k 1,50,300 --adl-policy queue
+                                    (other books, k and policies; n up to tens of thousands works,
+                                     about 3 s per 1,000 positions to set up)
        ape run gas -v INFO          (also ape's line per transaction)
 """
 
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -43,8 +57,11 @@ from eth_utils import keccak
 from rich.console import Console
 from rich.progress import Progress
 
+from backstop.adl_benchmark import (
+    DEFAULT_KS, DEFAULT_NS, DEFAULT_POLICIES, TARGET_PER_POSITION, AdlBench, contracts_of, dump_state, opcode_marginal, private_anvil,
+)
 from backstop.deployment import USDC, WAD, ProtocolConfig, deploy_protocol
-from backstop.gas_report import Breakdown, GasReport, GasRow, calldata_gas, gas_breakdown
+from backstop.gas_report import Breakdown, GasReport, GasRow, adl_sections, calldata_gas, gas_breakdown
 from backstop.trading import ONE_YEAR, OrderSigner
 
 BTC, ETH = 0, 1
@@ -303,9 +320,50 @@ def explain_rows(bench: Bench, which: str) -> None:
 
 # ---------------------------------------------------------------- entry point
 
-def run(config: ProtocolConfig, explain: str) -> GasReport:
-    """Deploys, funds the accounts, measures every operation in turn and returns the report."""
+def measure_adl(bench: Bench, config: ProtocolConfig, ns: list[int], ks: list[int], policies: list[str], explain: str) -> None:
+    """The ADL benchmark on a fresh deployment copied into a private Anvil; adds its sections."""
+    step(f"ADL: gas of execute by k = {', '.join(map(str, ks))} and n = {', '.join(f'{n:,}' for n in ns)} ({', '.join(policies)})")
+    console.print("  deploying a fresh protocol for the ADL books and copying the chain into a private Anvil")
+    started = time.perf_counter()
+    protocol = deploy_protocol(project, bench.owner, bench.keeper, config)
+    try:
+        state, hardfork = dump_state(chain.provider)
+    except Exception as err:  # noqa: BLE001 - any node that cannot dump its state: report and go on
+        console.print(f"  [yellow]ADL benchmark skipped: it copies a local Anvil chain, and this node cannot dump its state ({err})[/]")
+        return
+    contracts = contracts_of(protocol)
+    with Progress(console=console, transient=True) as progress:
+        def bar(description: str, total: int):
+            task = progress.add_task(description, total=max(total, 1))
+
+            def advance(done: int) -> None:
+                progress.advance(task, done)
+                if progress.tasks[progress.task_ids.index(task)].finished:
+                    progress.remove_task(task)
+            return advance
+
+        with private_anvil(state, hardfork) as private:
+            adl_bench = AdlBench(private, contracts, bench.owner.address, bench.keeper.address, log=lambda line: console.print(f"  {line}"), progress=bar)
+            adl_bench.result.timings.append(("deploy with ape, copy the chain into a private Anvil", time.perf_counter() - started))
+            result = adl_bench.run(ns, ks, policies)
+    missed = any(m.per_position is not None and m.per_position > TARGET_PER_POSITION for m in result.measurements)
+    opcode = None
+    if explain == "all" or (explain == "misses" and missed):
+        step("ADL: one more winner by opcode class (a small book on a steps-traced private Anvil)")
+        started = time.perf_counter()
+        opcode = (policies[0], *opcode_marginal(state, contracts, bench.owner.address, bench.keeper.address, policies[0], hardfork=hardfork))
+        result.timings.append(("opcode classes: a book of 14 on a steps-traced Anvil, k = 1 and 10", time.perf_counter() - started))
+    bench.report.sections += adl_sections(result, opcode)
+
+
+def run(config: ProtocolConfig, explain: str, adl: tuple | None = None) -> GasReport:
+    """Deploys, funds the accounts, measures every operation in turn and returns the report.
+    `adl`: (ns, ks, policies) of the ADL benchmark, or None to leave it out."""
     bench = setup(config)
+    if adl is not None:
+        # First: the ADL books are built on a copy of this chain, and ape's node keeps the step trace
+        # of every transaction in the copy, which grows past what it can dump once fills are traced.
+        measure_adl(bench, config, *adl, explain)
     btc_index = config.markets[BTC].price
     btc_mark = btc_index * 1001 // 1000
     eth_price = config.markets[ETH].price
@@ -350,19 +408,49 @@ def run(config: ProtocolConfig, explain: str) -> GasReport:
     return bench.report
 
 
+def _int_list(ctx, param, value: str) -> list[int]:
+    try:
+        numbers = [int(part.replace("_", "")) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected whole numbers separated by commas, not {value!r}") from None
+    if not numbers or min(numbers) < 1:
+        raise click.BadParameter(f"expected positive whole numbers separated by commas, not {value!r}")
+    return numbers
+
+
+def _policy_list(ctx, param, value: str) -> list[str]:
+    policies = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [p for p in policies if p not in DEFAULT_POLICIES]
+    if not policies or unknown:
+        raise click.BadParameter(f"unknown policy {', '.join(unknown) or value!r}: use {' or '.join(DEFAULT_POLICIES)} (comma-separated)")
+    return policies
+
+
 @click.command(cls=ConnectedProviderCommand)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("reports") / "gas.md", show_default=True, help="Markdown report.")
 @click.option("--explain", type=click.Choice(["misses", "all", "none"]), default="misses", show_default=True,
               help="Break the gas down by contract and opcode class (debug trace) for rows above target, all rows, or none.")
-def cli(out, explain):
-    """Measure gas per operation (deposit, withdraw, fills, liquidation, vault, takeover) against the targets."""
+@click.option("--adl/--no-adl", default=True, show_default=True, help="Run the ADL benchmark: gas of AdlEngine.execute by k and n.")
+@click.option("--adl-n", "adl_ns", default=",".join(map(str, DEFAULT_NS)), show_default=True, callback=_int_list,
+              help="Positions open in the market, one ADL book each, comma-separated.")
+@click.option("--adl-k", "adl_ks", default=",".join(map(str, DEFAULT_KS)), show_default=True, callback=_int_list,
+              help="Winners one execute touches, comma-separated (a book of n positions holds rounds up to k = n - 3).")
+@click.option("--adl-policy", "adl_policies", default=",".join(DEFAULT_POLICIES), show_default=True, callback=_policy_list,
+              help="ADL policies to measure, comma-separated.")
+def cli(out, explain, adl, adl_ns, adl_ks, adl_policies):
+    """Measure gas per operation (deposit, withdraw, fills, liquidation, vault, takeover, ADL by k and n) against the targets."""
+    if adl and not any(k <= n - 3 for n in adl_ns for k in adl_ks):
+        raise click.BadParameter(f"no k in {adl_ks} fits a book of n in {adl_ns}: k must be at most n - 3", param_hint="--adl-k")
+    started = time.perf_counter()
     quiet = LogLevel.WARNING if logger.level == LogLevel.INFO else logger.level
     with logger.at_level(quiet):
-        report = run(ProtocolConfig(), explain)
+        report = run(ProtocolConfig(), explain, (adl_ns, adl_ks, adl_policies) if adl else None)
     for breakdown in report.breakdowns:
         console.print(breakdown.rich_table())
     console.print(report.rich_table())
+    for section in report.sections:
+        console.print(section.rich_table())
     report.write_markdown(out)
-    console.print(f"wrote {out}")
+    console.print(f"wrote {out} ({time.perf_counter() - started:.0f} s)")
     if not report.all_ok:
         console.print("[bold red]some operations are above their targets[/]")

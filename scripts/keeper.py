@@ -20,24 +20,13 @@ from pathlib import Path
 
 import click
 from ape import accounts, chain, networks
-from ape.cli import ConnectedProviderCommand
-from ape.exceptions import ProviderError
 
+from backstop.cli import ConnectedCommand
 from backstop.fast_chain import FastChain
 from backstop.keeper import USDC, ChainVenue, Keeper
 
 
-class KeeperCommand(ConnectedProviderCommand):
-    """ape's connected command, with an unreachable chain reported in one sentence, not a traceback."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except ProviderError as error:
-            raise click.ClickException(f"no chain reachable ({error}); start one or pass --network with a live RPC") from None
-
-
-@click.command(cls=KeeperCommand)
+@click.command(cls=ConnectedCommand)
 @click.option("--deployment", "deployment_path", type=click.Path(path_type=Path), default=Path("deployments/local.json"),
               show_default=True, help="The deployment file `ape run deploy` wrote.")
 @click.option("--keeper-account", "alias", default=None,
