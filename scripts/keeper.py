@@ -22,6 +22,7 @@ import click
 from ape import accounts, chain, networks
 
 from backstop.cli import ConnectedCommand
+from backstop.adl_keeper import ChainAdlExecutor
 from backstop.fast_chain import FastChain
 from backstop.keeper import USDC, ChainVenue, Keeper
 
@@ -57,9 +58,11 @@ def cli(deployment_path, alias, liquidators, interval, from_block):
         fast.request("anvil_impersonateAccount", [address])
 
     venue = ChainVenue(fast, document)
-    keeper = Keeper(venue, keeper_address, liquidators, log=lambda line: click.echo(f"{time.strftime('%H:%M:%S')} {line}"))
     watched: dict[str, None] = {}
-    passes, liquidated, backstopped, refused, pending = 0, Counter(), Counter(), 0, set()
+    # ADL rounds rank winners among every account seen trading, the vault included.
+    adl = ChainAdlExecutor(fast, document, keeper_address, accounts=lambda: [*watched, document["contracts"]["vault"]["address"]])
+    keeper = Keeper(venue, keeper_address, liquidators, adl=adl, log=lambda line: click.echo(f"{time.strftime('%H:%M:%S')} {line}"))
+    passes, liquidated, backstopped, refused, rounds = 0, Counter(), Counter(), 0, 0
     click.echo(f"keeper {keeper_address} watching {document['contracts']['clearinghouse']['address']} every {interval:g}s (Ctrl-C stops)")
     # ape turns Ctrl-C into an exit with status 130; here it ends the loop with a summary instead.
     ape_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -77,12 +80,12 @@ def cli(deployment_path, alias, liquidators, interval, from_block):
             liquidated.update(report.liquidated)
             backstopped.update(report.backstopped)
             refused += len(report.refusals)
-            pending.update(report.adl_pending)
+            rounds += len(report.adl_rounds)
             time.sleep(interval)
     except KeyboardInterrupt:
         click.echo(
             f"\nkeeper stopped after {passes} passes over {len(watched)} accounts: liquidated ${sum(liquidated.values()) / USDC:,.2f}, "
-            f"backstopped ${sum(backstopped.values()) / USDC:,.2f}, {refused} takeovers refused, {len(pending)} accounts pending ADL"
+            f"backstopped ${sum(backstopped.values()) / USDC:,.2f}, {refused} takeovers refused, {rounds} ADL rounds"
         )
     finally:
         signal.signal(signal.SIGINT, ape_handler)
