@@ -1,0 +1,521 @@
+"""ADL under hypothesis: random books, a crash, one bankrupt account the vault refuses, every policy.
+
+`test_resolve_on_model__*` (model only, fast): 5 to 40 traders over 1 to 3 markets, random
+collateral, sizes and entry prices (trades in two phases at different marks), a crash move, one
+account made bankrupt whose takeover the vault refuses, and a vault with random capacity. The
+keeper's planner (backstop/adl_planner.py) resolves the round on the reference model
+(backstop/adl.py), and the design's ADL invariants (DESIGN.md, "Invariants" 1, 2, 4, 6) must hold:
+
+- Σ haircuts == D, each haircut <= that winner's profit at the round's price;
+- only opposite-side winners are touched, in the policy's order; every account that was not hit is
+  unchanged to the unit (flat accounts included);
+- per market, vault absorption + force-closed size == the bankrupt size;
+- no account ends with a negative value (other accounts already under water excepted), open
+  interest long == short, the pool holds at least Σ account values;
+- the bankrupt account ends flat at exactly zero, its residual moved to (or from) the vault; the
+  residual is rounding dust (at most one unit per partial close, never positive).
+
+Known gaps, each pinned by a strict xfail (tests/test_adl.py and below), are the only departures
+allowed: a round the planner cannot close must be one where every eligible winner of a market is
+used up (`check_stuck_round`; 1 to 3% of the books); the vault pays the dust residual even when it
+is empty (so its value may end that many units below zero).
+
+`test_execute__contract_equals_model_*` (chain): a smaller book on Anvil through `AdlMirror`
+(tests/test_adl.py): the contracts and the model run the same round, agree after every call and
+every engine event, and the same invariants hold on the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from backstop import adl
+from backstop.adl import PRO_RATA, QUEUE_HYPERLIQUID, QUEUE_PNL_LEVERAGE, RISK_AWARE, AdlModel
+from backstop.adl_planner import MarketToResolve, plan_market, resolve_on_model, winner_states
+from backstop.model import WAD, Fill, MarketParams, Model, ModelRevert, pnl
+from backstop.orders import Order
+from backstop.vault_model import VaultModel
+from test_adl import EXTRAS, AdlMirror, mirror, protocol_invariants  # noqa: F401  (fixtures by name)
+from test_insurance_vault import dave, erin, fast  # noqa: F401
+
+USDC = 10**6
+T0 = 1_700_000_000
+POLICIES = (QUEUE_PNL_LEVERAGE, QUEUE_HYPERLIQUID, PRO_RATA, RISK_AWARE)
+PRICES = (100_000 * WAD, 4_000 * WAD, 200 * WAD)  # BTC, ETH, SOL as deployed
+PARAMS = MarketParams(
+    initial_margin=WAD // 10, maintenance_margin=WAD // 20, price_band=WAD // 20,
+    max_open_interest=10**9 * WAD, funding_premium_cap=WAD // 100, funding_period=8 * 3600,
+)
+VAULT = "0x" + "fa" * 20
+MAX_MOVE = WAD // 5
+
+
+def trader(index: int) -> str:
+    return "0x%040x" % (0x1000 + index)
+
+
+# ---------------------------------------------------------------- the book
+
+
+@dataclass(frozen=True)
+class Trade:
+    buyer: int
+    seller: int
+    market: int
+    # fraction (per mille) of the buyer's collateral x 9 used as notional: 9x leverage at 1000
+    use: int
+
+
+@dataclass(frozen=True)
+class Book:
+    """A crash scenario as plain data, so the model and the chain build the same one."""
+
+    collateral: tuple[int, ...]  # per trader, 1e6 units; trader 0 is the one that goes bankrupt
+    markets: int
+    # per market: the second phase's mark as a percentage of the first, and the crash's
+    second_phase: tuple[int, ...]
+    crash: tuple[int, ...]
+    # the victim's side per market: +1 long, -1 short, 0 none (at least one hurt by the crash)
+    victim_sides: tuple[int, ...]
+    victim_use: int  # per mille of 9x leverage the victim takes in each of its markets
+    victim_counterparties: int  # how many of the deepest pockets take the other side of it
+    trades: tuple[tuple[Trade, ...], tuple[Trade, ...]]  # phase 1, phase 2
+    vault_deposit: int
+    vault_max_position: tuple[int, ...]  # per market, in base units (1e18)
+    batch_size: int
+
+
+@st.composite
+def books(draw, min_traders=5, max_traders=40, max_trades=60):
+    n = draw(st.integers(min_traders, max_traders))
+    markets = draw(st.integers(1, 3))
+    collateral = tuple(draw(st.lists(st.integers(1_000, 200_000), min_size=n, max_size=n)))
+    collateral = tuple(c * USDC for c in collateral)
+    second = tuple(draw(st.lists(st.integers(85, 115), min_size=markets, max_size=markets)))
+    crash = tuple(
+        draw(st.lists(st.sampled_from([60, 65, 70, 75, 80, 85, 115, 120, 130, 140]), min_size=markets, max_size=markets))
+    )
+    # The victim is on the losing side of every crash by default; sometimes on the winning one in one market.
+    sides = [-1 if c > 100 else 1 for c in crash]
+    if markets > 1 and draw(st.booleans()):
+        flip = draw(st.integers(0, markets - 1))
+        sides[flip] = draw(st.sampled_from([0, -sides[flip]]))
+    if all(side == 0 for side in sides):
+        sides[0] = -1 if crash[0] > 100 else 1
+    trade = st.builds(
+        Trade, st.integers(0, n - 1), st.integers(0, n - 1), st.integers(0, markets - 1), st.integers(50, 1000)
+    )
+    phase1 = tuple(draw(st.lists(trade, min_size=1, max_size=max_trades)))
+    phase2 = tuple(draw(st.lists(trade, max_size=max_trades // 2)))
+    vault_deposit = draw(st.sampled_from([0, 1_000, 20_000, 300_000, 5_000_000])) * USDC
+    max_position = tuple(
+        draw(st.lists(st.sampled_from([0, WAD // 100, WAD, 10**6 * WAD]), min_size=markets, max_size=markets))
+    )
+    batch_size = draw(st.sampled_from([1, 2, 3, 250]))
+    victim_use = draw(st.integers(700, 1000))
+    counterparties = draw(st.integers(1, min(6, n - 1)))
+    return Book(
+        collateral, markets, second, crash, tuple(sides), victim_use, counterparties, (phase1, phase2), vault_deposit, max_position, batch_size
+    )
+
+
+class ModelExchange:
+    """Builds a `Book` on the reference model: exchange, vault (refusing takeovers) and ADL engine."""
+
+    def __init__(self, book: Book):
+        self.book = book
+        self.now = T0
+        self.model = Model(MAX_MOVE, 3600, VAULT, WAD // 100, WAD // 100)
+        self.model.transactional = True
+        for market in range(book.markets):
+            self.model.initialize_feed(market, PRICES[market], PRICES[market], self.now)
+            self.model.list_market(PARAMS, self.now)
+        # Loss cap 0: the vault refuses every account with a deficit (ADL must resolve it).
+        self.vault = VaultModel(self.model, VAULT, 7 * 86400, 86400, 5 * WAD, 0, 0)
+        for market in range(book.markets):
+            self.vault.set_max_position(market, book.vault_max_position[market])
+        self.engine = AdlModel(self.model)
+        self.nonce = 0
+        self.traders = [trader(i) for i in range(len(book.collateral))]
+
+    def tick(self, seconds: int = 12) -> None:
+        self.now += seconds
+
+    def deposit(self) -> None:
+        for account, amount in zip(self.traders, self.book.collateral):
+            self.model.deposit(account, amount)
+        if self.book.vault_deposit:
+            self.model.deposit(VAULT, self.book.vault_deposit)
+
+    def order_pair(self, buyer: str, seller: str, market: int, size: int, price: int):
+        self.nonce += 2
+        far = self.now + 10**8
+        return Order(buyer, market, size, price, self.nonce, far), Order(seller, market, -size, price, self.nonce + 1, far)
+
+    def try_trade(self, buyer: str, seller: str, market: int, size: int) -> bool:
+        """One fill at the mark; False (nothing changed) if the model refuses it (margin)."""
+        if buyer == seller or size <= 0:
+            return False
+        price = self.model.latest_prices(market)[1]
+        buy, sell = self.order_pair(buyer, seller, market, size, price)
+        try:
+            self.model.settle_fills([Fill(buy, sell, size, price)], self.now)
+        except ModelRevert:
+            return False
+        return True
+
+    def size_for(self, account_index: int, market: int, use: int) -> int:
+        """Notional = collateral x 9 x use / 1000 at the current mark, in base units."""
+        price = self.model.latest_prices(market)[1]
+        dollars = self.book.collateral[account_index] * 9 * use // 1000
+        return max(dollars * 10**30 // price // 10**12 * 10**12, 10**12)  # whole 1e-6 units
+
+    def move(self, market: int, percent_of_start: int) -> None:
+        """Walks index and mark together to `percent_of_start` of the market's first price, within max_move."""
+        target = PRICES[market] * percent_of_start // 100
+        while True:
+            current = self.model.latest_prices(market)[1]
+            if current == target:
+                return
+            step_cap = current * MAX_MOVE // WAD
+            price = max(min(target, current + step_cap), current - step_cap)
+            self.tick()
+            self.set_prices(market, price)
+
+    def set_prices(self, market: int, price: int) -> None:
+        self.model.set_prices(market, price, price, self.now)
+
+    def refresh(self) -> None:
+        self.tick()
+        for market in range(self.book.markets):
+            self.set_prices(market, self.model.latest_prices(market)[1])
+
+    def build(self) -> str | None:
+        """Deposits, two trading phases, the crash; returns None if the victim did not go under."""
+        book = self.book
+        self.deposit()
+        victim = self.traders[0]
+        # The victim's levered positions, against counterparties chosen by the first trades.
+        for market, side in enumerate(book.victim_sides):
+            if side == 0:
+                continue
+            size = self.size_for(0, market, book.victim_use) // max(1, sum(1 for s in book.victim_sides if s))
+            # Against the deepest pockets (their margin rarely stops the trade), in equal parts.
+            deepest = sorted(range(1, len(self.traders)), key=lambda i: -book.collateral[i])[: book.victim_counterparties]
+            for i in deepest:
+                part = size // len(deepest) // 10**12 * 10**12
+                if side > 0:
+                    self.try_trade(victim, self.traders[i], market, part)
+                else:
+                    self.try_trade(self.traders[i], victim, market, part)
+        for phase, trades in enumerate(book.trades):
+            if phase == 1:
+                for market in range(book.markets):
+                    self.move(market, book.second_phase[market])
+            for t in trades:
+                if 0 in (t.buyer, t.seller):
+                    continue  # the victim trades only above
+                self.try_trade(self.traders[t.buyer], self.traders[t.seller], t.market, self.size_for(t.buyer, t.market, t.use) // 4)
+        for market in range(book.markets):
+            self.move(market, book.crash[market])
+        self.refresh()
+        if self.model.account_value(victim, self.now) >= 0:
+            return None
+        return victim
+
+
+def account_state(model: Model, account: str, markets: int):
+    return model.balance(account), tuple(model.position(account, market) for market in range(markets))
+
+
+@dataclass
+class Before:
+    """What the round's invariants compare against, read when the account is flagged."""
+
+    deficit: int
+    states: dict  # account -> (balance, positions)
+    under_water: set  # other accounts already below zero
+    bankrupt_sizes: dict
+    prices: dict
+    vault_value: int
+
+
+def observe(model: Model, victim: str, now: int, markets: int) -> Before:
+    vault = model.insurance_account
+    accounts = sorted(model.accounts() | {vault})
+    values = {account: model.account_value(account, now) for account in accounts}
+    return Before(
+        deficit=-model.account_health(victim, now, fresh=True).value,
+        states={account: account_state(model, account, markets) for account in accounts},
+        under_water={account for account, value in values.items() if value < 0 and account != victim},
+        bankrupt_sizes={market: model.position(victim, market).size for market in range(markets)},
+        prices={market: model.latest_prices(market)[1] for market in range(markets)},
+        vault_value=values[vault],
+    )
+
+
+def check_round(exchange: ModelExchange, victim: str) -> adl.ClosedRound | None:
+    """Refused takeover, flag, round resolved by the planner; every invariant of the round. None
+    for a round the planner cannot close (checked by `check_stuck_round`)."""
+    model, engine, now, markets = exchange.model, exchange.engine, exchange.now, exchange.book.markets
+    refusal = model.backstop(True, victim, now)
+    assert refusal != "" and model.bankrupt[victim]
+    before = observe(model, victim, now, markets)
+    saved = model.snapshot()
+    try:
+        closed = resolve_on_model(engine, victim, now, exchange.book.batch_size)
+    except (IndexError, ModelRevert) as error:  # no closed round to return, or the last batch left some
+        assert isinstance(error, IndexError) or error.reason == UNRESOLVED, error
+        model.restore(saved)
+        resolve_as_far_as_possible(exchange, victim)
+        check_stuck_round(exchange, victim, before.deficit)
+        return None
+    check_closed_round(model, engine, victim, now, markets, before, closed)
+    return closed
+
+
+def check_closed_round(model: Model, engine: AdlModel, victim: str, now: int, markets: int, before: Before, closed) -> None:
+    vault = model.insurance_account
+    assert closed.account == victim and not model.in_adl_round.get(victim) and model.adl_rounds_open == 0
+    assert engine.round(victim).markets_left == 0
+    # Σ haircuts == D exactly.
+    assert closed.deficit == before.deficit
+    assert closed.haircuts == before.deficit == sum(hit.haircut for hit in closed.hits)
+    hit_accounts = {hit.winner for hit in closed.hits}
+    closed_size = {market: 0 for market in range(markets)}
+    charged: dict = {}
+    for hit in closed.hits:
+        start = before.states[hit.winner][1][hit.market]
+        # Only opposite-side winners, profitable at the round's price, never more than that profit.
+        assert start.size != 0 and (start.size > 0) != (before.bankrupt_sizes[hit.market] > 0)
+        assert hit.price == before.prices[hit.market]
+        profit = pnl(start.size, start.entry_price, hit.price)
+        assert 0 < profit and hit.haircut <= profit
+        charged[(hit.winner, hit.market)] = charged.get((hit.winner, hit.market), 0) + hit.haircut
+        assert charged[(hit.winner, hit.market)] <= profit  # over the round too
+        assert hit.size_closed <= abs(start.size)
+        assert hit.winner != victim and hit.winner not in before.under_water and hit.winner != vault
+        closed_size[hit.market] += hit.size_closed
+    absorbed = {market: 0 for market in range(markets)}
+    for account, market, size in engine.absorptions:
+        if account == victim:
+            absorbed[market] += size
+    for market in range(markets):
+        # Vault absorption + force-closed size == the bankrupt size.
+        assert absorbed[market] + closed_size[market] == abs(before.bankrupt_sizes[market])
+        if adl.is_queue(engine.market_round(victim, market).policy):
+            assert absorbed[market] == 0
+    # Every account that was not hit is unchanged to the unit (the flat ones included).
+    for account, state in before.states.items():
+        if account in hit_accounts or account in (victim, vault):
+            continue
+        assert account_state(model, account, markets) == state, account
+    # No negative account (other accounts already under water excepted), OI, solvency.
+    for account in before.states:
+        if account not in before.under_water and account != vault:
+            assert model.account_value(account, now) >= 0, account
+    assert model.open_interest_balanced()
+    assert model.sum_account_values(now) <= model.total_held()
+    # The bankrupt account is flat at exactly zero; its residual went to the vault.
+    assert model.open_markets.get(victim, 0) == 0 and model.balance(victim) == 0 and not model.bankrupt[victim]
+    assert all(model.position(victim, market).size == 0 for market in range(markets))
+    # The residual is the rounding of the bankrupt account's partial closes (each realises its PnL
+    # rounded down): never positive, at most one unit per part. The vault pays it, so an empty vault
+    # ends below zero (test_adl.py::test_execute__dust_residual_leaves_an_empty_vault_at_zero, xfail).
+    parts = sum(1 for hit in closed.hits if hit.size_closed) + sum(1 for m in absorbed if absorbed[m])
+    assert -parts <= closed.residual <= 0
+    # The vault's value moved by the residual, and by at most one unit of rounding per absorption.
+    vault_change = model.account_value(vault, now) - before.vault_value
+    assert abs(vault_change - closed.residual) <= sum(1 for m in absorbed if absorbed[m]), (vault_change, closed.residual)
+    assert model.account_value(vault, now) >= min(before.vault_value, 0) - parts
+
+
+UNRESOLVED = "AdlEngine: deficit or position left unresolved"
+
+
+def resolve_as_far_as_possible(exchange: ModelExchange, victim: str) -> None:
+    """resolve_on_model, except that a last batch leaving size or deficit runs as not last: what
+    the round could resolve is resolved and the rest stays open."""
+    model, engine, now = exchange.model, exchange.engine, exchange.now
+    engine.open_round(victim, now)
+    for market in range(model.market_count):
+        if engine.round(victim).markets_left & (1 << market) == 0:
+            continue
+        state = engine.market_round(victim, market)
+        to_resolve = MarketToResolve(state.policy, state.price, state.bankrupt_size, state.size_left, state.deficit_left)
+        for batch in plan_market(to_resolve, winner_states(model, victim, market, now), exchange.book.batch_size):
+            try:
+                engine.execute(victim, market, batch.winners, batch.declaration, batch.last, now)
+            except ModelRevert as revert:
+                assert revert.reason == UNRESOLVED and batch.last
+                engine.execute(victim, market, batch.winners, batch.declaration, False, now)
+
+
+def check_stuck_round(exchange: ModelExchange, victim: str, deficit: int) -> None:
+    """A round the planner could not close. The one known cause, a design gap (strict xfail
+    test_adl.py::test_open_round__market_where_the_account_profits_without_winners_still_closes):
+    a market where the planner used up every eligible winner (none is left on the other side,
+    profitable at the round's price) while size or deficit remains: the bankrupt account is in
+    profit there and its counterparties are not; the winners' positions (with positive account
+    value) are smaller than its position; or capped haircuts (a winner's profit or value) left a
+    remainder after the last winner. Anything else is a bug: the planner left winners unused."""
+    model, engine, now = exchange.model, exchange.engine, exchange.now
+    assert model.in_adl_round[victim] and model.adl_rounds_open == 1
+    left = engine.round(victim).markets_left
+    assert left != 0 and engine.round(victim).haircuts <= deficit
+    for market in range(exchange.book.markets):
+        if not left & (1 << market):
+            continue
+        state = engine.market_round(victim, market)
+        assert state.size_left > 0 or state.deficit_left > 0
+        # The planner never brings back a winner it hit in this market (see
+        # test_execute__winner_brought_back_pays_beyond_its_profit).
+        hit = {h.winner for h in engine.round_hits.get(victim, []) if h.market == market}
+        eligible = [
+            w for w in winner_states(model, victim, market, now)
+            if w.value > 0 and pnl(w.size, w.entry_price, state.price) > 0 and w.account not in hit
+        ]
+        assert not eligible, f"market {market}: {len(eligible)} winners left unused"
+    assert model.open_interest_balanced()
+    assert model.sum_account_values(now) <= model.total_held()
+    STUCK.append(exchange.book)
+
+
+STUCK: list[Book] = []
+
+
+MODEL_EXAMPLES = settings.default.max_examples * 4  # per policy: ci 200, deep 20,000 (about 1 ms each)
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=[adl.POLICY_NAMES[p] for p in POLICIES])
+@settings(max_examples=MODEL_EXAMPLES)
+@given(book=books())
+def test_resolve_on_model__every_adl_invariant_holds(policy, book):
+    exchange = ModelExchange(book)
+    victim = exchange.build()
+    assume(victim is not None)
+    for market in range(book.markets):
+        exchange.engine.set_policy(market, policy)
+    check_round(exchange, victim)
+
+
+# ---------------------------------------------------------------- a known gap (strict xfail: flips when fixed)
+
+# A book hypothesis found: under the BitMEX queue the SOL market's last winner (trader 1) is capped
+# at its whole profit at the round's price and 80,758 units of deficit are left.
+BROUGHT_BACK = Book(
+    collateral=(14_210 * USDC, 9_226 * USDC, 1_000 * USDC, 24_697 * USDC, 6_275 * USDC, 3_977 * USDC), markets=3,
+    second_phase=(85, 85, 85), crash=(140, 60, 75), victim_sides=(-1, 1, 1), victim_use=902, victim_counterparties=4,
+    trades=((Trade(3, 5, 0, 271), Trade(4, 5, 0, 986)), (Trade(1, 3, 2, 181), Trade(2, 5, 2, 50))),
+    vault_deposit=0, vault_max_position=(0, 0, 0), batch_size=1,
+)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "the engine caps each hit by the winner's current profit, not by what the round already took from "
+    "it: a partly closed winner whose key fell can be submitted again and pays beyond its profit"
+))
+def test_execute__winner_brought_back_pays_beyond_its_profit():
+    exchange = ModelExchange(BROUGHT_BACK)
+    victim = exchange.build()
+    model, engine, now, sol = exchange.model, exchange.engine, exchange.now, 2
+    model.backstop(True, victim, now)
+    before = observe(model, victim, now, 3)
+    resolve_as_far_as_possible(exchange, victim)
+    state = engine.market_round(victim, sol)
+    assert (state.size_left, state.deficit_left) == (0, 80_758)
+    winner = trader(1)
+    start = before.states[winner][1][sol]
+    profit = pnl(start.size, start.entry_price, state.price)
+    charged = sum(h.haircut for h in engine.round_hits[victim] if h.winner == winner and h.market == sol)
+    assert charged == profit == 1_298_181_400  # all of it
+    assert model.position(winner, sol).size != 0  # partly closed: its rest still shows a profit
+    try:
+        engine.execute(victim, sol, [winner], adl.Declaration(), True, now)
+    except ModelRevert:
+        return  # the fix: refused
+    charged = sum(h.haircut for r in engine.closed_rounds for h in r.hits if h.winner == winner and h.market == sol)
+    raise AssertionError(f"brought back, it paid {charged} in all, above its profit {profit}")
+
+
+# ---------------------------------------------------------------- contract == model on random books (chain)
+
+
+class ChainExchange(ModelExchange):
+    """Builds a `Book` through `AdlMirror`: every deposit, fill and price on the chain and the
+    model, compared after each. The model says first whether a fill passes its margin checks; only
+    those are sent."""
+
+    def __init__(self, book: Book, mirror: AdlMirror, depositor, sender):
+        self.book, self.mirror, self.depositor, self.sender = book, mirror, depositor, sender
+        self.model, self.engine, self.nonce = mirror.model, mirror.adl_model, 0
+        self.people = EXTRAS[: len(book.collateral)]
+        self.traders = [person.address for person in self.people]
+        self.by_address = {person.address: person for person in self.people}
+        mirror.set_risk_limits(5 * WAD, 0, 0)  # refuses every account with a deficit
+        for market in range(book.markets):
+            mirror.set_max_position(market, book.vault_max_position[market])
+
+    @property
+    def now(self) -> int:
+        return self.mirror.now()
+
+    def tick(self, seconds: int = 12) -> None:
+        pass  # the chain's clock runs by itself
+
+    def deposit(self) -> None:
+        for person, amount in zip(self.people, self.book.collateral):
+            self.mirror.fund_for(person, amount)
+        if self.book.vault_deposit:
+            self.mirror.deposit(self.depositor, self.book.vault_deposit)
+
+    def try_trade(self, buyer: str, seller: str, market: int, size: int) -> bool:
+        saved = self.model.snapshot()
+        if not super().try_trade(buyer, seller, market, size):
+            return False
+        self.model.restore(saved)
+        price = self.model.latest_prices(market)[1]
+        self.mirror.trade((self.by_address[buyer], self.by_address[seller], market, size, price), sender=self.sender)
+        return True
+
+    def set_prices(self, market: int, price: int) -> None:
+        self.mirror.set_prices(market, price, price)
+
+
+CHAIN_EXAMPLES = max(3, settings.default.max_examples // 16)  # per policy: ci 3 (12 in all), deep 312
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=[adl.POLICY_NAMES[p] for p in POLICIES])
+@settings(max_examples=CHAIN_EXAMPLES)
+@given(book=books(min_traders=4, max_traders=8, max_trades=8))
+def test_execute__contract_equals_model_on_random_books(mirror, dave, keeper, stranger, policy, book):
+    checkpoint = mirror.checkpoint()
+    try:
+        exchange = ChainExchange(book, mirror, dave, stranger)
+        victim = exchange.build()
+        assume(victim is not None)
+        for market in range(book.markets):
+            mirror.set_policy(market, policy)
+        tx, refusal = mirror.backstop(keeper, exchange.by_address[victim])
+        assert refusal != "" and mirror.model.bankrupt[victim]
+        now = mirror.now()
+        before = observe(mirror.model, victim, now, book.markets)
+        # Rounds the planner cannot close (a design gap, see check_stuck_round) are the model
+        # property's business; here the chain runs the ones it can.
+        saved = mirror.model.snapshot()
+        try:
+            resolve_on_model(mirror.adl_model, victim, now, book.batch_size)
+            closable = True
+        except (IndexError, ModelRevert):
+            closable = False
+        mirror.model.restore(saved)
+        assume(closable)
+        mirror.resolve(exchange.by_address[victim], book.batch_size)
+        closed = mirror.adl_model.closed_rounds[-1]
+        check_closed_round(mirror.model, mirror.adl_model, victim, mirror.now(), book.markets, before, closed)
+    finally:
+        mirror.rollback(checkpoint)
