@@ -281,7 +281,9 @@ class AdlModel:
                 size = min(position, share(state.size_left, close_weight, close_weight_left))
                 haircut_weight_left -= haircut_weight
                 close_weight_left -= close_weight
-            haircut = min(haircut, candidate.profit, candidate.value)
+            # A partial close realises its PnL rounded down, up to one unit below the marked value.
+            room = candidate.value - (1 if 0 < size < position else 0)
+            haircut = min(haircut, candidate.profit, room)
             state.size_left -= size
             state.deficit_left -= haircut
             haircuts += haircut

@@ -401,7 +401,9 @@ def ranking_keys(market: uint256, long_side: bool, accounts: DynArray[address, M
             latest mark and under the market's policy: higher goes first (pro-rata: the profit,
             the share of a haircut). Zero for an account that is not a winner on that side.
     @dev Sort by key descending, then address ascending, for the canonical order a keeper must
-         follow. Pass the accounts from the clearinghouse's PositionUpdate events.
+         follow under the queues and risk-aware. Pro-rata has no queue: `execute` takes its
+         winners by address ascending, and the key only shows each one's haircut weight. Pass
+         the accounts from the clearinghouse's PositionUpdate events.
     @param market The market id.
     @param long_side True to rank the longs (who pay when a short goes bankrupt).
     @param accounts The accounts to rank.
