@@ -54,15 +54,25 @@ class ProtocolConfig:
     vault_lockup: int = 7 * 24 * 3600
     vault_withdrawal_delay: int = 24 * 3600
     vault_max_leverage: int = 5 * WAD
-    vault_loss_cap_per_event: int = 1_000_000 * USDC
-    vault_loss_cap_per_day: int = 5_000_000 * USDC
+    # @dev The vault's bad-debt budget: the most of one account's deficit it covers in a takeover,
+    # and of all deficits per UTC day. Beyond it the account goes to ADL, where the winners pay the
+    # deficit and the vault may still absorb the position (which moves no value). Depositors take the
+    # market risk of what the vault warehouses, not unbounded bad debt in a gap: sized for the default
+    # crash's vault (about $13M, backstop/scenario.py), $25k is 0.2% of it and $100k a day 0.75%.
+    vault_loss_cap_per_event: int = 25_000 * USDC
+    vault_loss_cap_per_day: int = 100_000 * USDC
     # @dev keeper role holders besides the keeper passed to `deploy_protocol`
     keepers: tuple[str, ...] = ()
+    # @dev The vault's position limit per market caps its concentration in one market: about 1-2x the
+    # default crash vault's equity in notional at the first prices (250 BTC = $25M, 3,000 ETH = $12M,
+    # 75,000 SOL = $15M), above what it warehouses in that crash on any seed tried (at most ~210 BTC,
+    # ~2,200 ETH, ~65,000 SOL), so that there the 5x leverage limit and the loss budget, not these,
+    # decide what it refuses.
     markets: tuple[MarketConfig, ...] = field(
         default=(
-            MarketConfig("BTC-PERP", 100_000 * WAD),
-            MarketConfig("ETH-PERP", 4_000 * WAD),
-            MarketConfig("SOL-PERP", 200 * WAD, initial_margin=WAD // 5, maintenance_margin=WAD // 10),
+            MarketConfig("BTC-PERP", 100_000 * WAD, vault_max_position=250 * WAD),
+            MarketConfig("ETH-PERP", 4_000 * WAD, vault_max_position=3_000 * WAD),
+            MarketConfig("SOL-PERP", 200 * WAD, initial_margin=WAD // 5, maintenance_margin=WAD // 10, vault_max_position=75_000 * WAD),
         )
     )
 
