@@ -46,16 +46,9 @@ as mempool batches, 4,849 fills signed by hand-encoded EIP-712 digests and coinc
 
 from __future__ import annotations
 
-import ctypes
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterator
 
 from coincurve import PrivateKey
@@ -63,6 +56,7 @@ from eth_utils import keccak, to_checksum_address
 
 from backstop.adl import MAX_CANDIDATES, POLICY_BY_NAME, POLICY_NAMES, PRO_RATA, QUEUE_PNL_LEVERAGE
 from backstop.adl_planner import MarketToResolve, WinnerState, plan_market
+from backstop.anvil import private_chain
 from backstop.fast_chain import Call, FastChain, Function
 from backstop.keeper import EventDecoder
 from backstop.orders import ORDER_TYPEHASH, Order, fill_tuple, order_tuple
@@ -181,78 +175,13 @@ class AdlBenchResult:
 
 # ================================================================ a private Anvil
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def anvil_binary() -> str | None:
-    """Anvil's own executable (the npm package's platform binary beside the node wrapper on PATH,
-    so that it, not a wrapper, gets the parent-death signal), else whatever `anvil` is."""
-    wrapper = shutil.which("anvil")
-    if wrapper is None:
-        local = Path(__file__).resolve().parent.parent / "node_modules" / ".bin" / "anvil"
-        if not local.exists():
-            return None
-        wrapper = str(local)
-    for candidate in sorted(Path(wrapper).resolve().parent.parent.glob("anvil-*/bin/anvil")):
-        if os.access(candidate, os.X_OK):
-            return str(candidate)
-    return wrapper
-
-
-def _die_with_parent() -> None:
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
-    except (OSError, AttributeError):
-        pass
-
-
 @contextmanager
 def private_anvil(state: str | None = None, hardfork: str = "prague", steps_tracing: bool = False) -> Iterator[FastChain]:
-    """A private Anvil without step tracing, gas price zero, every account impersonable and a block
-    gas limit far above a batch of 64 fills; `state` (an `anvil_dumpState` answer) is loaded into it.
-    `steps_tracing` keeps opcode traces (`debug_traceTransaction` struct logs; much slower).
-    Stopped on exit."""
-    binary = anvil_binary()
-    if binary is None:
-        raise RuntimeError("anvil not found: run `bin/backstop setup` (it installs Anvil into node_modules)")
-    port = _free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--silent", "--hardfork", hardfork, "--gas-price", "0", "--block-base-fee-per-gas", "0",
-         "--accounts", "0", "--gas-limit", str(BLOCK_GAS_LIMIT), *(["--steps-tracing"] if steps_tracing else [])],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_die_with_parent,
-    )
-    try:
-        chain = FastChain(f"http://127.0.0.1:{port}", timeout=300)
-        for _ in range(400):
-            try:
-                chain.request("eth_chainId")
-                break
-            except Exception:
-                if process.poll() is not None:
-                    raise RuntimeError(f"anvil exited with code {process.returncode}: {process.stderr.read().decode().strip()}")
-                time.sleep(0.05)
-        else:
-            raise RuntimeError("anvil did not answer within 20 s")
-        if state is not None:
-            chain.request("anvil_loadState", [state])
-        # The loaded state brings its own block gas limit: raise it for batches of 64 fills.
-        chain.request("evm_setBlockGasLimit", [hex(BLOCK_GAS_LIMIT)])
-        chain.request("anvil_autoImpersonateAccount", [True])
+    """backstop.anvil's private chain with a block gas limit far above a batch of 64 fills and no
+    dev accounts; `steps_tracing` keeps opcode traces (much slower)."""
+    with private_chain(state, timeout=300, hardfork=hardfork, gas_limit=BLOCK_GAS_LIMIT, dev_accounts=False, steps_tracing=steps_tracing) as chain:
         chain.request("evm_mine")
         yield chain
-    finally:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 # ================================================================ helpers

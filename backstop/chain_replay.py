@@ -11,20 +11,12 @@ Speed (1,000 traders, 48 steps, inside five minutes on two cores): everything go
 signing transactions, independent transactions are mined a hundred to a block (on Anvil each
 block costs more than the transactions in it, and more the longer the chain), and all blocks of a
 step share one timestamp. On ape's own Anvil every transaction is step-traced, which makes batches
-of fills several times slower; `PrivateAnvil` starts one without tracing (load a state dump of a
+of fills several times slower; `backstop.anvil.PrivateAnvil` starts one without tracing (load a state dump of a
 deployment into it, or deploy to it with `APE_FOUNDRY_HOST=<its uri> ape run deploy`).
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
-from pathlib import Path
 from typing import Callable, Sequence
 
 from eth_utils import to_checksum_address
@@ -42,78 +34,6 @@ FILLS_PER_TX = 64
 FILLS_GAS = 25_000_000
 # Gas for a mint, an approval, a deposit or a price update.
 FUNDING_GAS = 1_000_000
-# Block gas limit of a PrivateAnvil: a hundred keeper actions or several batches of fills per block.
-BLOCK_GAS_LIMIT = 1_000_000_000
-
-
-# ---------------------------------------------------------------- a private Anvil
-
-class PrivateAnvil:
-    """An Anvil node of our own, without ape's `--steps-tracing`, for as long as the `with` block:
-
-        with PrivateAnvil() as anvil:
-            chain = FastChain(anvil.uri)
-
-    It has Anvil's ten funded dev accounts (ape's test accounts), no gas price, a block gas limit
-    that fits the replay's batches, and dies with the process that started it."""
-
-    def __init__(self, hardfork: str = "prague"):
-        binary = _anvil_binary()
-        if binary is None:
-            raise RuntimeError("anvil not found on PATH: run `bin/backstop setup` and use bin/backstop")
-        port = _free_port()
-        self.uri = f"http://127.0.0.1:{port}"
-        self.process = subprocess.Popen(
-            [binary, "--port", str(port), "--silent", "--hardfork", hardfork, "--gas-price", "0",
-             "--block-base-fee-per-gas", "0", "--gas-limit", str(BLOCK_GAS_LIMIT)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
-        )
-        probe = FastChain(self.uri)
-        for _ in range(200):
-            try:
-                probe.request("eth_chainId")
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.close()
-        raise RuntimeError(f"anvil did not answer on {self.uri}")
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=10)
-
-    def __enter__(self) -> PrivateAnvil:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _anvil_binary() -> str | None:
-    """Anvil's own executable: the npm package's platform binary behind the node wrapper on PATH
-    (so that the binary itself gets the parent-death signal), else whatever `anvil` is."""
-    wrapper = shutil.which("anvil")
-    if wrapper is None:
-        return None
-    for candidate in sorted(Path(wrapper).resolve().parent.parent.glob("anvil-*/bin/anvil")):
-        if os.access(candidate, os.X_OK):
-            return str(candidate)
-    return wrapper
-
-
-def _die_with_parent() -> None:
-    """In the child before exec (Linux): SIGTERM when the parent dies, however it dies."""
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- the replay

@@ -13,6 +13,7 @@ from ape.exceptions import ProviderError
 
 from backstop.adl import POLICY_BY_NAME
 from backstop.deployment import DEFAULT_CONFIG_PATH, load_config
+from backstop.anvil import private_chain
 from backstop.fast_chain import FastChain
 
 
@@ -50,6 +51,22 @@ def scenario_options(function):
                         help="Accounts in the scenario (at least 10, so every kind of trader is present).")(function)
 
 
+def scale_option(function):
+    return click.option(
+        "--scale-vault/--no-scale-vault", "scale_vault", default=True, show_default=True,
+        help="Scale the vault's loss caps and position limits with --traders (the config's are sized for 1,000 traders).",
+    )(function)
+
+
+def vault_limits_for(config, traders: int, scale: bool):
+    """The config, its vault limits scaled to a crowd of `traders` if asked (see scaled_vault_limits)."""
+    from fractions import Fraction
+
+    from backstop.deployment import scaled_vault_limits
+
+    return scaled_vault_limits(config, Fraction(traders, 1000)) if scale else config
+
+
 def policy_choice() -> click.Choice:
     return click.Choice(sorted(POLICY_BY_NAME, key=POLICY_BY_NAME.get))
 
@@ -73,10 +90,5 @@ def progress_bar(label: str, total: int) -> Iterator:
 def private_copy(provider) -> Iterator[FastChain]:
     """ape's chain (its deployment included) copied into a private Anvil without step tracing:
     replays send thousands of transactions, which ape's traced Anvil runs many times slower."""
-    from backstop.chain_replay import PrivateAnvil
-
-    state = provider.make_request("anvil_dumpState", [])
-    with PrivateAnvil() as anvil:
-        chain = FastChain(anvil.uri)
-        chain.request("anvil_loadState", [state])
+    with private_chain(provider.make_request("anvil_dumpState", [])) as chain:
         yield chain

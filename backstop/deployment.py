@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import click
@@ -74,6 +75,18 @@ class ProtocolConfig:
             MarketConfig("ETH-PERP", 4_000 * WAD, vault_max_position=3_000 * WAD),
             MarketConfig("SOL-PERP", 200 * WAD, initial_margin=WAD // 5, maintenance_margin=WAD // 10, vault_max_position=75_000 * WAD),
         )
+    )
+
+
+def scaled_vault_limits(config: ProtocolConfig, factor: Fraction) -> ProtocolConfig:
+    """`config` with the vault's loss caps and position limits multiplied by `factor` (rounded
+    down). They are absolute dollars and sizes, sized for the default 1,000-trader crash whose vault
+    holds 20% of the traders' collateral; a crowd N times larger has a vault N times larger, and
+    the same caps would refuse it almost everything."""
+    markets = tuple(replace(market, vault_max_position=int(market.vault_max_position * factor)) for market in config.markets)
+    return replace(
+        config, markets=markets, vault_loss_cap_per_event=int(config.vault_loss_cap_per_event * factor),
+        vault_loss_cap_per_day=int(config.vault_loss_cap_per_day * factor),
     )
 
 

@@ -14,7 +14,7 @@ from ape import accounts, chain, networks, project
 from backstop.adl import POLICY_BY_NAME, POLICY_NAMES
 from backstop.adl_keeper import ChainAdlExecutor, set_policy
 from backstop.chain_replay import replay_on_chain
-from backstop.cli import ConnectedCommand, config_option, policy_choice, private_copy, progress_bar, quiet_ape, scenario_options
+from backstop.cli import ConnectedCommand, config_option, policy_choice, private_copy, progress_bar, quiet_ape, scale_option, scenario_options, vault_limits_for
 from backstop.deployment import deploy_protocol, deployment_document
 from backstop.model_replay import sweep_on_model
 from backstop.policy_study import compare_runs, policy_metrics
@@ -33,9 +33,11 @@ CHAIN_LIMIT = 2_000
 @click.option("--chain/--no-chain", "on_chain", default=None,
               help=f"Also replay on chain and check it agrees with the model (default: on for up to {CHAIN_LIMIT:,} traders).")
 @config_option
+@scale_option
 @click.option("--out", type=click.Path(path_type=Path), default=Path("reports/compare"), show_default=True, help="Report folder.")
-def cli(traders, seed, steps, policies, on_chain, config, out):
+def cli(traders, seed, steps, policies, on_chain, config, scale_vault, out):
     """Compare the ADL policies on one crash."""
+    config = vault_limits_for(config, traders, scale_vault)
     policies = [POLICY_BY_NAME[name] for name in policies] or sorted(POLICY_NAMES)
     on_chain = traders <= CHAIN_LIMIT if on_chain is None else on_chain
     quiet_ape()

@@ -15,7 +15,7 @@ from ape import accounts, chain, networks, project
 from backstop.adl import POLICY_BY_NAME
 from backstop.adl_keeper import ChainAdlExecutor, set_policy
 from backstop.chain_replay import replay_on_chain
-from backstop.cli import ConnectedCommand, config_option, policy_choice, private_copy, progress_bar, quiet_ape, scenario_options
+from backstop.cli import ConnectedCommand, config_option, policy_choice, private_copy, progress_bar, quiet_ape, scale_option, scenario_options, vault_limits_for
 from backstop.deployment import deploy_protocol, deployment_document
 from backstop.policy_study import policy_metrics
 from backstop.replay import scenario_keys
@@ -27,10 +27,12 @@ from backstop.scenario import generate
 @scenario_options
 @click.option("--policy", type=policy_choice(), default="risk-aware", show_default=True, help="ADL policy of every market.")
 @config_option
+@scale_option
 @click.option("--out", type=click.Path(path_type=Path), default=Path("reports/crash"), show_default=True, help="Report folder.")
-def cli(traders, seed, steps, policy, config, out):
+def cli(traders, seed, steps, policy, config, scale_vault, out):
     """Replay a crash on a fresh local deployment and write the report."""
     quiet_ape()
+    config = vault_limits_for(config, traders, scale_vault)
     scenario = generate(traders, seed, steps)
     click.echo(f"scenario: {traders:,} traders, seed {seed}, {steps} blocks; ADL policy {policy}")
     owner = accounts.test_accounts[0]

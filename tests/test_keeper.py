@@ -13,9 +13,9 @@ import random
 
 import pytest
 
-from backstop.chain_replay import ChainReplay, PrivateAnvil, replay_on_chain
+from backstop.anvil import private_chain
+from backstop.chain_replay import ChainReplay, replay_on_chain
 from backstop.deployment import deployment_document
-from backstop.fast_chain import FastChain
 from backstop.keeper import ChainVenue, Keeper
 from backstop.scenario import OpeningTrade, PriceStep, Scenario, ScenarioMarket, Trader, generate
 from conftest import BTC, USDC, WAD
@@ -91,9 +91,7 @@ def deployed_state(chain, protocol):
 
 
 def private_node(state):
-    with PrivateAnvil() as anvil:
-        fast = FastChain(anvil.uri)
-        fast.request("anvil_loadState", [state])
+    with private_chain(state) as fast:
         yield fast
 
 

@@ -28,18 +28,12 @@ Profiles (BACKSTOP_FUZZ, see tests/conftest.py): `ci` runs about 10,000 steps, `
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
-import signal
-import shutil
-import socket
-import subprocess
 import textwrap
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import pytest
 from coincurve import PrivateKey
@@ -47,6 +41,7 @@ from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
+from backstop.anvil import private_chain
 from backstop.fast_chain import FastChain
 from backstop.model import (
     NOTIONAL_SCALE,
@@ -176,12 +171,6 @@ class TrackedModel(Model):
 
 # ================================================================ the private chain
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _abi(contract) -> list[dict]:
     return [item.model_dump(mode="json", by_alias=True) for item in contract.contract_type.abi]
 
@@ -221,59 +210,6 @@ class Env:
         self.base_snapshot = self.fc.snapshot()
 
 
-def _anvil_binary() -> str | None:
-    """Anvil's own executable: the npm package's platform binary beside the node wrapper on PATH
-    (so that it, not a wrapper, gets the parent-death signal), else whatever `anvil` is."""
-    wrapper = shutil.which("anvil")
-    if wrapper is None:
-        return None
-    for candidate in sorted(Path(wrapper).resolve().parent.parent.glob("anvil-*/bin/anvil")):
-        if os.access(candidate, os.X_OK):
-            return str(candidate)
-    return wrapper
-
-
-def _die_with_parent() -> None:
-    """In the child before exec (Linux): SIGTERM when the test process dies, however it dies."""
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _start_anvil(evm_version: str):
-    """A private Anvil without step tracing; returns (process, uri)."""
-    binary = _anvil_binary()
-    if binary is None:
-        return None, None
-    port = _free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--silent", "--hardfork", evm_version, "--gas-price", "0",
-         "--block-base-fee-per-gas", "0", "--accounts", "0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    fc = FastChain(uri)
-    for _ in range(200):
-        try:
-            fc.request("eth_chainId")
-            return process, uri
-        except Exception:
-            time.sleep(0.05)
-    _stop(process)
-    return None, None
-
-
-def _stop(process) -> None:
-    if process is None:
-        return
-    try:
-        os.killpg(process.pid, 15)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def env(request, chain, protocol, accounts, owner, keeper, alice, bob, carol, liquidator, stranger):
     """The protocol as the shared fixture deployed it, copied into a private Anvil and funded: each
@@ -283,14 +219,7 @@ def env(request, chain, protocol, accounts, owner, keeper, alice, bob, carol, li
         request.config.pluginmanager.register(_Summary(), "state_machine_summary")
     state = chain.provider.make_request("anvil_dumpState", [])
     evm_version = getattr(chain.provider, "evm_version", None) or "prague"
-    process, uri = _start_anvil(evm_version)
-    if process is None:  # no Anvil binary of our own: use ape's node (slower, same results)
-        uri = chain.provider.uri
-    fc = FastChain(uri)
-    try:
-        if process is not None:
-            fc.request("anvil_loadState", [state])
-        fc.request("anvil_autoImpersonateAccount", [True])
+    with private_chain(state, hardfork=evm_version, dev_accounts=False) as fc:
         fc.enable_multicall()
         traders = [alice.address, bob.address, carol.address, accounts[8].address, accounts[9].address]
         contracts = {name: fc.contract(c.address, _abi(c)) for name, c in
@@ -306,12 +235,6 @@ def env(request, chain, protocol, accounts, owner, keeper, alice, bob, carol, li
         )
         _fund(e)
         yield e
-    finally:
-        if process is not None:
-            _stop(process)
-        else:  # ape's own node: give it back as we found it (its isolation reverts the state)
-            fc.set_block_interval(None)
-            fc.request("anvil_autoImpersonateAccount", [False])
 
 
 def _fund(e: Env) -> None:

@@ -1,0 +1,116 @@
+"""A private Anvil node: no `--steps-tracing` (ape's own node traces every transaction, which makes
+batches of fills many times slower), no gas price, a block gas limit for big batches, and a
+process that dies with ours. The crash replay, the policy study, the gas benchmark and the state
+machine all run on one of these, loaded with a copy of ape's chain (`anvil_dumpState`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from backstop.fast_chain import FastChain
+
+# A hundred keeper actions or several batches of 64 fills per block.
+BLOCK_GAS_LIMIT = 1_000_000_000
+
+
+class PrivateAnvil:
+    """An Anvil node of our own for as long as the `with` block:
+
+        with PrivateAnvil() as anvil:
+            chain = FastChain(anvil.uri)
+
+    `dev_accounts`: Anvil's ten funded dev accounts (ape's test accounts); `steps_tracing` keeps
+    opcode traces (`debug_traceTransaction` struct logs; much slower)."""
+
+    def __init__(self, hardfork: str = "prague", gas_limit: int = BLOCK_GAS_LIMIT, dev_accounts: bool = True, steps_tracing: bool = False):
+        binary = anvil_binary()
+        if binary is None:
+            raise RuntimeError("anvil not found on PATH: run `bin/backstop setup` and use bin/backstop")
+        port = _free_port()
+        self.uri = f"http://127.0.0.1:{port}"
+        arguments = [binary, "--port", str(port), "--silent", "--hardfork", hardfork, "--gas-price", "0",
+                     "--block-base-fee-per-gas", "0", "--gas-limit", str(gas_limit)]
+        arguments += [] if dev_accounts else ["--accounts", "0"]
+        arguments += ["--steps-tracing"] if steps_tracing else []
+        self.process = subprocess.Popen(
+            arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        probe = FastChain(self.uri)
+        for _ in range(400):
+            try:
+                probe.request("eth_chainId")
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    break
+                time.sleep(0.05)
+        self.close()
+        raise RuntimeError(f"anvil did not answer on {self.uri}")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def __enter__(self) -> PrivateAnvil:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@contextmanager
+def private_chain(state: str | None = None, timeout: float = 60.0, **options) -> Iterator[FastChain]:
+    """A `PrivateAnvil` (options as its constructor's) with `state` (an `anvil_dumpState` answer)
+    loaded, its block gas limit raised again (a state brings its own) and every account
+    impersonable; yields the client, stops the node on exit."""
+    with PrivateAnvil(**options) as anvil:
+        chain = FastChain(anvil.uri, timeout=timeout)
+        if state is not None:
+            chain.request("anvil_loadState", [state])
+        chain.request("evm_setBlockGasLimit", [hex(options.get("gas_limit", BLOCK_GAS_LIMIT))])
+        chain.request("anvil_autoImpersonateAccount", [True])
+        yield chain
+
+
+def anvil_binary() -> str | None:
+    """Anvil's own executable: the npm package's platform binary behind the node wrapper on PATH
+    (so that the binary itself gets the parent-death signal), else whatever `anvil` is."""
+    wrapper = shutil.which("anvil")
+    if wrapper is None:
+        local = Path(__file__).resolve().parent.parent / "node_modules" / ".bin" / "anvil"
+        if not local.exists():
+            return None
+        wrapper = str(local)
+    for candidate in sorted(Path(wrapper).resolve().parent.parent.glob("anvil-*/bin/anvil")):
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    return wrapper
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the parent dies, however it dies."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
