@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterator
 
 import click
+import requests
 from ape.cli import ConnectedProviderCommand
 from ape.exceptions import ProviderError
 
@@ -23,8 +24,11 @@ class ConnectedCommand(ConnectedProviderCommand):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except ProviderError as error:  # ProviderNotConnectedError and "no node found" are both ProviderErrors
-            raise click.ClickException(f"no chain reachable ({error}); start one or pass --network with a live RPC") from None
+        except (ProviderError, requests.exceptions.ConnectionError) as error:
+            # ProviderNotConnectedError and "no node found" are ProviderErrors; ape-node's "cannot
+            # start a node" for a local URL that does not answer is a ConnectionError.
+            reason = str(error).splitlines()[0]
+            raise click.ClickException(f"no chain reachable ({reason}); start one or pass --network with a live RPC") from None
 
 
 def quiet_ape() -> None:
