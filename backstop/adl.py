@@ -10,10 +10,9 @@ Same rules, order of checks, revert strings and rounding as the contracts. `AdlM
 from __future__ import annotations
 
 import copy
-import functools
 from dataclasses import dataclass, field
 
-from backstop.model import MAX_MARKETS, NOTIONAL_SCALE, WAD, Account, Model, Position, _require, ceil_div, notional, pnl
+from backstop.model import MAX_MARKETS, NOTIONAL_SCALE, WAD, Account, Model, Position, _require, atomic, ceil_div, notional, pnl
 
 QUEUE_PNL_LEVERAGE = 0
 QUEUE_HYPERLIQUID = 1
@@ -155,21 +154,6 @@ def _address_number(account: Account) -> int:
     return int(account, 16)
 
 
-def _transaction(action):
-    """Runs an engine action as a transaction of the whole exchange model."""
-
-    @functools.wraps(action)
-    def transaction(self, *args, **kwargs):
-        if not self.exchange.transactional:
-            return action(self, *args, **kwargs)
-        saved = self.exchange.snapshot()
-        try:
-            return action(self, *args, **kwargs)
-        except Exception:
-            self.exchange.restore(saved)
-            raise
-
-    return transaction
 
 
 class AdlModel:
@@ -211,7 +195,7 @@ class AdlModel:
 
     # ------------------------------------------------------------ owner
 
-    @_transaction
+    @atomic
     def set_policy(self, market: int, policy: int) -> None:
         _require(market < self.exchange.market_count, "AdlEngine: unknown market")
         _require(0 <= policy < len(POLICY_NAMES), "AdlEngine: unknown policy")
@@ -219,7 +203,7 @@ class AdlModel:
 
     # ------------------------------------------------------------ rounds
 
-    @_transaction
+    @atomic
     def open_round(self, account: Account, now: int) -> None:
         exchange = self.exchange
         deficit = exchange.adl_open(account, now)
@@ -250,7 +234,7 @@ class AdlModel:
         if open_mask == 0:
             self._close_round(account)
 
-    @_transaction
+    @atomic
     def execute(self, account: Account, market: int, winners: list[Account], declaration: Declaration, last: bool, now: int) -> None:
         _require(self.round(account).markets_left & (1 << market) != 0, "AdlEngine: no open round in this market")
         state = copy.copy(self.market_rounds[(account, market)])
@@ -395,7 +379,7 @@ class AdlModel:
         exchange = self.exchange
         size = position.size
         profit = max(pnl(size, position.entry_price, price), 0)
-        value = exchange.account_health(account, now).value
+        value = exchange.account_value(account, now)
         if profit == 0 or value <= 0:
             return Candidate(size, profit, value)
         if is_queue(policy):
@@ -422,7 +406,7 @@ class AdlModel:
         exchange = self.exchange
         if vault == account or exchange.bankrupt.get(vault, False) or exchange.in_adl_round.get(vault, False):
             return 0
-        value = exchange.account_health(vault, now).value
+        value = exchange.account_value(vault, now)
         if value <= 0:
             return 0
         held = exchange.position(vault, market).size

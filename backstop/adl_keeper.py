@@ -34,6 +34,7 @@ class RoundMetrics:
     haircut_by_winner: dict
     winners_hit: int
     # winners hit whose book was hedged (net exposure under half their gross exposure)
+    hedged_winners: list
     hedged_hit: int
 
     def as_dict(self) -> dict:
@@ -50,7 +51,7 @@ def round_metrics(closed: adl.ClosedRound, min_notional_closed: int, hedged: set
         account=closed.account, deficit=closed.deficit, haircuts=closed.haircuts, notional_closed=closed.notional_closed,
         notional_absorbed=closed.notional_absorbed, min_notional_closed=min_notional_closed, residual=closed.residual,
         haircut_by_winner=haircut_by_winner, winners_hit=len(haircut_by_winner),
-        hedged_hit=sum(1 for winner in haircut_by_winner if winner in hedged),
+        hedged_winners=sorted(hedged & haircut_by_winner.keys()), hedged_hit=len(hedged & haircut_by_winner.keys()),
     )
 
 
@@ -61,13 +62,18 @@ def is_hedged(state: WinnerState, price: int) -> bool:
 
 
 class ModelAdlExecutor:
-    """Resolves rounds on the reference model; `now` is read from the replay's clock."""
+    """Resolves rounds on the reference model; `now` is read from the replay's clock.
+
+    On a model that keeps a winner book (backstop/model_venue.py's TrackingModel, in a replay)
+    the plans and the hedged winners come from the book, which gives what `winner_states` and
+    `plan_market` give without reading every position for every round."""
 
     def __init__(self, engine: adl.AdlModel, clock, batch_size: int = DEFAULT_BATCH):
         self.engine, self.clock, self.batch_size = engine, clock, batch_size
 
     def resolve(self, account: str) -> RoundMetrics:
         engine, exchange, now = self.engine, self.engine.exchange, self.clock()
+        winner_book = getattr(exchange, "winner_book", None)
         markets = _markets(exchange.open_markets.get(account, 0))
         minimum = sum(
             notional(abs(exchange.position(account, m).size) - engine.vault_capacity_of(account, m, now), exchange.latest_prices(m)[1])
@@ -75,16 +81,25 @@ class ModelAdlExecutor:
         )
         engine.open_round(account, now)
         hedged: set[str] = set()
+        planned: list[tuple[int, int, int]] = []
         for market in markets:
             if engine.round(account).markets_left & (1 << market) == 0:
                 continue
             state = engine.market_round(account, market)
-            book = winner_states(exchange, account, market, now)
-            hedged |= {w.account for w in book if is_hedged(w, state.price)}
             to_resolve = MarketToResolve(state.policy, state.price, state.bankrupt_size, state.size_left, state.deficit_left)
-            for batch in plan_market(to_resolve, book, self.batch_size):
+            if winner_book is None:
+                book = winner_states(exchange, account, market, now)
+                hedged |= {w.account for w in book if is_hedged(w, state.price)}
+                batches = plan_market(to_resolve, book, self.batch_size)
+            else:
+                batches = winner_book.plan(account, market, to_resolve, now, self.batch_size)
+                planned.append((market, state.price, state.bankrupt_size))
+            for batch in batches:
                 engine.execute(account, market, batch.winners, batch.declaration, batch.last, now)
-        return round_metrics(engine.closed_rounds[-1], minimum, hedged)
+        closed = engine.closed_rounds[-1]
+        if winner_book is not None:
+            hedged = winner_book.hedged_hits(closed, planned)
+        return round_metrics(closed, minimum, hedged)
 
 
 class ChainAdlExecutor:
@@ -182,6 +197,16 @@ class ChainAdlExecutor:
                     fields["account"], fields["deficit"], fields["haircuts"], fields["notional_closed"], fields["notional_absorbed"], fields["residual"]
                 )
         return closed
+
+
+def set_policy(chain: FastChain, deployment: dict, owner: str, policy: int) -> None:
+    """Every market of the deployment on ADL `policy`, sent from the (unlocked) owner."""
+    entry = deployment["contracts"]["adl_engine"]
+    engine = chain.contract(entry["address"], entry["abi"])
+    for market in deployment["markets"].values():
+        failure = chain.send(owner, engine.set_policy.call(market, policy))
+        if failure is not None:
+            raise RuntimeError(f"set_policy({market}, {policy}) reverted: {failure}")
 
 
 def _markets(mask: int) -> list[int]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from backstop import adl
 from backstop.adl import PRO_RATA, RISK_AWARE, Declaration, is_queue, leverage, share
 from backstop.model import WAD, Account, Model, notional, pnl
@@ -69,8 +71,7 @@ def plan_market(market: MarketToResolve, book: list[WinnerState], batch_size: in
     policy needs, split into batches; each batch declares the weights of itself and all later ones."""
     winners = _eligible(market, book)
     if is_queue(market.policy):
-        winners = _queue_prefix(market, sorted(winners, key=lambda w: (-w.key, int(w.account, 16))))
-        return _batches(winners, [Declaration()] * len(winners), batch_size)
+        return plan_queue(market, sorted(winners, key=lambda w: (-w.key, int(w.account, 16))), batch_size)
     if market.policy == PRO_RATA:
         ordered = sorted(winners, key=lambda w: int(w.account, 16))
         haircut_weights = [w.profit if market.deficit_left > 0 else 0 for w in ordered]
@@ -81,14 +82,11 @@ def plan_market(market: MarketToResolve, book: list[WinnerState], batch_size: in
     haircut_weights = [0] * len(ordered)
     close_weights = [0] * len(ordered)
     if market.deficit_left > 0:
-        haircut_level = _highest_level(lambda level: [adl.risk_aware_haircut_weight(w.profit, w.net_leverage, level) for w in ordered], market.deficit_left)
-        haircut_weights = [adl.risk_aware_haircut_weight(w.profit, w.net_leverage, haircut_level) for w in ordered]
+        haircut_level = _highest_haircut_level(ordered, market.deficit_left)
+        haircut_weights = _haircut_weights(ordered, haircut_level)
     if market.size_left > 0:
-        def close_weights_at(level: int) -> list[int]:
-            return [adl.risk_aware_close_weight(w.size, market.price, w.net_notional, w.value, level) for w in ordered]
-
-        close_level = _highest_level(close_weights_at, market.size_left)
-        close_weights = close_weights_at(close_level)
+        close_level = _highest_close_level(ordered, market.price, market.size_left)
+        close_weights = _close_weights(ordered, market.price, close_level)
     keep = [i for i in range(len(ordered)) if haircut_weights[i] > 0 or close_weights[i] > 0]
     return _weighted_batches(
         [ordered[i] for i in keep], [haircut_weights[i] for i in keep], [close_weights[i] for i in keep], haircut_level, close_level, batch_size
@@ -109,40 +107,58 @@ def winner_states(exchange: Model, bankrupt: Account, market: int, now: int, acc
         position = exchange.position(account, market)
         if account == bankrupt or exchange.bankrupt.get(account, False) or position.size == 0 or (position.size > 0) == (bankrupt_size > 0):
             continue
-        other = gross = 0
-        for other_market in range(exchange.market_count):
-            if other_market == market:
-                continue
-            other_size = exchange.position(account, other_market).size
-            if other_size:
-                value = notional(other_size, exchange.latest_prices(other_market)[1])
-                other += value if other_size > 0 else -value
-                gross += value
-        states.append(WinnerState(account, position.size, position.entry_price, exchange.account_value(account, now), other, gross))
+        states.append(winner_state(exchange, account, market, now))
     return states
 
 
+def winner_state(exchange: Model, account: Account, market: int, now: int) -> WinnerState:
+    """One account's position in `market` as the engine reads it (see `winner_states`)."""
+    position = exchange.position(account, market)
+    other = gross = 0
+    for other_market in range(exchange.market_count):
+        if other_market == market:
+            continue
+        other_size = exchange.position(account, other_market).size
+        if other_size:
+            value = notional(other_size, exchange.latest_prices(other_market)[1])
+            other += value if other_size > 0 else -value
+            gross += value
+    return WinnerState(account, position.size, position.entry_price, exchange.account_value(account, now), other, gross)
+
+
+def plan_queue(market: MarketToResolve, ordered, batch_size: int = DEFAULT_BATCH) -> list[Batch]:
+    """`plan_market` under a queue policy, from the eligible winners in queue order (any iterable,
+    read only as far as the queue goes: (-key, address) order, as `plan_market` sorts them)."""
+    winners = _queue_prefix(market, ordered)
+    return _batches(winners, [Declaration()] * len(winners), batch_size)
+
+
+def evaluate_winner(market: MarketToResolve, winner: WinnerState) -> _Evaluated | None:
+    """The winner as the engine ranks it in `market` (its key, profit, net leverage), or None if
+    it is not eligible (same side as the bankrupt account, no value or no profit)."""
+    if winner.size == 0 or (winner.size > 0) == (market.bankrupt_size > 0) or winner.value <= 0:
+        return None
+    profit = max(pnl(winner.size, winner.entry_price, market.price), 0)
+    if profit == 0:
+        return None
+    key = net_leverage = net = 0
+    if is_queue(market.policy):
+        key = adl.queue_key(market.policy, winner.size, winner.entry_price, market.price, winner.value)
+    elif market.policy == RISK_AWARE:
+        own = notional(winner.size, market.price)
+        net = winner.other_notional + (own if winner.size > 0 else -own)
+        net_leverage = key = leverage(abs(net), winner.value)
+    return _Evaluated(winner.account, winner.size, profit, winner.value, key, net_leverage, net)
+
+
 def _eligible(market: MarketToResolve, book: list[WinnerState]) -> list[_Evaluated]:
-    evaluated = []
-    for winner in book:
-        if winner.size == 0 or (winner.size > 0) == (market.bankrupt_size > 0) or winner.value <= 0:
-            continue
-        profit = max(pnl(winner.size, winner.entry_price, market.price), 0)
-        if profit == 0:
-            continue
-        key = net_leverage = net = 0
-        if is_queue(market.policy):
-            key = adl.queue_key(market.policy, winner.size, winner.entry_price, market.price, winner.value)
-        elif market.policy == RISK_AWARE:
-            own = notional(winner.size, market.price)
-            net = winner.other_notional + (own if winner.size > 0 else -own)
-            net_leverage = key = leverage(abs(net), winner.value)
-        evaluated.append(_Evaluated(winner.account, winner.size, profit, winner.value, key, net_leverage, net))
-    return evaluated
+    evaluated = [evaluate_winner(market, winner) for winner in book]
+    return [winner for winner in evaluated if winner is not None]
 
 
-def _queue_prefix(market: MarketToResolve, ordered: list[_Evaluated]) -> list[_Evaluated]:
-    """The queue up to the winner that resolves the market, simulated with the engine's formulas."""
+def _queue_prefix(market: MarketToResolve, ordered) -> list[_Evaluated]:
+    """The queue up to the winner that resolves the market, simulated with the engine's formulas
+    (`ordered` is read lazily: nothing after that winner is needed)."""
     size_left, deficit_left = market.size_left, market.deficit_left
     chosen = []
     for winner in ordered:
@@ -150,7 +166,7 @@ def _queue_prefix(market: MarketToResolve, ordered: list[_Evaluated]) -> list[_E
             break
         size = min(abs(winner.size), size_left)
         haircut = share(deficit_left, size, size_left) if size_left > 0 else deficit_left
-        haircut = min(haircut, winner.profit, winner.value)
+        haircut = min(haircut, winner.profit, winner.value - (1 if 0 < size < abs(winner.size) else 0))
         size_left -= size
         deficit_left -= haircut
         chosen.append(winner)
@@ -159,7 +175,10 @@ def _queue_prefix(market: MarketToResolve, ordered: list[_Evaluated]) -> list[_E
 
 def _highest_level(weights_at, needed: int) -> int:
     """The highest leverage level whose weights still add up to `needed` (weights fall as the level
-    rises); 0 if even the lowest level falls short (then the weights are the fallback)."""
+    rises); 0 if even the lowest level falls short (then the weights are the fallback).
+
+    The definition, by bisection over the whole range (about 100 sums of every winner's weight);
+    `plan_market` finds the same level with `_highest_level_fast`."""
     if sum(weights_at(0)) < needed:
         return 0
     low, high = 0, LEVEL_CEILING
@@ -170,6 +189,95 @@ def _highest_level(weights_at, needed: int) -> int:
         else:
             high = middle
     return low
+
+
+def _haircut_weights(ordered: list[_Evaluated], level: int, indices=None) -> list[int]:
+    """adl.risk_aware_haircut_weight of each winner (of `indices` only, if given) at `level`."""
+    chosen = ordered if indices is None else [ordered[i] for i in indices]
+    if level == 0:
+        return [w.profit for w in chosen]
+    return [w.profit if w.net_leverage >= level else w.profit * w.net_leverage // level for w in chosen]
+
+
+def _close_weights(ordered: list[_Evaluated], price: int, level: int, indices=None) -> list[int]:
+    """adl.risk_aware_close_weight of each winner (of `indices` only, if given) at `level`."""
+    chosen = ordered if indices is None else [ordered[i] for i in indices]
+    return [adl.risk_aware_close_weight(w.size, price, w.net_notional, w.value, level) for w in chosen]
+
+
+def _highest_haircut_level(ordered: list[_Evaluated], needed: int) -> int:
+    profit = np.array([float(w.profit) for w in ordered])
+    net_leverage = np.array([float(w.net_leverage) for w in ordered])
+    product = profit * net_leverage
+
+    def approximate(level: int) -> float:
+        if level == 0:
+            return float(profit.sum())
+        return float(np.where(net_leverage >= float(level), profit, np.floor(product / float(level))).sum())
+
+    return _highest_level_fast(lambda level, indices=None: _haircut_weights(ordered, level, indices), len(ordered), approximate, needed)
+
+
+def _highest_close_level(ordered: list[_Evaluated], price: int, needed: int) -> int:
+    size = np.array([float(abs(w.size)) for w in ordered])
+    aligned = np.array([w.net_notional != 0 and (w.net_notional > 0) == (w.size > 0) for w in ordered], dtype=bool)
+    value = np.array([float(w.value) for w in ordered])
+    exposure = np.array([float(abs(w.net_notional)) for w in ordered])
+    scale = float(adl.NOTIONAL_SCALE) / float(price)
+
+    def approximate(level: int) -> float:
+        if level == 0:
+            return float(size.sum())
+        target = np.floor(float(level) * value / WAD)
+        excess = np.maximum(exposure - target, 0.0)
+        return float(np.where(aligned, np.minimum(size, np.floor(excess * scale)), 0.0).sum())
+
+    return _highest_level_fast(lambda level, indices=None: _close_weights(ordered, price, level, indices), len(ordered), approximate, needed)
+
+
+def _highest_level_fast(weights_of, count: int, approximate, needed: int) -> int:
+    """`_highest_level` without its hundred exact sums over every winner: the same level.
+
+    `weights_of(level, indices=None)`: the exact weights (of the winners at `indices`) at `level`,
+    each non-increasing in the level (both risk-aware weights are); `approximate(level)`: their sum
+    in floats. Floats only choose where to look: a float bisection puts the level near its place,
+    exact sums at the two ends of a bracket around it prove the level inside (the bracket widens
+    until they do: at worst to the whole range), and the exact bisection then runs over the
+    winners whose weight changes within the bracket (every other winner's weight is constant
+    there). As the sum is non-increasing, the highest level below LEVEL_CEILING whose sum reaches
+    `needed` is one number, which both searches find."""
+    everyone = range(count)
+    at_zero = weights_of(0)
+    if sum(at_zero) < needed:
+        return 0
+    low, high = 0, LEVEL_CEILING
+    while high - low > max(1, low >> 44):
+        middle = (low + high) // 2
+        if approximate(middle) >= needed:
+            low = middle
+        else:
+            high = middle
+    width = max(2, low >> 36)
+    while True:
+        bottom, top = max(0, low - width), min(LEVEL_CEILING, low + width)
+        at_bottom = at_zero if bottom == 0 else weights_of(bottom)
+        if sum(at_bottom) >= needed:
+            # `top` must fail, except the ceiling, which the bisection never evaluates
+            at_top = weights_of(top if top < LEVEL_CEILING else LEVEL_CEILING - 1)
+            if top == LEVEL_CEILING or sum(at_top) < needed:
+                break
+        if bottom == 0 and top == LEVEL_CEILING:
+            raise AssertionError("risk-aware weights that do not fall as the level rises")
+        width *= 256
+    changing = [i for i in everyone if at_bottom[i] != at_top[i]]
+    constant = sum(at_bottom) - sum(at_bottom[i] for i in changing)
+    while top - bottom > 1:
+        middle = (bottom + top) // 2
+        if constant + sum(weights_of(middle, changing)) >= needed:
+            bottom = middle
+        else:
+            top = middle
+    return bottom
 
 
 def _batches(winners: list[_Evaluated], declarations: list[Declaration], batch_size: int) -> list[Batch]:

@@ -28,7 +28,6 @@ signs, so the chain venue is for Anvil.
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Callable, Mapping, Protocol, Sequence
@@ -48,7 +47,20 @@ BLOCK_TXS = 100
 
 # The watched list is checksummed on every pass: cached, as keccak per address per pass is the
 # keeper's own hot spot at 100,000 accounts.
-_checksum = functools.lru_cache(maxsize=None)(to_checksum_address)
+_CHECKSUMMED: dict = {}
+
+
+def _checksum(address) -> str:
+    checksummed = _CHECKSUMMED.get(address)
+    if checksummed is None:
+        checksummed = _CHECKSUMMED[address] = to_checksum_address(address)
+    return checksummed
+
+
+def remember_checksummed(addresses) -> None:
+    """Tells the keeper that `addresses` came from `to_checksum_address` (a replay's traders), so
+    its first pass does not hash them again."""
+    _CHECKSUMMED.update((address, address) for address in addresses)
 
 
 # ---------------------------------------------------------------- what the keeper reads and returns

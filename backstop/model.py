@@ -51,6 +51,8 @@ def _trunc_div(numerator: int, denominator: int) -> int:
 
 def floor_div(numerator: int, denominator: int) -> int:
     """fixed_point.floor_div: rounds toward negative infinity (for a positive denominator)."""
+    if denominator > 0:
+        return numerator // denominator  # Python's floor division: the same quotient, faster
     quotient = _trunc_div(numerator, denominator)
     remainder = numerator - denominator * quotient  # Vyper's signed `%`: the numerator's sign
     if remainder != 0 and numerator < 0:
@@ -142,19 +144,27 @@ class Fill(NamedTuple):
     price: int
 
 
-def _atomic(action):
+_NO_POSITION = Position()
+_NO_FEED = PriceFeed()
+_MARGIN_SCALE = NOTIONAL_SCALE * WAD  # margin_requirement's divisor
+
+
+def atomic(action):
     """Runs a state-changing method as a transaction: any exception restores the state before it
-    (unless the model runs with `transactional = False`, for replays that never expect a revert)."""
+    (unless the model runs with `transactional = False`, for replays that never expect a revert).
+    Works for the exchange model and for the models attached to it (`self.exchange`): the vault's
+    and the ADL engine's actions are transactions of the whole exchange."""
 
     @functools.wraps(action)
     def transaction(self, *args, **kwargs):
-        if not self.transactional:
+        exchange = getattr(self, "exchange", self)
+        if not exchange.transactional:
             return action(self, *args, **kwargs)
-        saved = self.snapshot()
+        saved = exchange.snapshot()
         try:
             return action(self, *args, **kwargs)
         except Exception:
-            self.restore(saved)
+            exchange.restore(saved)
             raise
 
     return transaction
@@ -219,37 +229,37 @@ class Model:
             adl.restore(saved["adl"])
 
     def position(self, account: Account, market: int) -> Position:
-        return self.positions.get((account, market), Position())
+        return self.positions.get((account, market), _NO_POSITION)
 
     def balance(self, account: Account) -> int:
         return self.balance_of.get(account, 0)
 
     # ------------------------------------------------------------ Oracle
 
-    @_atomic
+    @atomic
     def initialize_feed(self, market: int, index_price: int, mark_price: int, now: int) -> None:
         _require(self._feed(market).updated_at == 0, "Oracle: feed already initialised")
         _require(index_price > 0 and mark_price > 0, "Oracle: zero price")
         self._store(market, index_price, mark_price, now)
 
-    @_atomic
+    @atomic
     def set_paused(self, market: int, paused: bool) -> None:
         _require(self._feed(market).updated_at != 0, "Oracle: unknown market")
         self.feeds[market] = replace(self._feed(market), paused=paused)
 
-    @_atomic
+    @atomic
     def set_max_move(self, max_move: int) -> None:
         self._set_max_move(max_move)
 
-    @_atomic
+    @atomic
     def set_staleness(self, staleness: int) -> None:
         self._set_staleness(staleness)
 
-    @_atomic
+    @atomic
     def set_prices(self, market: int, index_price: int, mark_price: int, now: int) -> None:
         self._update(market, index_price, mark_price, now)
 
-    @_atomic
+    @atomic
     def push_prices(self, updates: list[tuple[int, int, int]], now: int) -> None:
         """`updates`: (market, index_price, mark_price) per entry; all or nothing."""
         for market, index_price, mark_price in updates:
@@ -268,7 +278,7 @@ class Model:
         return feed.index_price, feed.mark_price
 
     def _feed(self, market: int) -> PriceFeed:
-        return self.feeds.get(market, PriceFeed())
+        return self.feeds.get(market, _NO_FEED)
 
     def _update(self, market: int, index_price: int, mark_price: int, now: int) -> None:
         feed = self._feed(market)
@@ -294,14 +304,14 @@ class Model:
 
     # ------------------------------------------------------------ MarginPool
 
-    @_atomic
+    @atomic
     def deposit(self, account: Account, amount: int) -> None:
         """`deposit` by `account` (the contract reads no timestamp here)."""
         _require(amount > 0, "MarginPool: zero amount")
         self.balance_of[account] = self.balance(account) + amount
         self.total_deposited += amount
 
-    @_atomic
+    @atomic
     def deposit_for(self, caller: Account, account: Account, amount: int) -> None:
         _require(account != ZERO_ADDRESS, "MarginPool: zero account")
         _require(account == caller or not self.closed_to_third_party_deposits.get(account, False), "MarginPool: account closed to third-party deposits")
@@ -310,7 +320,7 @@ class Model:
     def close_to_third_party_deposits(self, caller: Account) -> None:
         self.closed_to_third_party_deposits[caller] = True
 
-    @_atomic
+    @atomic
     def withdraw(self, account: Account, amount: int, now: int) -> None:
         _require(amount > 0, "MarginPool: zero amount")
         _require(self.balance(account) >= amount, "MarginPool: amount above balance")
@@ -332,7 +342,7 @@ class Model:
 
     # ------------------------------------------------------------ Clearinghouse: owner
 
-    @_atomic
+    @atomic
     def list_market(self, params: MarketParams, now: int) -> int:
         market = self.market_count
         _require(market < MAX_MARKETS, "Clearinghouse: too many markets")
@@ -341,27 +351,27 @@ class Model:
         self._set_market(market, params)
         return market
 
-    @_atomic
+    @atomic
     def set_market_params(self, market: int, params: MarketParams, now: int) -> None:
         self._check_listed(market)
         self._accrue_funding(market, now)
         self._set_market(market, params)
 
-    @_atomic
+    @atomic
     def set_liquidation_params(self, discount: int, penalty: int) -> None:
         self._set_liquidation_params(discount, penalty)
 
-    @_atomic
+    @atomic
     def set_backstop_ratio(self, ratio: int) -> None:
         self._set_backstop_ratio(ratio)
 
-    @_atomic
+    @atomic
     def set_insurance_account(self, insurance: Account) -> None:
         self._set_insurance_account(insurance)
 
     # ------------------------------------------------------------ Clearinghouse: trading
 
-    @_atomic
+    @atomic
     def settle_fills(self, fills, now: int) -> None:
         """All fills or none; each fill has .buy, .sell (orders), .size and .price."""
         for fill in fills:
@@ -371,17 +381,17 @@ class Model:
         """`settle_fills` with one fill."""
         self.settle_fills([Fill(buy, sell, size, price)], now)
 
-    @_atomic
+    @atomic
     def cancel_order(self, account: Account, order: Order) -> None:
         _require(order.account == account, "Clearinghouse: not the order's account")
         self.order_filled[order] = abs(order.size)
 
-    @_atomic
+    @atomic
     def accrue_funding(self, market: int, now: int) -> None:
         self._check_listed(market)
         self._accrue_funding(market, now)
 
-    @_atomic
+    @atomic
     def liquidate(self, liquidator: Account, account: Account, market: int, size: int, now: int) -> int:
         """Returns the base units taken over."""
         _require(account != liquidator, "Clearinghouse: cannot liquidate yourself")
@@ -424,7 +434,7 @@ class Model:
         self.last_liquidation = (taken, mark, discount, penalty)
         return taken
 
-    @_atomic
+    @atomic
     def backstop(self, caller_is_keeper: bool, account: Account, now: int) -> str:
         """Returns "" if the vault took the account over, else the refusal reason (the event's)."""
         vault = self.insurance_account
@@ -481,7 +491,7 @@ class Model:
             return "leverage above the vault's limit"
         return ""
 
-    @_atomic
+    @atomic
     def flag_bankruptcy(self, account: Account, now: int) -> int:
         """Returns the deficit (the event's field)."""
         _require(not self.bankrupt.get(account, False), "Clearinghouse: already bankrupt")
@@ -490,7 +500,7 @@ class Model:
         self.bankrupt[account] = True
         return -value
 
-    @_atomic
+    @atomic
     def clear_bankruptcy(self, account: Account, now: int) -> None:
         _require(self.bankrupt.get(account, False), "Clearinghouse: not bankrupt")
         _require(not self.in_adl_round.get(account, False), "Clearinghouse: account in an ADL round")
@@ -547,7 +557,7 @@ class Model:
         return self._health(account, fresh, now)
 
     def account_value(self, account: Account, now: int) -> int:
-        return self._health(account, False, now).value
+        return self._health(account, False, now, margins=False).value
 
     def current_funding_index(self, market: int, now: int) -> int:
         self._check_listed(market)
@@ -654,25 +664,38 @@ class Model:
         params = self.markets[market]
         elapsed = now - self.funding_updated_at.get(market, 0)
         _require(elapsed >= 0, "")  # uint256 underflow: time never runs backwards on chain
+        if elapsed == 0:  # funding_index_delta(..., 0, period) == 0
+            return self.funding_index.get(market, 0)
         delta = funding_index_delta(index_price, mark_price, params.funding_premium_cap, elapsed, params.funding_period)
         return self.funding_index.get(market, 0) + delta
 
-    def _health(self, account: Account, fresh: bool, now: int) -> AccountHealth:
-        """Cross margin over the account's open markets, in ascending market id like the contract."""
-        health = AccountHealth(self.balance(account), 0, 0)
+    def _health(self, account: Account, fresh: bool, now: int, margins: bool = True) -> AccountHealth:
+        """Cross margin over the account's open markets, in ascending market id like the contract
+        (`margins=False`: the value only, both margins left at 0).
+
+        pnl, funding_payment and margin_requirement written out (the same floor and ceiling
+        divisions): this is the model's innermost loop."""
+        value = self.balance(account)
+        initial_margin = maintenance_margin = 0
         open_mask = self.open_markets.get(account, 0)
-        for market in range(MAX_MARKETS):
-            if open_mask & (1 << market) == 0:
-                continue
-            index_price, mark_price = self.fresh_prices(market, now) if fresh else self.latest_prices(market)
-            position = self.position(account, market)
-            params = self.markets[market]
-            funding_index = self._funding_index_now(market, index_price, mark_price, now)
-            health.value += pnl(position.size, position.entry_price, mark_price)
-            health.value += funding_payment(position.size, funding_index, position.funding_snapshot)
-            health.initial_margin += margin_requirement(position.size, mark_price, params.initial_margin)
-            health.maintenance_margin += margin_requirement(position.size, mark_price, params.maintenance_margin)
-        return health
+        positions = self.positions
+        market = 0
+        while open_mask:
+            if open_mask & 1:
+                index_price, mark_price = self.fresh_prices(market, now) if fresh else self.latest_prices(market)
+                position = positions.get((account, market), _NO_POSITION)
+                params = self.markets[market]
+                funding_index = self._funding_index_now(market, index_price, mark_price, now)
+                size = position.size
+                value += size * (mark_price - position.entry_price) // NOTIONAL_SCALE
+                value += -size * (funding_index - position.funding_snapshot) // NOTIONAL_SCALE
+                if margins:
+                    exposure = abs(size) * mark_price
+                    initial_margin += (exposure * params.initial_margin + _MARGIN_SCALE - 1) // _MARGIN_SCALE
+                    maintenance_margin += (exposure * params.maintenance_margin + _MARGIN_SCALE - 1) // _MARGIN_SCALE
+            open_mask >>= 1
+            market += 1
+        return AccountHealth(value, initial_margin, maintenance_margin)
 
     def _check_listed(self, market: int) -> None:
         _require(market < self.market_count, "Clearinghouse: unknown market")

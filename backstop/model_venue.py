@@ -8,43 +8,129 @@ anything the keeper relies on, and a replay does not roll back.
 
 At 100,000 traders the keeper's scan of every account is the hot spot; `ModelVenue.read` screens
 accounts with a float estimate of value and margin (kept per account, refreshed only for accounts
-an action touched) and computes exact health only near the maintenance line.
+an action touched) and computes exact health only near the maintenance line. For a long list the
+screen runs in two stages: a vectorised pre-screen (`AccountArrays`, numpy columns refreshed for
+touched accounts) clears the accounts that are far from the line by a margin that covers any float
+rounding, and the per-account screen decides the rest exactly as before, so the accounts the keeper
+sees are the same.
+
+ADL rounds come in thousands at that size: `WinnerBook` gives the ADL executor the plans that
+`plan_market(winner_states(...))` gives, from winner states cached until something moves them,
+and under a queue policy ranks exactly only the head of the queue. Every shortcut here is exact:
+tests/test_model_replay.py replays with and without them and checks them call by call.
 """
 
 from __future__ import annotations
 
+import bisect
+import heapq
 from dataclasses import dataclass
 
-from backstop.adl import AdlModel
+import numpy as np
+
+from backstop.adl import QUEUE_PNL_LEVERAGE, AdlModel, is_queue
+from backstop.adl_planner import evaluate_winner, plan_market, plan_queue, winner_state
 from backstop.deployment import ProtocolConfig
-from backstop.model import MAX_MARKETS, WAD, MarketParams, Model, ModelRevert
+from backstop.model import MAX_MARKETS, WAD, MarketParams, Model, ModelRevert, notional
 from backstop.vault_model import VaultModel
 
 VAULT = "0x" + "fa" * 20  # the vault's address in the model (any fixed address)
 SCREEN_MARGIN = 0.02  # accounts within 2% of their maintenance line get an exact check
 NOTIONAL_SCALE = 1e30
+# Lists at least this long go through the vectorised pre-screen first.
+VECTOR_SCREEN_MIN = 256
+# Relative slack of the pre-screen over the magnitudes it adds up: float64 rounding of both the
+# pre-screen and the per-account screen is below 1e-15 of them, so an account the pre-screen clears
+# is one the per-account screen clears too.
+PRESCREEN_SLACK = 1e-9
 
 
 class TrackingModel(Model):
-    """The model plus the set of accounts whose balance or positions changed since the last read."""
+    """The model plus what the replay's caches need: the accounts whose balance or positions changed
+    (`touched` since the venue's last read, `adl_touched` since the ADL book's last look), per
+    market the accounts that ever held a position there, and the float copy of every account
+    (`arrays`) and the ADL winner book (`winner_book`) built on them.
+
+    `account_value` is kept per account until the account is touched, the time differs, or a
+    price, funding index or market parameter changes (all it depends on): an ADL round reads each
+    winner's value twice, once to plan and once in the engine. The caches assume what a replay
+    does: this model never rolls back (`transactional` stays False)."""
 
     transactional = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.touched: set = set()
+        self.adl_touched: set = set()
+        self.market_accounts: dict[int, dict] = {}
+        self.arrays = AccountArrays(self)
+        self.winner_book = WinnerBook(self)
+        self.bankrupt = _TouchingFlags(self, self.bankrupt)
+        self._values: dict = {}  # account -> (now, account value)
+
+    def _touch(self, account) -> None:
+        self.touched.add(account)
+        self.adl_touched.add(account)
+        self.arrays.dirty.add(account)
+        self._values.pop(account, None)
 
     def _trade(self, account, market, delta, price, reduce_only, adjustment=0):
-        self.touched.add(account)
-        return super()._trade(account, market, delta, price, reduce_only, adjustment)
+        if (account, market) not in self.positions:
+            self.market_accounts.setdefault(market, {})[account] = None
+        grew = super()._trade(account, market, delta, price, reduce_only, adjustment)
+        self._touch(account)
+        return grew
 
     def settle(self, account, amount):
-        self.touched.add(account)
         super().settle(account, amount)
+        self._touch(account)
 
     def transfer_balance(self, sender, receiver, amount):
-        self.touched.update((sender, receiver))
         super().transfer_balance(sender, receiver, amount)
+        self._touch(sender)
+        self._touch(receiver)
+
+    def deposit(self, account, amount):
+        super().deposit(account, amount)
+        self._touch(account)
+
+    def withdraw(self, account, amount, now):
+        super().withdraw(account, amount, now)
+        self._touch(account)
+
+    def account_value(self, account, now):
+        cached = self._values.get(account)
+        if cached is not None and cached[0] == now:
+            return cached[1]
+        value = super().account_value(account, now)
+        self._values[account] = (now, value)
+        return value
+
+    def _store(self, market, index_price, mark_price, now):
+        self._values.clear()
+        super()._store(market, index_price, mark_price, now)
+
+    def _store_funding_index(self, market, index, now):
+        if self.funding_updated_at.get(market, 0) != now or self.funding_index.get(market, 0) != index:
+            self._values.clear()
+        super()._store_funding_index(market, index, now)
+
+    def _set_market(self, market, params):
+        self._values.clear()
+        super()._set_market(market, params)
+
+
+class _TouchingFlags(dict):
+    """`Model.bankrupt`, where setting an account's flag counts as touching the account (the winner
+    book leaves flagged accounts out of its queues)."""
+
+    def __init__(self, model: TrackingModel, flags: dict):
+        super().__init__(flags)
+        self._model = model
+
+    def __setitem__(self, account, flag) -> None:
+        super().__setitem__(account, flag)
+        self._model._touch(account)
 
 
 def build_model(config: ProtocolConfig, markets, policy: int, now: int) -> tuple[TrackingModel, VaultModel, AdlModel]:
@@ -94,6 +180,8 @@ class ModelVenue:
             self._estimates.pop(account, None)
         model.touched.clear()
         funding = [model.current_funding_index(m, now) for m in range(self.market_count)]
+        if len(accounts) >= VECTOR_SCREEN_MIN:
+            accounts = model.arrays.not_cleared(accounts, marks, funding)
         healths = []
         for account in accounts:
             if self._clear_of_maintenance(account, marks, funding):
@@ -181,3 +269,368 @@ class ModelVenue:
                 position = model.position(account, market)
                 legs.append((market, position.size, position.entry_price, position.funding_snapshot, model.markets[market].maintenance_margin))
         return float(model.balance(account)), legs
+
+
+
+# ---------------------------------------------------------------- float copies of the accounts
+
+
+class AccountArrays:
+    """What `ModelVenue._estimate` reads of every account seen, as numpy columns: one row per
+    account; per market its size, entry price, funding snapshot and maintenance fraction (zeros
+    without a position). Rows of accounts an action touched are refreshed on the next use."""
+
+    def __init__(self, model: Model):
+        self.model = model
+        self.dirty: set = set()
+        self._layout(0)
+
+    def _layout(self, markets: int) -> None:
+        self.markets = markets
+        self.rows: dict = {}
+        self.accounts: list = []
+        self.balance = np.zeros(0)
+        self.open = np.zeros(0, dtype=bool)
+        self.legs = np.zeros((4, markets, 0))
+        self._last_accounts: list | None = None
+        self._last_index = np.zeros(0, dtype=np.intp)
+
+    def sync(self) -> None:
+        """Brings every row up to date (and the layout to the model's markets)."""
+        if self.markets != self.model.market_count:
+            self._layout(self.model.market_count)
+        rows = self.rows
+        for account in self.dirty:
+            row = rows.get(account)
+            if row is not None:
+                self._fill(row, account)
+        self.dirty.clear()
+
+    def row(self, account) -> int:
+        """The account's row (a new one, filled from the model, for an account not seen yet)."""
+        if self.markets != self.model.market_count:
+            self._layout(self.model.market_count)
+        row = self.rows.get(account)
+        if row is None:
+            row = len(self.accounts)
+            if row >= len(self.balance):
+                self._grow(max(1024, 2 * len(self.balance)))
+            self.rows[account] = row
+            self.accounts.append(account)
+            self._fill(row, account)
+        return row
+
+    def not_cleared(self, accounts: list, marks: list[int], funding: list[int]) -> list:
+        """`accounts` (in order) less those whose estimate clears the maintenance line by more than
+        the per-account screen (`ModelVenue._clear_of_maintenance`) could ever get wrong."""
+        self.sync()
+        if self._last_accounts is None or accounts != self._last_accounts:
+            self._last_index = np.fromiter((self.row(a) for a in accounts), dtype=np.intp, count=len(accounts))
+            self._last_accounts = list(accounts)
+        value, magnitude, maintenance = self._estimates(marks, funding)
+        margin = value - (maintenance * (1 + SCREEN_MARGIN) + 2)
+        cleared = ~self.open[: len(value)] | (margin > PRESCREEN_SLACK * (magnitude + maintenance) + 1)
+        keep = np.flatnonzero(~cleared[self._last_index])
+        return [accounts[i] for i in keep.tolist()]
+
+    def value_bounds(self, marks: list[int], funding: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, bounds of the exact account value (`Model.account_value` at these marks and
+        funding indices): low <= value <= high. Each PnL and funding term is floored (each at most
+        1 below its real value), and the float sums are within 1e-15 of their magnitude."""
+        self.sync()
+        value, magnitude, _ = self._estimates(marks, funding)
+        slack = PRESCREEN_SLACK * magnitude + 1
+        return value - slack - 2 * self.markets, value + slack
+
+    def _estimates(self, marks, funding) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        count = len(self.accounts)
+        sizes, entries, snapshots, fractions = (self.legs[k, :, :count] for k in range(4))
+        value = self.balance[:count].copy()
+        magnitude = np.abs(value)
+        maintenance = np.zeros(count)
+        for market in range(self.markets):
+            mark, index = float(marks[market]), float(funding[market])
+            size, entry, snapshot = sizes[market], entries[market], snapshots[market]
+            value += size * (mark - entry) / NOTIONAL_SCALE - size * (index - snapshot) / NOTIONAL_SCALE
+            held = np.abs(size)
+            maintenance += held * mark * fractions[market] / (NOTIONAL_SCALE * WAD)
+            magnitude += held * (mark + np.abs(entry) + abs(index) + np.abs(snapshot)) / NOTIONAL_SCALE
+        return value, magnitude, maintenance
+
+    def _grow(self, capacity: int) -> None:
+        extra = capacity - len(self.balance)
+        self.balance = np.concatenate([self.balance, np.zeros(extra)])
+        self.open = np.concatenate([self.open, np.zeros(extra, dtype=bool)])
+        self.legs = np.concatenate([self.legs, np.zeros((4, self.markets, extra))], axis=2)
+
+    def _fill(self, row: int, account) -> None:
+        """What `ModelVenue._estimate` reads, for one account."""
+        model, legs = self.model, self.legs
+        self.balance[row] = float(model.balance(account))
+        mask = model.open_markets.get(account, 0)
+        self.open[row] = mask != 0
+        for market in range(self.markets):
+            if mask & (1 << market):
+                position = model.position(account, market)
+                legs[0, market, row] = float(position.size)
+                legs[1, market, row] = float(position.entry_price)
+                legs[2, market, row] = float(position.funding_snapshot)
+                legs[3, market, row] = float(model.markets[market].maintenance_margin)
+            else:
+                legs[:, market, row] = 0.0
+
+
+# ---------------------------------------------------------------- the ADL executor's winners
+
+_MISSING = object()
+
+
+class WinnerBook:
+    """The winners of ADL rounds on a `TrackingModel`, for `ModelAdlExecutor`: the plans that
+    `plan_market(winner_states(...))` gives, without reading every position of the market for
+    every round.
+
+    Winner states are kept for as long as nothing moves them: the time, the prices, the funding
+    indices and the market parameters (an "epoch": one step of a replay) and the account itself
+    (`TrackingModel.adl_touched`). Under a queue policy only the head of the queue is needed: the
+    float bounds of `AccountArrays.value_bounds` give every position an upper bound of its queue key,
+    and winners are taken in order of that bound and ranked exactly until no bound left can reach
+    the best exact key (`_Queue`); the order is the exact (key, address) order either way. Pro-rata
+    and risk-aware plans use every winner and get the whole book, from cached states."""
+
+    def __init__(self, model: TrackingModel):
+        self.model = model
+        self._epoch = None
+        self.now = 0
+        self._states: dict = {}  # (account, market) -> WinnerState
+        self._queues: dict = {}  # (market, winners are long) -> _Queue
+        # (market, long) -> the accounts holding a position on that side, kept up to date
+        self._sides: dict = {}
+
+    def plan(self, bankrupt, market_id: int, market, now: int, batch_size: int) -> list:
+        """The batches `plan_market(market, winner_states(model, bankrupt, market_id, now))` gives,
+        while `bankrupt`'s round is open."""
+        self._sync(now)
+        model = self.model
+        flags = model.bankrupt
+        winners_long = not market.bankrupt_size > 0
+        if is_queue(market.policy):
+            key = (market_id, winners_long)
+            queue = self._queues.get(key)
+            if queue is None or queue.key != (market.policy, market.price) or queue.worn():
+                queue = self._queues[key] = _Queue(self, market_id, winners_long, market)
+            return plan_queue(market, queue.ordered(bankrupt, flags), batch_size)
+        book = [self.state(account, market_id) for account in self._side(market_id, winners_long)
+                if account != bankrupt and not flags.get(account, False)]
+        return plan_market(market, book, batch_size)
+
+    def _side(self, market_id: int, long_side: bool) -> dict:
+        side = self._sides.get((market_id, long_side))
+        if side is None:
+            positions = self.model.positions
+            for long_ in (True, False):
+                self._sides[(market_id, long_)] = {
+                    account: None for account in self.model.market_accounts.get(market_id, ())
+                    if positions[(account, market_id)].size != 0 and (positions[(account, market_id)].size > 0) == long_
+                }
+            side = self._sides[(market_id, long_side)]
+        return side
+
+    def state(self, account, market: int):
+        state = self._states.get((account, market))
+        if state is None:
+            state = self._states[(account, market)] = winner_state(self.model, account, market, self.now)
+        return state
+
+    def hedged_hits(self, closed, planned: list[tuple[int, int, int]]) -> set:
+        """The winners hit in the round `closed` that a plan saw hedged: what
+        `{w.account for w in winner_states(...) if is_hedged(w, price)}`, gathered over the round's
+        markets at the time each was planned, holds of the winners hit. `planned`: (market, round
+        price, bankrupt size) in the order the markets were planned. A winner's positions at each
+        plan are its positions now less the hits the round made in that market and the markets
+        planned after it."""
+        model = self.model
+        count = model.market_count
+        marks = [model.latest_prices(m)[1] for m in range(count)]
+        hits_of: dict = {}
+        for hit in closed.hits:
+            hits_of.setdefault(hit.winner, []).append(hit)
+        hedged = set()
+        for winner, hits in hits_of.items():
+            if not any(hit.haircut or hit.size_closed for hit in hits):
+                continue
+            hit_markets = {hit.market for hit in hits}
+            if len(hit_markets) == 1 and model.open_markets.get(winner, 0) & ~(1 << hits[0].market) == 0:
+                continue  # one market at every plan: nothing elsewhere to hedge it
+            sizes = [model.position(winner, m).size for m in range(count)]
+            for market, price, bankrupt_size in reversed(planned):
+                direction = 1 if bankrupt_size > 0 else -1
+                for hit in hits:
+                    if hit.market == market:
+                        sizes[market] -= hit.size_closed * direction
+                size = sizes[market]
+                if size == 0 or (size > 0) == (bankrupt_size > 0):
+                    continue
+                other = gross = 0
+                for other_market in range(count):
+                    if other_market != market and sizes[other_market]:
+                        value = notional(sizes[other_market], marks[other_market])
+                        other += value if sizes[other_market] > 0 else -value
+                        gross += value
+                own = notional(size, price)
+                if 2 * abs(other + (own if size > 0 else -own)) < own + gross:
+                    hedged.add(winner)
+        return hedged
+
+    def _sync(self, now: int) -> None:
+        model = self.model
+        markets = range(model.market_count)
+        epoch = (now, tuple(model.feeds.get(m) for m in markets), tuple(model.funding_index.get(m, 0) for m in markets),
+                 tuple(model.funding_updated_at.get(m, 0) for m in markets), tuple(model.markets.get(m) for m in markets))
+        touched = model.adl_touched
+        if touched and self._sides:
+            positions, sides = model.positions, self._sides
+            for market in {market for market, _ in sides}:
+                longs, shorts = sides[(market, True)], sides[(market, False)]
+                for account in touched:
+                    position = positions.get((account, market))
+                    size = 0 if position is None else position.size
+                    if size > 0:
+                        longs[account] = None
+                        shorts.pop(account, None)
+                    elif size < 0:
+                        shorts[account] = None
+                        longs.pop(account, None)
+                    else:
+                        longs.pop(account, None)
+                        shorts.pop(account, None)
+        if epoch != self._epoch:
+            self._epoch, self.now = epoch, now
+            self._states, self._queues = {}, {}
+        elif touched:
+            states = self._states
+            for account in touched:
+                for market in markets:
+                    states.pop((account, market), None)
+            for queue in self._queues.values():
+                queue.touched(touched)
+        touched.clear()
+
+
+class _Queue:
+    """One side of one market in queue order, for one epoch, policy and price."""
+
+    REBUILD_SHARE = 0.25  # rebuilt when this share of its accounts moved since it was built
+
+    def __init__(self, book: WinnerBook, market_id: int, winners_long: bool, market):
+        self.book, self.market_id, self.market = book, market_id, market
+        self.key = (market.policy, market.price)
+        # Built at the first round of an epoch, with the accounts then flagged bankrupt left out
+        # (a flag set or lifted later touches the account, which is then ranked again).
+        self.evaluated: dict = {}  # account -> _Evaluated or None, for accounts not moved since
+        self.stale: set = set()  # accounts moved since the build: their place in `order` is void
+        self.pending: set = set()  # stale accounts not yet ranked again
+        self.extra: list = []  # sorted (-key, address number, serial, _Evaluated) of stale accounts
+        self.current: dict = {}  # stale account -> its live entry in `extra` (None if not eligible)
+        self._serial = 0
+        self._build(winners_long)
+
+    def worn(self) -> bool:
+        return len(self.stale) > self.REBUILD_SHARE * len(self.order) + 1000
+
+    def touched(self, accounts) -> None:
+        self.stale.update(accounts)
+        self.pending.update(accounts)
+        for account in accounts:
+            self.evaluated.pop(account, None)
+
+    def ordered(self, bankrupt, flags):
+        """The eligible winners (not `bankrupt`, not flagged) in exact queue order, lazily."""
+        self._rank_pending()
+        merged = heapq.merge(self._from_order(bankrupt, flags), self._from_extra(bankrupt, flags))
+        return (entry[-1] for entry in merged)
+
+    def _build(self, winners_long: bool) -> None:
+        book, model, market_id, market = self.book, self.book.model, self.market_id, self.market
+        arrays = model.arrays
+        arrays.sync()
+        rows = arrays.rows
+        for account in model.market_accounts.get(market_id, ()):
+            if account not in rows:
+                arrays.row(account)
+        now = book.now
+        marks = [model.latest_prices(m)[1] for m in range(model.market_count)]
+        funding = [model.current_funding_index(m, now) for m in range(model.market_count)]
+        low, high = arrays.value_bounds(marks, funding)
+        count = len(low)
+        size, entry = arrays.legs[0, market_id, :count], arrays.legs[1, market_id, :count]
+        price = float(market.price)
+        held = np.abs(size)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            profit = size * (price - entry) / NOTIONAL_SCALE
+            candidate = ((size > 0) if winners_long else (size < 0)) & (profit > 0.5) & (high > 0)
+            position_notional = held * price / NOTIONAL_SCALE
+            if market.policy == QUEUE_PNL_LEVERAGE:  # queue_key: PnL x mark leverage / entry notional
+                entry_notional = np.maximum(held * entry / NOTIONAL_SCALE * (1 - 1e-9) - 1, 1.0)
+                upper = profit * position_notional * WAD / (low * entry_notional)
+            else:  # the price ratio in the position's favour x mark leverage
+                favour = price * WAD / entry if winners_long else entry * WAD / price
+                upper = favour * position_notional / low
+            upper = np.where(low > 0, upper * (1 + 1e-6) + 2, np.inf)
+        rows = np.flatnonzero(candidate)
+        rows = rows[np.argsort(-upper[rows], kind="stable")]
+        accounts, flags = arrays.accounts, model.bankrupt
+        ranked = [(accounts[row], bound) for row, bound in zip(rows.tolist(), upper[rows].tolist()) if not flags.get(accounts[row], False)]
+        self.order = [account for account, _ in ranked]
+        self.upper = [bound for _, bound in ranked]
+        self.head = 0  # order[:head]: moved since the build, or not eligible; never looked at again
+
+    def _from_order(self, bankrupt, flags):
+        order, upper, stale, evaluated = self.order, self.upper, self.stale, self.evaluated
+        book, market, market_id = self.book, self.market, self.market_id
+        heap: list = []
+        index, count = self.head, len(order)
+        while index < count and (order[index] in stale or evaluated.get(order[index], _MISSING) is None):
+            index += 1  # moved, or found not eligible: void until the queue is built again
+        self.head = index
+        while True:
+            while index < count and (not heap or upper[index] >= -heap[0][0]):
+                account = order[index]
+                index += 1
+                if account in stale or account == bankrupt or flags.get(account, False):
+                    continue
+                winner = evaluated.get(account, _MISSING)
+                if winner is _MISSING:
+                    winner = evaluated[account] = evaluate_winner(market, book.state(account, market_id))
+                if winner is not None:
+                    heapq.heappush(heap, (-winner.key, int(account, 16), winner))
+            if not heap:
+                return
+            yield heapq.heappop(heap)
+
+    def _from_extra(self, bankrupt, flags):
+        current = self.current
+        for entry in self.extra:
+            winner = entry[-1]
+            account = winner.account
+            if current.get(account) is not entry or account == bankrupt or flags.get(account, False):
+                continue
+            yield (entry[0], entry[1], winner)
+
+    def _rank_pending(self) -> None:
+        model, market_id = self.book.model, self.market_id
+        for account in self.pending:
+            position = model.positions.get((account, market_id))
+            winner = None
+            if position is not None and position.size != 0:
+                winner = evaluate_winner(self.market, self.book.state(account, market_id))
+            if winner is None:
+                self.current[account] = None
+                continue
+            self._serial += 1
+            entry = (-winner.key, int(account, 16), self._serial, winner)
+            bisect.insort(self.extra, entry)
+            self.current[account] = entry
+        self.pending.clear()
+        if len(self.extra) > 2 * len(self.current) + 64:
+            self.extra = sorted(entry for entry in self.current.values() if entry is not None)

@@ -8,12 +8,13 @@ replayed on each gives the same figures.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import coincurve
-from eth_utils import keccak, to_checksum_address
+from Crypto.Hash import keccak as _keccak
 
 from backstop.keeper import USDC, WAD, Keeper, KeeperReport
 from backstop.scenario import Scenario
@@ -23,13 +24,30 @@ Progress = Callable[[int, int, str], None]
 
 def scenario_keys(seed: int, count: int, role: str = "trader") -> list[tuple[str, str]]:
     """(address, private key) of `count` accounts, the same for the same seed and role on every run
-    (coincurve derives 100,000 in a few seconds)."""
+    (coincurve derives 100,000 in a few seconds; kept for the next replay of the same scenario)."""
+    return list(_scenario_keys(seed, count, role))
+
+
+@functools.lru_cache(maxsize=8)
+def _scenario_keys(seed: int, count: int, role: str) -> tuple[tuple[str, str], ...]:
     keys = []
     for index in range(count):
-        key = keccak(f"backstop {role} {seed} {index}".encode())
+        key = keccak_256(f"backstop {role} {seed} {index}".encode()).digest()
         public = coincurve.PublicKey.from_secret(key).format(compressed=False)[1:]
-        keys.append((to_checksum_address(keccak(public)[-20:]), "0x" + key.hex()))
-    return keys
+        keys.append((_checksummed(keccak_256(public).digest()[-20:]), "0x" + key.hex()))
+    return tuple(keys)
+
+
+def _checksummed(address: bytes) -> str:
+    """EIP-55 checksum form of a 20-byte address (eth_utils.to_checksum_address, without its
+    validation layers, which cost more than the hashing at 100,000 accounts)."""
+    lower = address.hex()
+    digest = keccak_256(lower.encode()).hexdigest()
+    return "0x" + "".join(c.upper() if d in "89abcdef" else c for c, d in zip(lower, digest))
+
+
+def keccak_256(data: bytes):
+    return _keccak.new(digest_bits=256, data=data)
 
 
 @dataclass

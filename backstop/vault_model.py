@@ -7,10 +7,9 @@ runs as one transaction of the exchange model: a revert restores both.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
-from backstop.model import ZERO_ADDRESS, Account, Model, _require, ceil_div
+from backstop.model import ZERO_ADDRESS, Account, Model, _require, atomic, ceil_div
 
 VIRTUAL_SHARES = 10**6  # InsuranceVault.VIRTUAL_SHARES
 VIRTUAL_ASSETS = 1  # InsuranceVault.VIRTUAL_ASSETS
@@ -25,21 +24,6 @@ class WithdrawalRequest:
     claimable_at: int
 
 
-def _transaction(action):
-    """Runs a vault action as a transaction of the whole exchange model."""
-
-    @functools.wraps(action)
-    def transaction(self, *args, **kwargs):
-        if not self.exchange.transactional:
-            return action(self, *args, **kwargs)
-        saved = self.exchange.snapshot()
-        try:
-            return action(self, *args, **kwargs)
-        except Exception:
-            self.exchange.restore(saved)
-            raise
-
-    return transaction
 
 
 class VaultModel:
@@ -79,13 +63,13 @@ class VaultModel:
         numerator, denominator = shares * (total_assets + VIRTUAL_ASSETS), self.total_supply + VIRTUAL_SHARES
         return ceil_div(numerator, denominator) if round_up else numerator // denominator
 
-    @_transaction
+    @atomic
     def deposit(self, caller: Account, assets: int, now: int) -> int:
         shares = self.convert_to_shares(assets, self._total_assets_checked(now))
         self._deposit(caller, assets, shares, now)
         return shares
 
-    @_transaction
+    @atomic
     def mint(self, caller: Account, shares: int, now: int) -> int:
         assets = self.convert_to_assets(shares, self._total_assets_checked(now), round_up=True)
         self._deposit(caller, assets, shares, now)
@@ -93,7 +77,7 @@ class VaultModel:
 
     # ------------------------------------------------------------ exits
 
-    @_transaction
+    @atomic
     def request_redeem(self, caller: Account, shares: int, now: int) -> int:
         _require(shares > 0, "InsuranceVault: zero shares")
         _require(now >= self.unlock_time.get(caller, 0), "InsuranceVault: shares locked")
@@ -104,7 +88,7 @@ class VaultModel:
         self.requests[request_id] = WithdrawalRequest(caller, shares, assets, now + self.withdrawal_delay)
         return request_id
 
-    @_transaction
+    @atomic
     def claim(self, caller: Account, request_id: int, now: int) -> int:
         request = self.requests.get(request_id)
         _require(request is not None, "InsuranceVault: unknown request")
@@ -121,7 +105,7 @@ class VaultModel:
             self.exchange.withdraw(self.address, assets, now)
         return assets
 
-    @_transaction
+    @atomic
     def transfer(self, caller: Account, to: Account, amount: int, now: int) -> None:
         _require(now >= self.unlock_time.get(caller, 0), "InsuranceVault: shares locked")
         self._transfer(caller, to, amount)

@@ -1,0 +1,151 @@
+"""The crash replay on the reference model (backstop/model_replay.py) and what makes it fast: a small
+replay under every policy keeps the invariants; the parallel sweep returns what one replay after
+the other returns; the winner book, the vectorised screen and the risk-aware level search give
+exactly what the plain code gives. No chain."""
+
+import dataclasses
+import random
+
+import pytest
+
+from backstop import adl_keeper, model_venue
+from backstop.adl import POLICY_NAMES, risk_aware_close_weight, risk_aware_haircut_weight
+from backstop.adl_planner import _Evaluated, _highest_close_level, _highest_haircut_level, _highest_level, plan_market, winner_states
+from backstop.deployment import ProtocolConfig
+from backstop.model_replay import replay_on_model, sweep_on_model
+from backstop.scenario import generate
+
+POLICIES = sorted(POLICY_NAMES)
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    return generate(100, seed=0)
+
+
+@pytest.fixture(scope="module")
+def small_vault():
+    """The default config with the vault's loss caps and position limits at 3%: it refuses most
+    takeovers of 100 traders, so accounts go bankrupt and ADL runs (about 20 rounds)."""
+    config = ProtocolConfig()
+    return dataclasses.replace(
+        config,
+        vault_loss_cap_per_event=config.vault_loss_cap_per_event * 3 // 100,
+        vault_loss_cap_per_day=config.vault_loss_cap_per_day * 3 // 100,
+        markets=tuple(dataclasses.replace(m, vault_max_position=m.vault_max_position * 3 // 100) for m in config.markets),
+    )
+
+
+@pytest.fixture(scope="module")
+def results(scenario, small_vault):
+    return {policy: replay_on_model(scenario, policy, small_vault) for policy in POLICIES}
+
+
+def _figures(result: dict) -> dict:
+    return {name: value for name, value in result.items() if name != "timings"}
+
+
+def test_replay_holds_the_invariants_under_every_policy(results):
+    for policy, result in results.items():
+        assert all(invariant["held"] for invariant in result["invariants"]), (policy, result["invariants"])
+        assert result["adl_rounds"], f"policy {policy}: the scenario no longer reaches ADL; the tests below would check nothing"
+        assert all(round_["haircuts"] == round_["deficit"] for round_ in result["adl_rounds"]), policy
+
+
+def test_sweep_returns_the_sequential_results(scenario, small_vault, results):
+    reported = []
+    swept = sweep_on_model(scenario, POLICIES, small_vault, processes=2, progress=lambda done, total, note: reported.append((done, total)))
+    assert list(swept) == POLICIES
+    assert reported == [(done, len(POLICIES)) for done in range(1, len(POLICIES) + 1)]
+    for policy in POLICIES:
+        assert _figures(swept[policy]) == _figures(results[policy]), policy
+
+
+def test_replay_without_the_fast_paths_gives_the_same_figures(scenario, small_vault, results, monkeypatch):
+    """No winner book (the executor reads `winner_states` and plans with `plan_market` each round)
+    and no vectorised pre-screen: the figures of the replay are the same to the last unit."""
+    plain_init = model_venue.TrackingModel.__init__
+
+    def without_book(self, *args, **kwargs):
+        plain_init(self, *args, **kwargs)
+        self.winner_book = None
+
+    monkeypatch.setattr(model_venue.TrackingModel, "__init__", without_book)
+    monkeypatch.setattr(model_venue, "VECTOR_SCREEN_MIN", 10**9)
+    for policy in POLICIES:
+        assert _figures(replay_on_model(scenario, policy, small_vault)) == _figures(results[policy]), policy
+
+
+def test_fast_paths_agree_with_the_plain_code_at_every_call(scenario, small_vault, monkeypatch):
+    """Every plan of the winner book equals `plan_market(winner_states(...))` at the same moment, the
+    hedged winners hit are the ones the books of the round show hedged, and the pre-screen only
+    clears accounts the per-account screen clears."""
+    checked = {"plans": 0, "screens": 0, "rounds": 0}
+    book_plan, not_cleared, resolve = model_venue.WinnerBook.plan, model_venue.AccountArrays.not_cleared, adl_keeper.ModelAdlExecutor.resolve
+    venues, seen_hedged = [], set()
+
+    def plan(self, bankrupt, market_id, market, now, batch_size):
+        book = winner_states(self.model, bankrupt, market_id, now)
+        seen_hedged.update(w.account for w in book if adl_keeper.is_hedged(w, market.price))
+        batches = book_plan(self, bankrupt, market_id, market, now, batch_size)
+        assert batches == plan_market(market, book, batch_size)
+        checked["plans"] += 1
+        return batches
+
+    def screen(self, accounts, marks, funding):
+        kept = not_cleared(self, accounts, marks, funding)
+        left_out = set(accounts) - set(kept)
+        assert all(venues[-1]._clear_of_maintenance(account, marks, funding) for account in left_out)
+        checked["screens"] += 1
+        return kept
+
+    def resolve_checked(self, account):
+        seen_hedged.clear()
+        metrics = resolve(self, account)
+        assert metrics.hedged_hit == sum(1 for winner in metrics.haircut_by_winner if winner in seen_hedged)
+        checked["rounds"] += 1
+        return metrics
+
+    venue_init = model_venue.ModelVenue.__init__
+
+    def remember_venue(self, *args, **kwargs):
+        venue_init(self, *args, **kwargs)
+        venues.append(self)
+
+    monkeypatch.setattr(model_venue.WinnerBook, "plan", plan)
+    monkeypatch.setattr(model_venue.AccountArrays, "not_cleared", screen)
+    monkeypatch.setattr(adl_keeper.ModelAdlExecutor, "resolve", resolve_checked)
+    monkeypatch.setattr(model_venue.ModelVenue, "__init__", remember_venue)
+    monkeypatch.setattr(model_venue, "VECTOR_SCREEN_MIN", 1)
+    for policy in POLICIES:
+        replay_on_model(scenario, policy, small_vault)
+    assert checked["plans"] > 0 and checked["screens"] > 0 and checked["rounds"] > 0
+
+
+def _book(rng: random.Random, count: int) -> list[_Evaluated]:
+    winners = []
+    for _ in range(count):
+        size = rng.choice([1, -1]) * rng.randint(10**15, 10**21)
+        value = rng.randint(1, 10**12)
+        net = rng.choice([1, -1, 0, 1]) * rng.randint(0, 10**13)
+        leverage = abs(net) * 10**18 // value
+        winners.append(_Evaluated("0x%040x" % rng.getrandbits(160), size, rng.randint(1, 10**11), value, leverage, leverage, net))
+    return sorted(winners, key=lambda w: (-w.net_leverage, int(w.account, 16)))
+
+
+def test_risk_aware_levels_are_the_bisections():
+    """The fast level search finds the level of the bisection over the whole range, for the haircut
+    and the close weights, whatever is needed (including more than the weights hold)."""
+    rng = random.Random(8)
+    for _ in range(40):
+        book = _book(rng, rng.choice([1, 2, 3, 10, 60]))
+        price = rng.randint(10**17, 10**23)
+        profits, sizes = sum(w.profit for w in book), sum(abs(w.size) for w in book)
+        for needed in (1, rng.randint(1, profits), profits, profits + 1):
+            expected = _highest_level(lambda level: [risk_aware_haircut_weight(w.profit, w.net_leverage, level) for w in book], needed)
+            assert _highest_haircut_level(book, needed) == expected
+        for needed in (1, rng.randint(1, sizes), sizes, sizes + 1):
+            expected = _highest_level(
+                lambda level: [risk_aware_close_weight(w.size, price, w.net_notional, w.value, level) for w in book], needed
+            )
+            assert _highest_close_level(book, price, needed) == expected
