@@ -1,5 +1,6 @@
 """Replays a crash scenario on the reference model: the same phases, keeper and figures as the chain
-replay (backstop/chain_replay.py), without a chain, so it scales to 100,000 traders.
+replay (backstop/chain_replay.py), without a chain, so it reaches crowds a chain replay cannot
+(10,000 traders in about half a minute per policy).
 
 `sweep_on_model` replays one scenario under several policies, in parallel processes.
 """
@@ -30,7 +31,7 @@ def replay_on_model(scenario: Scenario, policy: int, config: ProtocolConfig = Pr
     return ModelReplay(scenario, policy, config, log or (lambda line: None)).run(progress)
 
 
-# Under-pro-rata and risk-aware rounds touch every winner, queue rounds a few: the slow ones first,
+# Pro-rata and risk-aware rounds touch every winner, queue rounds a few: the slow ones first,
 # so two processes finish together.
 _HEAVY_FIRST = (2, 3, 0, 1)
 _SWEEP: tuple | None = None  # (scenario, config) for forked workers, which inherit it
