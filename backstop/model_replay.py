@@ -1,6 +1,6 @@
 """Replays a crash scenario on the reference model: the same phases, keeper and figures as the chain
 replay (backstop/chain_replay.py), without a chain, so it reaches crowds a chain replay cannot
-(10,000 traders in about half a minute per policy).
+(10,000 traders in 3 to 40 s per policy).
 
 `sweep_on_model` replays one scenario under several policies, in parallel processes.
 """

@@ -452,22 +452,26 @@ class WinnerBook:
         model = self.model
         count = model.market_count
         marks = [model.latest_prices(m)[1] for m in range(count)]
-        hits_of: dict = {}
-        for hit in closed.hits:
-            hits_of.setdefault(hit.winner, []).append(hit)
-        hedged = set()
-        for winner, hits in hits_of.items():
-            if not any(hit.haircut or hit.size_closed for hit in hits):
-                continue
-            hit_markets = {hit.market for hit in hits}
-            if len(hit_markets) == 1 and model.open_markets.get(winner, 0) & ~(1 << hits[0].market) == 0:
-                continue  # one market at every plan: nothing elsewhere to hedge it
+        hit, closes = set(), {}
+        for one in closed.hits:
+            if one.haircut or one.size_closed:
+                hit.add(one.winner)
+            if one.size_closed:
+                closes.setdefault(one.winner, []).append((one.market, one.size_closed))
+        open_markets, hedged = model.open_markets, set()
+        for winner in hit:
+            moved = closes.get(winner, ())
+            held = open_markets.get(winner, 0)
+            for market, _ in moved:
+                held |= 1 << market
+            if held & (held - 1) == 0:
+                continue  # one market at most at every plan: nothing elsewhere to hedge it
             sizes = [model.position(winner, m).size for m in range(count)]
             for market, price, bankrupt_size in reversed(planned):
                 direction = 1 if bankrupt_size > 0 else -1
-                for hit in hits:
-                    if hit.market == market:
-                        sizes[market] -= hit.size_closed * direction
+                for closed_market, size_closed in moved:
+                    if closed_market == market:
+                        sizes[market] -= size_closed * direction
                 size = sizes[market]
                 if size == 0 or (size > 0) == (bankrupt_size > 0):
                     continue

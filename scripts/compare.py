@@ -1,5 +1,5 @@
 """`ape run compare`: the ADL policy study. The same crash under every ADL policy, on the reference
-model (any size: 1,000 traders in seconds, 10,000 in about two minutes) and, for up to a few thousand traders, on chain
+model (1,000 traders in a second, 10,000 in about a minute) and, for up to a few thousand traders, on chain
 too, where both runs must agree figure by figure. Writes reports/compare/: a Markdown table of the
 issue's metrics per policy, the plots, and the raw figures as JSON.
 """
