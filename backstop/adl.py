@@ -60,6 +60,19 @@ def share(amount_left: int, weight: int, weight_left: int) -> int:
     return amount_left * weight // weight_left
 
 
+def queue_share(size_left: int, deficit_left: int, position: int) -> tuple[int, int]:
+    """A queue winner's (close, haircut) before the cap: as much of the size left as its position,
+    and the same share of the deficit left; once the size is matched, the deficit left."""
+    size = min(position, size_left)
+    return size, share(deficit_left, size, size_left) if size_left > 0 else deficit_left
+
+
+def capped_haircut(haircut: int, size: int, position: int, profit: int, value: int) -> int:
+    """A haircut capped by the winner's profit and account value; a partial close realises its PnL
+    rounded down, up to one unit below the marked value, so that unit stays with the winner."""
+    return min(haircut, profit, value - (1 if 0 < size < position else 0))
+
+
 def risk_aware_haircut_weight(profit: int, account_leverage: int, level: int) -> int:
     if account_leverage >= level:
         return profit
@@ -253,8 +266,7 @@ class AdlModel:
             state.last_key, state.last_account = candidate.key, winner
             position = abs(candidate.size)
             if is_queue(state.policy):
-                size = min(position, state.size_left)
-                haircut = share(state.deficit_left, size, state.size_left) if state.size_left > 0 else state.deficit_left
+                size, haircut = queue_share(state.size_left, state.deficit_left, position)
             else:
                 haircut_weight, close_weight = _weights(state, candidate, declaration)
                 _require(
@@ -265,9 +277,7 @@ class AdlModel:
                 size = min(position, share(state.size_left, close_weight, close_weight_left))
                 haircut_weight_left -= haircut_weight
                 close_weight_left -= close_weight
-            # A partial close realises its PnL rounded down, up to one unit below the marked value.
-            room = candidate.value - (1 if 0 < size < position else 0)
-            haircut = min(haircut, candidate.profit, room)
+            haircut = capped_haircut(haircut, size, position, candidate.profit, candidate.value)
             state.size_left -= size
             state.deficit_left -= haircut
             haircuts += haircut

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backstop import adl
-from backstop.adl import PRO_RATA, RISK_AWARE, Declaration, is_queue, leverage, share
+from backstop.adl import PRO_RATA, RISK_AWARE, Declaration, is_queue, leverage
 from backstop.model import WAD, Account, Model, notional, pnl
 
 DEFAULT_BATCH = 250  # winners per transaction: well under the gas cap at about 40k gas each
@@ -164,9 +164,8 @@ def _queue_prefix(market: MarketToResolve, ordered) -> list[_Evaluated]:
     for winner in ordered:
         if size_left == 0 and deficit_left == 0:
             break
-        size = min(abs(winner.size), size_left)
-        haircut = share(deficit_left, size, size_left) if size_left > 0 else deficit_left
-        haircut = min(haircut, winner.profit, winner.value - (1 if 0 < size < abs(winner.size) else 0))
+        size, haircut = adl.queue_share(size_left, deficit_left, abs(winner.size))
+        haircut = adl.capped_haircut(haircut, size, abs(winner.size), winner.profit, winner.value)
         size_left -= size
         deficit_left -= haircut
         chosen.append(winner)
