@@ -219,7 +219,13 @@ class AdlModel:
     @atomic
     def open_round(self, account: Account, now: int) -> None:
         exchange = self.exchange
-        deficit = exchange.adl_open(account, now)
+        _require(
+            exchange.bankrupt.get(account, False) and not exchange.in_adl_round.get(account, False), "AdlEngine: not flagged or round open"
+        )
+        value = exchange.account_health(account, now, fresh=True).value
+        _require(value < 0, "AdlEngine: account solvent")
+        exchange.set_account_flags(account, True, True)
+        deficit = -value
         open_mask = exchange.open_markets.get(account, 0)
         losses, sizes = {}, {}
         for market in _markets(open_mask):
@@ -285,7 +291,7 @@ class AdlModel:
             settlements.append((winner, size * direction, haircut))
             hits.append(Hit(account, winner, market, size, state.price, haircut))
 
-        self.exchange.adl_settle(account, market, state.price, settlements, now)
+        self.exchange.transfer_positions(account, market, state.price, settlements, now)
         self.hits.extend(hits)
         self.round_hits.setdefault(account, []).extend(hits)
         state.size_closed += closed
@@ -350,7 +356,7 @@ class AdlModel:
         if size == 0:
             return
         direction = 1 if state.bankrupt_size > 0 else -1
-        exchange.adl_settle(account, market, state.price, [(vault, size * direction, 0)], now)
+        exchange.transfer_positions(account, market, state.price, [(vault, size * direction, 0)], now)
         state.size_left -= size
         state.size_absorbed = size
         self.rounds[account].notional_absorbed += notional(size, state.price)
@@ -367,8 +373,17 @@ class AdlModel:
             self._close_round(account)
 
     def _close_round(self, account: Account) -> None:
+        exchange = self.exchange
         current = self.rounds[account]
-        residual = self.exchange.adl_close(account)
+        _require(exchange.open_markets.get(account, 0) == 0, "AdlEngine: round leaves a position")
+        residual = exchange.balance(account)
+        vault = exchange.insurance_account
+        if account != vault:
+            if residual > 0:
+                exchange.transfer_balance(account, vault, residual)
+            elif residual < 0:
+                exchange.transfer_balance(vault, account, -residual)
+        exchange.set_account_flags(account, False, False)
         hits = self.round_hits.pop(account, [])
         self.closed_rounds.append(
             ClosedRound(account, current.deficit, current.haircuts, current.notional_closed, current.notional_absorbed, residual, hits)

@@ -98,6 +98,7 @@ class Protocol:
     oracle: object
     pool: object
     clearinghouse: object
+    liquidation: object
     vault: object
     adl_engine: object
 
@@ -106,14 +107,15 @@ class Protocol:
 
 
 def deploy_protocol(project, owner, keeper, config: ProtocolConfig = ProtocolConfig()) -> Protocol:
-    """Deploys token, oracle, pool, clearinghouse, insurance vault and ADL engine from `owner`, wires
-    them, lists the markets and grants `keeper` and every address in `config.keepers` the keeper
-    role on the oracle, the clearinghouse and the ADL engine."""
+    """Deploys token, oracle, pool, clearinghouse, liquidation engine, insurance vault and ADL engine
+    from `owner`, wires them, lists the markets and grants `keeper` and every address in
+    `config.keepers` the keeper role on the oracle, the liquidation engine and the ADL engine."""
     token = owner.deploy(project.CollateralToken, "Backstop USD", "bUSD")
     oracle = owner.deploy(project.Oracle, config.max_move, config.staleness)
     pool = owner.deploy(project.MarginPool, token)
-    clearinghouse = owner.deploy(
-        project.Clearinghouse, oracle, pool, owner, config.liquidation_discount, config.liquidation_penalty, config.backstop_ratio
+    clearinghouse = owner.deploy(project.Clearinghouse, oracle, pool, owner)
+    liquidation = owner.deploy(
+        project.LiquidationEngine, clearinghouse, oracle, config.liquidation_discount, config.liquidation_penalty, config.backstop_ratio
     )
     vault = owner.deploy(
         project.InsuranceVault, token, pool, clearinghouse, config.vault_lockup, config.vault_withdrawal_delay,
@@ -122,16 +124,19 @@ def deploy_protocol(project, owner, keeper, config: ProtocolConfig = ProtocolCon
     adl_engine = owner.deploy(project.AdlEngine, clearinghouse, oracle)
     pool.set_clearinghouse(clearinghouse, sender=owner)
     clearinghouse.set_insurance_account(vault, sender=owner)
+    clearinghouse.set_liquidation_engine(liquidation, sender=owner)
     clearinghouse.set_adl_engine(adl_engine, sender=owner)
     for keeper_address in (keeper, *config.keepers):
         oracle.set_keeper(keeper_address, True, sender=owner)
-        clearinghouse.set_keeper(keeper_address, True, sender=owner)
+        liquidation.set_keeper(keeper_address, True, sender=owner)
         adl_engine.set_keeper(keeper_address, True, sender=owner)
     for market_id, market in enumerate(config.markets):
         oracle.initialize_feed(market_id, market.price, market.price, sender=owner)
         clearinghouse.list_market(market.params(), sender=owner)
         vault.set_max_position(market_id, market.vault_max_position, sender=owner)
-    return Protocol(token=token, oracle=oracle, pool=pool, clearinghouse=clearinghouse, vault=vault, adl_engine=adl_engine)
+    return Protocol(
+        token=token, oracle=oracle, pool=pool, clearinghouse=clearinghouse, liquidation=liquidation, vault=vault, adl_engine=adl_engine
+    )
 
 
 def deployment_document(protocol: Protocol, chain_id: int, config: ProtocolConfig) -> dict:

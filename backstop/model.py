@@ -7,11 +7,14 @@ functions of contracts/Oracle.vy, MarginPool.vy and Clearinghouse.vy (grouped by
 its `_private` methods their `@internal` functions. A failed check raises `ModelRevert(reason)`
 and, like a reverted transaction, leaves the state as it was. Wherever a contract reads
 `block.timestamp` the method takes `now`; wherever it reads `msg.sender` it takes the account.
+The waterfall engines are models of their own attached to this one (`liquidation`, `vault`,
+`adl`), so that their actions are transactions of the whole exchange.
 
-Not modelled (checked by the contract tests instead): caller roles (owner, keeper, clearinghouse),
-order signatures and hashes (an `Order` is its own key in `order_filled`, as its hash depends only
-on its fields), token transfers, events, batch-size limits, and integer overflow outside realistic
-ranges. Units: collateral 1e6; prices, sizes and fractions 1e18.
+Not modelled (checked by the contract tests instead): caller roles (owner, keeper, the waterfall
+engines), order signatures and hashes (an `Order` is its own key in `partly_filled`, as its hash
+depends only on its fields), the packing of storage, token transfers, events, batch-size limits,
+and integer overflow outside realistic ranges. Units: collateral 1e6; prices, sizes and fractions
+1e18.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import functools
 from dataclasses import dataclass, replace
 from typing import Hashable, NamedTuple
 
-from backstop.orders import Order  # the signed struct; the model keys `order_filled` by it
+from backstop.orders import Order  # the signed struct; the model keys `partly_filled` by it
 
 WAD = 10**18  # fixed_point.WAD
 NOTIONAL_SCALE = 10**30  # fixed_point.NOTIONAL_SCALE
 MAX_MARKETS = 16  # Clearinghouse.MAX_MARKETS
+NONCES_PER_WORD = 128  # Clearinghouse.NONCES_PER_WORD
 ZERO_ADDRESS = "0x" + "0" * 40  # empty(address)
 Account = Hashable  # any id; drivers use the checksummed address strings
 class ModelRevert(Exception):
@@ -176,10 +180,7 @@ class Model:
     # Whether every action restores the state when it reverts (a whole-state copy per action).
     transactional = True
 
-    def __init__(
-        self, max_move: int, staleness: int, insurance_account: Account, liquidation_discount: int,
-        liquidation_penalty: int, backstop_ratio: int = 2 * WAD // 3,
-    ):
+    def __init__(self, max_move: int, staleness: int, insurance_account: Account):
         # Oracle
         self.feeds: dict[int, PriceFeed] = {}
         self._set_max_move(max_move)
@@ -198,35 +199,35 @@ class Model:
         self.short_open_interest: dict[int, int] = {}
         self.positions: dict[tuple[Account, int], Position] = {}
         self.open_markets: dict[Account, int] = {}
-        self.order_filled: dict[Order, int] = {}
+        self.nonce_bitmap: dict[tuple[Account, int], int] = {}
+        self.partly_filled: dict[Order, int] = {}
         self.bankrupt: dict[Account, bool] = {}
         self.adl_rounds_open = 0
         self.in_adl_round: dict[Account, bool] = {}
         self._set_insurance_account(insurance_account)
-        self._set_liquidation_params(liquidation_discount, liquidation_penalty)
-        self._set_backstop_ratio(backstop_ratio)
-        # InsuranceVault (backstop/vault_model.py), attached by `VaultModel(...)`; None until then.
+        # The waterfall engines, attached by `LiquidationModel(...)` (backstop/liquidation_model.py),
+        # `VaultModel(...)` (backstop/vault_model.py) and `AdlModel(...)` (backstop/adl.py); None until then.
+        self.liquidation = None
         self.vault = None
-        # AdlEngine (backstop/adl.py), attached by `AdlModel(...)`; None until then.
         self.adl = None
 
+    _ATTACHED = ("liquidation", "vault", "adl")
+
     def snapshot(self) -> dict:
-        """A copy of the whole state, the vault's included (dict values are immutable, so shallow copies suffice)."""
-        attached = ("vault", "adl")
-        state = {name: value.copy() if isinstance(value, dict) else value for name, value in vars(self).items() if name not in attached}
-        for name in attached:
+        """A copy of the whole state, the engines' included (dict values are immutable, so shallow copies suffice)."""
+        state = {name: value.copy() if isinstance(value, dict) else value for name, value in vars(self).items() if name not in self._ATTACHED}
+        for name in self._ATTACHED:
             state[name] = getattr(self, name).snapshot() if getattr(self, name) else None
         return state
 
     def restore(self, saved: dict) -> None:
-        vault, adl = self.vault, self.adl
+        attached = {name: getattr(self, name) for name in self._ATTACHED}
         vars(self).clear()
-        vars(self).update({name: value.copy() if isinstance(value, dict) else value for name, value in saved.items() if name not in ("vault", "adl")})
-        self.vault, self.adl = vault, adl
-        if vault:
-            vault.restore(saved["vault"])
-        if adl:
-            adl.restore(saved["adl"])
+        vars(self).update({name: value.copy() if isinstance(value, dict) else value for name, value in saved.items() if name not in self._ATTACHED})
+        vars(self).update(attached)
+        for name, engine in attached.items():
+            if engine:
+                engine.restore(saved[name])
 
     def position(self, account: Account, market: int) -> Position:
         return self.positions.get((account, market), _NO_POSITION)
@@ -358,14 +359,6 @@ class Model:
         self._set_market(market, params)
 
     @atomic
-    def set_liquidation_params(self, discount: int, penalty: int) -> None:
-        self._set_liquidation_params(discount, penalty)
-
-    @atomic
-    def set_backstop_ratio(self, ratio: int) -> None:
-        self._set_backstop_ratio(ratio)
-
-    @atomic
     def set_insurance_account(self, insurance: Account) -> None:
         self._set_insurance_account(insurance)
 
@@ -384,165 +377,38 @@ class Model:
     @atomic
     def cancel_order(self, account: Account, order: Order) -> None:
         _require(order.account == account, "Clearinghouse: not the order's account")
-        self.order_filled[order] = abs(order.size)
+        key = (account, order.nonce // NONCES_PER_WORD)
+        self.nonce_bitmap[key] = self.nonce_bitmap.get(key, 0) | (2 << (order.nonce % NONCES_PER_WORD * 2))
 
     @atomic
     def accrue_funding(self, market: int, now: int) -> None:
         self._check_listed(market)
         self._accrue_funding(market, now)
 
-    @atomic
-    def liquidate(self, liquidator: Account, account: Account, market: int, size: int, now: int) -> int:
-        """Returns the base units taken over."""
-        _require(account != liquidator, "Clearinghouse: cannot liquidate yourself")
+    # ------------------------------------------------------------ Clearinghouse: waterfall hooks (called by the engines)
+
+    def transfer_positions(self, account: Account, market: int, price: int, transfers: list[tuple[Account, int, int]], now: int) -> None:
+        """`transfers`: (counterparty, its signed size change, its payment to `account`)."""
         self._check_listed(market)
-        _require(not self.bankrupt.get(account, False), "Clearinghouse: account bankrupt")
-        _require(not self.bankrupt.get(liquidator, False), "Clearinghouse: liquidator bankrupt")
-        position_size = self.position(account, market).size
-        _require(position_size != 0, "Clearinghouse: no position")
-        mark = self._accrue_with_fresh_prices(market, now)
-
-        before = self._health(account, False, now)
-        _require(before.value >= 0, "Clearinghouse: account bankrupt")
-        _require(before.value < before.maintenance_margin, "Clearinghouse: account healthy")
-
-        taken = min(size, abs(position_size))
-        _require(taken > 0, "Clearinghouse: zero size")
-        account_delta = -taken if position_size > 0 else taken
-        self._trade(account, market, account_delta, mark, False)
-        self._trade(liquidator, market, -account_delta, mark, False)
-
-        after = self._health(account, False, now)
-        available = max(after.value, 0)
-        taken_notional = notional(account_delta, mark)
-        discount = min(taken_notional * self.liquidation_discount // WAD, available)
-        penalty = min(taken_notional * self.liquidation_penalty // WAD, available - discount)
-        if discount > 0:
-            self.transfer_balance(account, liquidator, discount)
-        if penalty > 0:
-            self.transfer_balance(account, self.insurance_account, penalty)
-        value_after = after.value - (discount + penalty)
-
-        if taken < abs(position_size):
-            _require(
-                value_after * before.maintenance_margin > before.value * after.maintenance_margin,
-                "Clearinghouse: partial liquidation must leave the account healthier",
-            )
-        health = self._health(liquidator, True, now)
-        _require(health.value >= health.initial_margin, "Clearinghouse: liquidator below initial margin")
-        # The Liquidation event's fields, for replays that follow the model like a chain.
-        self.last_liquidation = (taken, mark, discount, penalty)
-        return taken
-
-    @atomic
-    def backstop(self, caller_is_keeper: bool, account: Account, now: int) -> str:
-        """Returns "" if the vault took the account over, else the refusal reason (the event's)."""
-        vault = self.insurance_account
-        _require(account != vault, "Clearinghouse: the vault cannot take itself over")
-        _require(not self.in_adl_round.get(account, False), "Clearinghouse: account in an ADL round")
-        open_mask = self.open_markets.get(account, 0)
-        _require(open_mask != 0, "Clearinghouse: no position")
-        health = self._health(account, True, now)
-        line = health.maintenance_margin if caller_is_keeper else health.maintenance_margin * self.backstop_ratio // WAD
-        _require(health.value < line, "Clearinghouse: account above the backstop line")
-
-        refusal = self._takeover_refusal(account, vault, health.value, now)
-        if refusal:
-            if health.value < 0:
-                self.bankrupt[account] = True
-            return refusal
-
-        for market in range(MAX_MARKETS):
-            if open_mask & (1 << market) == 0:
-                continue
-            mark = self._accrue_with_fresh_prices(market, now)
-            size = self.position(account, market).size
-            self._trade(account, market, -size, mark, False)
-            self._trade(vault, market, size, mark, False)
-        balance = self.balance(account)
-        if balance > 0:
-            self.transfer_balance(account, vault, balance)
-        elif balance < 0:
-            self.transfer_balance(vault, account, -balance)
-        self.vault.record_takeover(max(-balance, 0), now)
-        self.bankrupt[account] = False
-        return ""
-
-    def _takeover_refusal(self, account: Account, vault: Account, account_value: int, now: int) -> str:
-        if self.bankrupt.get(vault, False):
-            return "vault flagged bankrupt"
-        if account_value < 0 and -account_value > self.vault.loss_allowance(now):
-            return "loss above the vault's allowance"
-        equity_after = self._health(vault, True, now).value + account_value
-        if equity_after <= 0:
-            return "vault equity exhausted"
-        notional_after = 0
-        both_mask = self.open_markets.get(account, 0) | self.open_markets.get(vault, 0)
-        for market in range(MAX_MARKETS):
-            if both_mask & (1 << market) == 0:
-                continue
-            mark = self.fresh_prices(market, now)[1]
-            vault_size = self.position(vault, market).size
-            size_after = vault_size + self.position(account, market).size
-            if abs(size_after) > abs(vault_size) and abs(size_after) > self.vault.max_position.get(market, 0):
-                return "position above the vault's limit"
-            notional_after += ceil_div(abs(size_after) * mark, NOTIONAL_SCALE)
-        if notional_after * WAD > self.vault.max_leverage * equity_after:
-            return "leverage above the vault's limit"
-        return ""
-
-    @atomic
-    def flag_bankruptcy(self, account: Account, now: int) -> int:
-        """Returns the deficit (the event's field)."""
-        _require(not self.bankrupt.get(account, False), "Clearinghouse: already bankrupt")
-        value = self._health(account, False, now).value
-        _require(value < 0, "Clearinghouse: account solvent")
-        self.bankrupt[account] = True
-        return -value
-
-    @atomic
-    def clear_bankruptcy(self, account: Account, now: int) -> None:
-        _require(self.bankrupt.get(account, False), "Clearinghouse: not bankrupt")
-        _require(not self.in_adl_round.get(account, False), "Clearinghouse: account in an ADL round")
-        _require(self._health(account, False, now).value >= 0, "Clearinghouse: account still in deficit")
-        self.bankrupt[account] = False
-
-    # ------------------------------------------------------------ Clearinghouse: ADL hooks (called by backstop/adl.py)
-
-    def adl_open(self, account: Account, now: int) -> int:
-        _require(self.bankrupt.get(account, False) and not self.in_adl_round.get(account, False), "Clearinghouse: not flagged or round open")
-        value = self._health(account, True, now).value
-        _require(value < 0, "Clearinghouse: account solvent")
-        self.in_adl_round[account] = True
-        self.adl_rounds_open += 1
-        return -value
-
-    def adl_settle(self, account: Account, market: int, price: int, settlements: list[tuple[Account, int, int]], now: int) -> None:
-        """`settlements`: (counterparty, its signed size change, its haircut)."""
-        _require(self.in_adl_round.get(account, False), "Clearinghouse: no ADL round open")
         self._accrue_funding(market, now)
-        total_size = total_haircut = 0
-        for counterparty, size, haircut in settlements:
-            self._trade(counterparty, market, size, price, False, -haircut)
+        total_size = total_payment = 0
+        for counterparty, size, payment in transfers:
+            self._trade(counterparty, market, size, price, False, -payment)
             total_size += size
-            total_haircut += haircut
+            total_payment += payment
         if total_size != 0:
-            self._trade(account, market, -total_size, price, False, total_haircut)
-        elif total_haircut > 0:
-            self.settle(account, total_haircut)
+            self._trade(account, market, -total_size, price, False, total_payment)
+        elif total_payment > 0:
+            self.settle(account, total_payment)
 
-    def adl_close(self, account: Account) -> int:
-        _require(self.in_adl_round.get(account, False), "Clearinghouse: no ADL round open")
-        _require(self.open_markets.get(account, 0) == 0, "Clearinghouse: ADL round leaves a position")
-        residual = self.balance(account)
-        vault = self.insurance_account
-        if account != vault and residual != 0:
-            self.settle(account, -residual)
-            self.settle(vault, residual)
-        self.in_adl_round[account] = False
-        self.adl_rounds_open -= 1
-        self.bankrupt[account] = False
-        return residual
+    def set_account_flags(self, account: Account, bankrupt: bool, in_adl_round: bool) -> None:
+        was_in_round = self.in_adl_round.get(account, False)
+        if in_adl_round and not was_in_round:
+            self.adl_rounds_open += 1
+        elif was_in_round and not in_adl_round:
+            self.adl_rounds_open -= 1
+        self.bankrupt[account] = bankrupt
+        self.in_adl_round[account] = in_adl_round
 
     # ------------------------------------------------------------ Clearinghouse: views
 
@@ -551,6 +417,13 @@ class Model:
             return False
         health = self._health(account, True, now)
         return health.value - amount >= health.initial_margin
+
+    def filled_size(self, order: Order) -> int:
+        word = self.nonce_bitmap.get((order.account, order.nonce // NONCES_PER_WORD), 0)
+        bit = order.nonce % NONCES_PER_WORD * 2
+        if word & (2 << bit):
+            return abs(order.size)
+        return self.partly_filled.get(order, 0) if word & (1 << bit) else 0
 
     def account_health(self, account: Account, now: int, fresh: bool = False) -> AccountHealth:
         """The contract's `account_health` (fresh=False) and `_health` (either)."""
@@ -597,9 +470,23 @@ class Model:
         _require(not self.bankrupt.get(order.account, False), "Clearinghouse: account bankrupt")
         _require(now <= order.expiry, "Clearinghouse: order expired")
         # "Clearinghouse: bad signature" is checked here by the contract; not modelled.
-        filled = self.order_filled.get(order, 0) + size
-        _require(filled <= abs(order.size), "Clearinghouse: fill exceeds order remaining")
-        self.order_filled[order] = filled
+        key = (order.account, order.nonce // NONCES_PER_WORD)
+        bit = order.nonce % NONCES_PER_WORD * 2
+        word = self.nonce_bitmap.get(key, 0)
+        order_size = abs(order.size)
+        partly = word & (1 << bit) != 0
+        filled = size
+        if word & (2 << bit):
+            filled = order_size + size
+        elif partly:
+            filled += self.partly_filled.get(order, 0)
+        _require(filled <= order_size, "Clearinghouse: fill exceeds order remaining")
+        if filled == order_size:
+            self.nonce_bitmap[key] = word | (2 << bit)
+            self.partly_filled.pop(order, None)
+        else:
+            self.nonce_bitmap[key] = word | (1 << bit)
+            self.partly_filled[order] = filled
 
     def _trade(self, account: Account, market: int, delta: int, price: int, reduce_only: bool, adjustment: int = 0) -> bool:
         """Applies a size change at `price` and credits `adjustment` (an ADL haircut) with it;
@@ -709,15 +596,6 @@ class Model:
         _require(params.funding_premium_cap <= WAD, "Clearinghouse: funding cap above 100%")
         _require(params.funding_period > 0, "Clearinghouse: zero funding period")
         self.markets[market] = params
-
-    def _set_liquidation_params(self, discount: int, penalty: int) -> None:
-        _require(discount + penalty < WAD, "Clearinghouse: liquidation fees of 100% or more")
-        self.liquidation_discount = discount
-        self.liquidation_penalty = penalty
-
-    def _set_backstop_ratio(self, ratio: int) -> None:
-        _require(ratio <= WAD, "Clearinghouse: backstop ratio above 100%")
-        self.backstop_ratio = ratio
 
     def _set_insurance_account(self, insurance: Account) -> None:
         _require(insurance != ZERO_ADDRESS, "Clearinghouse: zero insurance account")

@@ -20,7 +20,7 @@
 """
 
 from snekmate.auth import ownable
-from interfaces import IAdlClearinghouse
+from interfaces import IWaterfallClearinghouse
 from interfaces import IInsuranceVault
 from interfaces import IMarginPool
 from interfaces import IOracle
@@ -157,10 +157,12 @@ MAX_RANKED: constant(uint256) = 10000
 
 # ---------------------------------------------------------------- storage
 
-# @dev Positions, account values and the settlement hooks.
-clearinghouse: public(immutable(IAdlClearinghouse))
+# @dev Positions, account values and the waterfall hooks.
+clearinghouse: public(immutable(IWaterfallClearinghouse))
 # @dev Mark prices.
 oracle: public(immutable(IOracle))
+# @dev Collateral balances (read only; they move through the clearinghouse).
+pool: public(immutable(IMarginPool))
 # @dev ADL policy per market (adl_math constants).
 policy: public(HashMap[uint256, uint256])
 # @dev The open round of each bankrupt account (all zero when none).
@@ -172,7 +174,7 @@ market_rounds: public(HashMap[address, HashMap[uint256, MarketRound]])
 # ---------------------------------------------------------------- constructor
 
 @deploy
-def __init__(clearing: IAdlClearinghouse, price_oracle: IOracle):
+def __init__(clearing: IWaterfallClearinghouse, price_oracle: IOracle):
     """
     @notice Deploys the engine; the deployer becomes owner. Every market starts on the
             BitMEX-style queue; wire it with `Clearinghouse.set_adl_engine`.
@@ -182,6 +184,7 @@ def __init__(clearing: IAdlClearinghouse, price_oracle: IOracle):
     ownable.__init__()
     clearinghouse = clearing
     oracle = price_oracle
+    pool = IMarginPool(staticcall clearing.pool())
 
 
 # ---------------------------------------------------------------- owner
@@ -216,7 +219,13 @@ def open_round(account: address):
     @param account The bankrupt account.
     """
     keeper_roles._check_keeper()
-    deficit: uint256 = extcall clearinghouse.adl_open(account)
+    flags: IWaterfallClearinghouse.AccountFlag = staticcall clearinghouse.account_flags(account)
+    assert IWaterfallClearinghouse.AccountFlag.BANKRUPT in flags and IWaterfallClearinghouse.AccountFlag.IN_ADL_ROUND not in flags, "AdlEngine: not flagged or round open"
+    # Fresh prices: the deficit fixes the haircuts of the whole round.
+    value: int256 = (staticcall clearinghouse.fresh_account_health(account)).value
+    assert value < 0, "AdlEngine: account solvent"
+    extcall clearinghouse.set_account_flags(account, flags | IWaterfallClearinghouse.AccountFlag.IN_ADL_ROUND)
+    deficit: uint256 = convert(-value, uint256)
     open_mask: uint256 = staticcall clearinghouse.open_markets(account)
 
     losses: uint256[MAX_MARKETS] = empty(uint256[MAX_MARKETS])
@@ -227,7 +236,7 @@ def open_round(account: address):
         if open_mask & (1 << market) == 0:
             continue
         price: uint256 = self._fresh_mark(market)
-        position: IAdlClearinghouse.Position = staticcall clearinghouse.positions(account, market)
+        position: IWaterfallClearinghouse.Position = staticcall clearinghouse.positions(account, market)
         losses[market] = convert(max(-margin_math.pnl(position.size, position.entry_price, price), 0), uint256)
         sizes[market] = convert(abs(position.size), uint256)
         total_loss += losses[market]
@@ -288,22 +297,21 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
     direction: int256 = 1 if state.bankrupt_size > 0 else -1
     haircut_weight_left: uint256 = declaration.haircut_weight
     close_weight_left: uint256 = declaration.close_weight
-    settlements: DynArray[IAdlClearinghouse.AdlSettlement, MAX_CANDIDATES] = []
+    transfers: DynArray[IWaterfallClearinghouse.PositionTransfer, MAX_CANDIDATES] = []
     haircuts: uint256 = 0
     closed: uint256 = 0
 
     # Each winner's account value is summed here from its pool balance and positions, with every
     # market's latest mark and funding index read once per call: the same figure as
     # Clearinghouse.account_health, without its margin requirements and per-account price reads.
-    pool: IMarginPool = IMarginPool(staticcall clearinghouse.pool())
     marks: uint256[MAX_MARKETS] = empty(uint256[MAX_MARKETS])
     indices: int256[MAX_MARKETS] = empty(int256[MAX_MARKETS])
     loaded: uint256 = 0
 
     for winner: address in winners:
         assert state.size_left > 0 or state.deficit_left > 0, "AdlEngine: market already resolved"
-        assert not staticcall clearinghouse.bankrupt(winner), "AdlEngine: winner bankrupt"
-        held: IAdlClearinghouse.Position = staticcall clearinghouse.positions(winner, market)
+        assert not self._is_bankrupt(winner), "AdlEngine: winner bankrupt"
+        held: IWaterfallClearinghouse.Position = staticcall clearinghouse.positions(winner, market)
         assert held.size != 0 and (held.size > 0) != (state.bankrupt_size > 0), "AdlEngine: winner not on the opposite side"
         open_mask: uint256 = staticcall clearinghouse.open_markets(winner)
         missing: uint256 = open_mask & ~loaded
@@ -324,7 +332,7 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
             if open_mask & (1 << other) == 0:
                 continue
             open_mask &= ~(1 << other)
-            other_position: IAdlClearinghouse.Position = held
+            other_position: IWaterfallClearinghouse.Position = held
             if other != market:
                 other_position = staticcall clearinghouse.positions(winner, other)
             account_value += margin_math.pnl(other_position.size, other_position.entry_price, marks[other])
@@ -371,10 +379,10 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
         state.deficit_left -= haircut
         haircuts += haircut
         closed += size
-        settlements.append(IAdlClearinghouse.AdlSettlement(account=winner, size=convert(size, int256) * direction, haircut=haircut))
+        transfers.append(IWaterfallClearinghouse.PositionTransfer(counterparty=winner, size=convert(size, int256) * direction, payment=haircut))
         log AdlHit(account=account, winner=winner, market=market, size_closed=size, price=state.price, haircut=haircut)
 
-    extcall clearinghouse.adl_settle(account, market, state.price, settlements)
+    extcall clearinghouse.transfer_positions(account, market, state.price, transfers)
     state.size_closed += closed
     self.market_rounds[account][market] = state
     current: Round = self.rounds[account]
@@ -477,10 +485,9 @@ def _absorb(account: address, market: uint256):
     if size == 0:
         return
     direction: int256 = 1 if state.bankrupt_size > 0 else -1
-    settlements: DynArray[IAdlClearinghouse.AdlSettlement, MAX_CANDIDATES] = [
-        IAdlClearinghouse.AdlSettlement(account=vault, size=convert(size, int256) * direction, haircut=0)
-    ]
-    extcall clearinghouse.adl_settle(account, market, state.price, settlements)
+    extcall clearinghouse.transfer_positions(
+        account, market, state.price, [IWaterfallClearinghouse.PositionTransfer(counterparty=vault, size=convert(size, int256) * direction, payment=0)]
+    )
     self.market_rounds[account][market].size_left = state.size_left - size
     self.market_rounds[account][market].size_absorbed = size
     self.rounds[account].notional_absorbed += margin_math.notional(convert(size, int256), state.price)
@@ -518,7 +525,20 @@ def _close_round(account: address):
 
 @internal
 def _finish_round(account: address, finished: Round):
-    residual: int256 = extcall clearinghouse.adl_close(account)
+    """
+    @dev Closes a round once the account is flat: what is left in its balance (funding while the
+         round ran, rounding of partial closes) goes to or comes from the insurance vault, so the
+         account ends at exactly zero, and its flags are lifted.
+    """
+    assert staticcall clearinghouse.open_markets(account) == 0, "AdlEngine: round leaves a position"
+    residual: int256 = staticcall pool.balance_of(account)
+    vault: address = staticcall clearinghouse.insurance_account()
+    if account != vault:
+        if residual > 0:
+            extcall clearinghouse.transfer_balance(account, vault, convert(residual, uint256))
+        elif residual < 0:
+            extcall clearinghouse.transfer_balance(vault, account, convert(-residual, uint256))
+    extcall clearinghouse.set_account_flags(account, empty(IWaterfallClearinghouse.AccountFlag))
     log AdlRoundClosed(
         account=account, deficit=finished.deficit, haircuts=finished.haircuts, notional_closed=finished.notional_closed,
         notional_absorbed=finished.notional_absorbed, residual=residual,
@@ -529,9 +549,9 @@ def _finish_round(account: address, finished: Round):
 @internal
 @view
 def _ranking_key(account: address, market: uint256, long_side: bool) -> uint256:
-    if staticcall clearinghouse.bankrupt(account):
+    if self._is_bankrupt(account):
         return 0
-    position: IAdlClearinghouse.Position = staticcall clearinghouse.positions(account, market)
+    position: IWaterfallClearinghouse.Position = staticcall clearinghouse.positions(account, market)
     if position.size == 0 or (position.size > 0) != long_side:
         return 0
     market_policy: uint256 = self.policy[market]
@@ -545,7 +565,7 @@ def _ranking_key(account: address, market: uint256, long_side: bool) -> uint256:
 
 @internal
 @view
-def _evaluate(account: address, market: uint256, position: IAdlClearinghouse.Position, price: uint256, market_policy: uint256) -> Candidate:
+def _evaluate(account: address, market: uint256, position: IWaterfallClearinghouse.Position, price: uint256, market_policy: uint256) -> Candidate:
     """
     @dev A position's profit at `price`, its account's value and the policy's ranking key.
          The key is zero for a position without profit or an account without value.
@@ -555,7 +575,7 @@ def _evaluate(account: address, market: uint256, position: IAdlClearinghouse.Pos
 
 @internal
 @view
-def _evaluate_at(account: address, market: uint256, position: IAdlClearinghouse.Position, price: uint256, market_policy: uint256, account_value: int256) -> Candidate:
+def _evaluate_at(account: address, market: uint256, position: IWaterfallClearinghouse.Position, price: uint256, market_policy: uint256, account_value: int256) -> Candidate:
     """
     @dev `_evaluate` with the account's value (at the latest prices) already known.
     """
@@ -605,7 +625,7 @@ def _vault_capacity(vault: address, account: address, market: uint256, price: ui
          its position limit and its leverage limit. Zero for a vault that is bankrupt, in a
          round, the account itself, or without value. Floor on every bound.
     """
-    if vault == account or staticcall clearinghouse.bankrupt(vault) or staticcall clearinghouse.in_adl_round(vault):
+    if vault == account or staticcall clearinghouse.account_flags(vault) != empty(IWaterfallClearinghouse.AccountFlag):
         return 0
     value: int256 = (staticcall clearinghouse.account_health(vault)).value
     if value <= 0:
@@ -630,6 +650,12 @@ def _vault_capacity(vault: address, account: address, market: uint256, price: ui
     if allowed > gross:
         leverage_room += (allowed - gross) * fixed_point.NOTIONAL_SCALE // price
     return min(position_room, leverage_room)
+
+
+@internal
+@view
+def _is_bankrupt(account: address) -> bool:
+    return IWaterfallClearinghouse.AccountFlag.BANKRUPT in staticcall clearinghouse.account_flags(account)
 
 
 @internal

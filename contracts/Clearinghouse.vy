@@ -2,42 +2,39 @@
 # pragma nonreentrancy on
 """
 @title Clearinghouse
-@notice Markets, positions, funding and open interest of the perpetual exchange. Settles matched
-        EIP-712 signed orders inside a price band around the oracle, keeps every account's cross
-        margin over all markets and accrues funding lazily. The waterfall for a failing account:
-        1. below maintenance margin anyone may `liquidate` it at the mark (discount to the
-           liquidator, penalty to the insurance vault);
-        2. below `backstop_ratio` x maintenance margin (or below maintenance when a keeper found no
-           liquidator) anyone may `backstop` it: the insurance vault takes over every position and
-           all remaining collateral, covering a deficit within its loss cap, if its risk limits allow;
-        3. an account with negative value that the vault refuses is flagged bankrupt and frozen;
-           the ADL engine (contracts/AdlEngine.vy) then resolves it through the `adl_*` hooks:
-           opposite-side winners pay its deficit and its positions are offset at one price per
-           market. Withdrawals wait while an ADL round is open.
+@notice Markets, positions, signed orders, funding and margin of the perpetual exchange. Settles
+        matched EIP-712 signed orders inside a price band around the oracle, keeps every account's
+        cross margin over all markets and accrues funding lazily.
+        The waterfall that resolves a failing account lives in two contracts of its own, which
+        act on the books only through this contract's role-guarded hooks:
+        - the LiquidationEngine (contracts/LiquidationEngine.vy): liquidation through the market,
+          the insurance vault's takeover, bankruptcy flags;
+        - the AdlEngine (contracts/AdlEngine.vy): auto-deleveraging of a bankrupt account.
+        Both move positions at a price they fix (`transfer_positions`), move collateral balances
+        (`transfer_balance`) and set an account's flags (`set_account_flags`). A bankrupt account
+        cannot trade or withdraw; withdrawals wait while an ADL round is open.
 @dev Account value = pool balance + unrealised PnL + unsettled funding, over all open markets.
      Collateral lives in the MarginPool; this contract tells the pool what to credit and debit.
      Every multiply-divide rounds in the pool's favour (see modules/margin_math.vy).
+     Storage is packed where a fill touches it: a position is two slots (size and entry price in
+     one), an account's open markets and flags share one word, and an order filled in full or
+     cancelled is one bit of its account's nonce bitmap.
 """
 
 from snekmate.auth import ownable
 from snekmate.utils import ecdsa
 from snekmate.utils import eip712_domain_separator
-from interfaces import IInsuranceVault
 from interfaces import IMarginPool
 from interfaces import IOracle
 from modules import fixed_point
-from modules import keeper_roles
 from modules import margin_math
 
 initializes: ownable
-initializes: keeper_roles[ownable := ownable]
 initializes: eip712_domain_separator
 
 exports: (
     ownable.owner,
     ownable.transfer_ownership,
-    keeper_roles.is_keeper,
-    keeper_roles.set_keeper,
     eip712_domain_separator.eip712Domain,
 )
 
@@ -70,53 +67,31 @@ event FundingAccrued:
     funding_index: int256
     timestamp: uint256
 
-event Liquidation:
+event UpdateAccountFlags:
     account: indexed(address)
-    liquidator: indexed(address)
-    market: indexed(uint256)
-    size: uint256
-    price: uint256
-    discount: uint256
-    penalty: uint256
-
-event BankruptcyFlagged:
-    account: indexed(address)
-    deficit: uint256
-
-event BankruptcyCleared:
-    account: indexed(address)
-
-event Takeover:
-    account: indexed(address)
-    vault: indexed(address)
-    # @dev the account's value handed over: positive is the vault's buffer, negative its loss
-    value: int256
-    markets: uint256
-
-event TakeoverRefused:
-    account: indexed(address)
-    vault: indexed(address)
-    reason: String[48]
+    flags: AccountFlag
 
 event UpdateMarket:
     market: indexed(uint256)
     params: MarketParams
 
-event UpdateLiquidationParams:
-    discount: uint256
-    penalty: uint256
-
 event UpdateInsuranceAccount:
     insurance_account: address
 
-event UpdateBackstopRatio:
-    backstop_ratio: uint256
+event UpdateLiquidationEngine:
+    liquidation_engine: address
 
 event UpdateAdlEngine:
     adl_engine: address
 
 
-# ---------------------------------------------------------------- structs
+# ---------------------------------------------------------------- flags and structs
+
+flag AccountFlag:
+    # @dev found with negative value: frozen until the vault or an ADL round resolves it
+    BANKRUPT
+    # @dev in an open ADL round: only the ADL engine acts on it
+    IN_ADL_ROUND
 
 struct MarketParams:
     # @dev initial margin fraction (1e18 = 100%), required to open or grow risk
@@ -140,6 +115,11 @@ struct Position:
     # @dev the market's funding index when funding was last settled into the pool balance
     funding_snapshot: int256
 
+struct StoredPosition:
+    # @dev the size as a 128-bit two's complement in the high half, the entry price in the low half
+    size_and_entry: uint256
+    funding_snapshot: int256
+
 struct Order:
     account: address
     market: uint256
@@ -147,7 +127,8 @@ struct Order:
     size: int256
     # @dev worst acceptable price: the highest for a buy, the lowest for a sell
     limit_price: uint256
-    # @dev any number that makes otherwise equal orders distinct
+    # @dev the order's id among its account's orders: once an order with this nonce is filled in
+    #      full or cancelled, no order of the account with the same nonce fills again
     nonce: uint256
     # @dev last timestamp at which the order may fill
     expiry: uint256
@@ -166,13 +147,13 @@ struct Fill:
     size: uint256
     price: uint256
 
-struct AdlSettlement:
-    # @dev an account trading against the bankrupt account: a winner or the vault
-    account: address
-    # @dev signed size change of `account`; the bankrupt account takes the opposite change
+struct PositionTransfer:
+    # @dev the account taking the other side of the transfer: a liquidator, the vault or an ADL winner
+    counterparty: address
+    # @dev signed size change of `counterparty`; the account transferring takes the opposite change
     size: int256
-    # @dev collateral moved from `account` to the bankrupt account
-    haircut: uint256
+    # @dev collateral moved from `counterparty` to the account transferring (an ADL haircut)
+    payment: uint256
 
 struct AccountHealth:
     # @dev pool balance + unrealised PnL + unsettled funding, collateral units
@@ -183,12 +164,22 @@ struct AccountHealth:
 
 # ---------------------------------------------------------------- constants
 
-# @dev Markets are ids 0 .. MAX_MARKETS - 1; an account's open markets fit in one bitmask word.
+# @dev Markets are ids 0 .. MAX_MARKETS - 1; an account's open markets fit in the low bits of its state word.
 MAX_MARKETS: constant(uint256) = 16
+OPEN_MARKETS_MASK: constant(uint256) = 2**MAX_MARKETS - 1
+# @dev An account's flags sit above its open markets in its state word.
+FLAGS_SHIFT: constant(uint256) = MAX_MARKETS
 # @dev Largest batch of fills in one `settle_fills` call.
 MAX_FILLS: constant(uint256) = 64
-# @dev Largest batch of counterparties in one `adl_settle` call.
-MAX_ADL_SETTLEMENTS: constant(uint256) = 400
+# @dev Largest batch of counterparties in one `transfer_positions` call.
+MAX_TRANSFERS: constant(uint256) = 400
+# @dev A position's size is a 128-bit two's complement: |size| < 2**127; its entry price < 2**128.
+SIZE_BOUND: constant(int256) = 2**127
+HALF_WORD: constant(uint256) = 2**128
+# @dev `_trade`'s balance when it did not call the pool (no balance is that negative).
+UNKNOWN_BALANCE: constant(int256) = min_value(int256)
+# @dev Two bits per nonce in a nonce bitmap word: bit 2k filled in part, bit 2k+1 filled in full or cancelled.
+NONCES_PER_WORD: constant(uint256) = 128
 ORDER_TYPEHASH: constant(bytes32) = keccak256(
     "Order(address account,uint256 market,int256 size,uint256 limit_price,uint256 nonce,uint256 expiry,bool reduce_only)"
 )
@@ -212,50 +203,46 @@ funding_updated_at: public(HashMap[uint256, uint256])
 long_open_interest: public(HashMap[uint256, uint256])
 # @dev Sum of |short sizes| per market; always equal to the long side.
 short_open_interest: public(HashMap[uint256, uint256])
-# @dev Position per account per market.
-positions: public(HashMap[address, HashMap[uint256, Position]])
-# @dev Bit m set when the account has a position in market m.
-open_markets: public(HashMap[address, uint256])
-# @dev Base units filled per order hash; a cancelled order counts as filled in full.
-order_filled: public(HashMap[bytes32, uint256])
-# @dev Accounts found with negative value, frozen until the backstop or ADL resolves them.
-bankrupt: public(HashMap[address, bool])
-# @dev The insurance vault: credited with liquidation penalties, takes over failing accounts.
-insurance_account: public(address)
-# @dev Fraction of maintenance margin (1e18 = 100%) below which anyone may hand an account to the vault.
-backstop_ratio: public(uint256)
-# @dev The ADL engine: the only caller of the `adl_*` hooks.
-adl_engine: public(address)
+# @dev Position per account per market, packed (read it with `positions`).
+_positions: HashMap[address, HashMap[uint256, StoredPosition]]
+# @dev Per account: bit m set when it has a position in market m, its AccountFlag above them.
+_account_state: HashMap[address, uint256]
+# @dev Per account and nonce word (nonce // 128): two bits per nonce, see NONCES_PER_WORD.
+nonce_bitmap: public(HashMap[address, HashMap[uint256, uint256]])
+# @dev Base units filled of an order filled in part only (an order filled in full is a nonce bit).
+_partly_filled: HashMap[bytes32, uint256]
 # @dev Number of open ADL rounds; withdrawals wait while it is above zero.
 adl_rounds_open: public(uint256)
-# @dev Accounts in an open ADL round: the backstop and `clear_bankruptcy` leave them alone.
-in_adl_round: public(HashMap[address, bool])
-# @dev Liquidator's discount as a fraction of the notional liquidated (1e18 = 100%).
-liquidation_discount: public(uint256)
-# @dev Insurance penalty as a fraction of the notional liquidated.
-liquidation_penalty: public(uint256)
+# @dev The insurance vault: credited with liquidation penalties, takes over failing accounts.
+insurance_account: public(address)
+# @dev The LiquidationEngine: may move positions and balances and flag accounts through the hooks.
+liquidation_engine: public(address)
+# @dev The AdlEngine: may move positions and balances and flag accounts through the hooks.
+adl_engine: public(address)
+# @dev Inside `settle_fills` only: the fresh prices already read per market, and bit m set for
+#      each market read. The oracle cannot change during the call (it calls nothing that could
+#      move a price), so a batch reads each market once; cleared before the call returns.
+_batch_index_price: transient(HashMap[uint256, uint256])
+_batch_mark_price: transient(HashMap[uint256, uint256])
+_batch_markets_read: transient(uint256)
+_batch_open: transient(bool)
 
 
 # ---------------------------------------------------------------- constructor
 
 @deploy
-def __init__(price_oracle: IOracle, margin_pool: IMarginPool, insurance: address, discount: uint256, penalty: uint256, ratio: uint256):
+def __init__(price_oracle: IOracle, margin_pool: IMarginPool, insurance: address):
     """
     @notice Deploys the clearinghouse; the deployer becomes owner.
     @param price_oracle The oracle.
     @param margin_pool The margin pool (wire it back with `MarginPool.set_clearinghouse`).
-    @param insurance The insurance vault (or, before one is deployed, any account for penalties).
-    @param discount Liquidator's discount, fraction of notional (1e18 = 100%).
-    @param penalty Insurance penalty, fraction of notional.
-    @param ratio Backstop ratio, fraction of maintenance margin (Hyperliquid uses 2/3).
+    @param insurance The insurance vault (or, before one is deployed, any account).
     """
     ownable.__init__()
     eip712_domain_separator.__init__("Backstop", "1")
     oracle = price_oracle
     pool = margin_pool
     self._set_insurance_account(insurance)
-    self._set_liquidation_params(discount, penalty)
-    self._set_backstop_ratio(ratio)
 
 
 # ---------------------------------------------------------------- owner
@@ -292,18 +279,6 @@ def set_market_params(market: uint256, params: MarketParams):
 
 
 @external
-def set_liquidation_params(discount: uint256, penalty: uint256):
-    """
-    @notice Sets the liquidator's discount and the insurance penalty.
-    @dev Owner only. Their sum must stay below 100%.
-    @param discount Fraction of the notional liquidated paid to the liquidator.
-    @param penalty Fraction of the notional liquidated paid to the insurance account.
-    """
-    ownable._check_owner()
-    self._set_liquidation_params(discount, penalty)
-
-
-@external
 def set_insurance_account(insurance: address):
     """
     @notice Sets the insurance vault: penalty recipient and taker of failing accounts.
@@ -315,20 +290,21 @@ def set_insurance_account(insurance: address):
 
 
 @external
-def set_backstop_ratio(ratio: uint256):
+def set_liquidation_engine(engine: address):
     """
-    @notice Sets the fraction of maintenance margin below which anyone may hand an account to the vault.
-    @dev Owner only; at most 100%.
-    @param ratio 1e18 = 100%.
+    @notice Sets the LiquidationEngine, one of the two contracts allowed to use the waterfall hooks.
+    @dev Owner only. Zero disables liquidation, the vault's takeovers and bankruptcy flags.
+    @param engine The LiquidationEngine.
     """
     ownable._check_owner()
-    self._set_backstop_ratio(ratio)
+    self.liquidation_engine = engine
+    log UpdateLiquidationEngine(liquidation_engine=engine)
 
 
 @external
 def set_adl_engine(engine: address):
     """
-    @notice Sets the ADL engine, the only contract allowed to resolve bankrupt accounts.
+    @notice Sets the AdlEngine, one of the two contracts allowed to use the waterfall hooks.
     @dev Owner only. Zero disables ADL.
     @param engine The AdlEngine.
     """
@@ -350,20 +326,33 @@ def settle_fills(fills: DynArray[Fill, MAX_FILLS]):
          non-negative value otherwise.
     @param fills The fills, settled in order.
     """
+    self._batch_open = True
     for fill: Fill in fills:
         self._settle_fill(fill)
+    read: uint256 = self._batch_markets_read
+    for market: uint256 in range(MAX_MARKETS):
+        if read == 0:
+            break
+        if read & (1 << market) != 0:
+            read &= ~(1 << market)
+            self._batch_index_price[market] = 0
+            self._batch_mark_price[market] = 0
+    self._batch_markets_read = 0
+    self._batch_open = False
 
 
 @external
 def cancel_order(order: Order):
     """
-    @notice Cancels the rest of one of the caller's orders.
+    @notice Cancels the rest of one of the caller's orders, and with it every order of the caller
+            that carries the same nonce.
     @param order The order as signed.
     """
     assert order.account == msg.sender, "Clearinghouse: not the order's account"
-    order_hash: bytes32 = self._order_hash(order)
-    self.order_filled[order_hash] = convert(abs(order.size), uint256)
-    log OrderCancelled(account=msg.sender, order_hash=order_hash)
+    word: uint256 = order.nonce // NONCES_PER_WORD
+    done_bit: uint256 = 2 << (order.nonce % NONCES_PER_WORD * 2)
+    self.nonce_bitmap[msg.sender][word] |= done_bit
+    log OrderCancelled(account=msg.sender, order_hash=self._order_hash(order))
 
 
 @external
@@ -376,223 +365,128 @@ def accrue_funding(market: uint256):
     self._accrue_funding(market)
 
 
-# ---------------------------------------------------------------- liquidation
+# ---------------------------------------------------------------- waterfall hooks
 
 @external
-def liquidate(account: address, market: uint256, size: uint256) -> uint256:
+def transfer_positions(account: address, market: uint256, price: uint256, transfers: DynArray[PositionTransfer, MAX_TRANSFERS]):
     """
-    @notice Takes over (part of) a position of an account below maintenance margin at the oracle
-            mark. The liquidator receives a discount and the insurance account a penalty, both
-            fractions of the notional taken and both bounded by what the account has left, so
-            the liquidation never makes the account's value negative.
-    @dev The size is clamped to the current position, so a keeper's stale figure is safe. A
-         partial take-over must leave the account healthier (higher value per unit of maintenance
-         margin); the liquidator must end at or above initial margin.
-    @param account The account to liquidate.
-    @param market The market of the position taken over.
-    @param size Base units to take over; clamped to the position.
-    @return The base units taken over.
-    """
-    assert account != msg.sender, "Clearinghouse: cannot liquidate yourself"
-    self._check_listed(market)
-    assert not self.bankrupt[account], "Clearinghouse: account bankrupt"
-    assert not self.bankrupt[msg.sender], "Clearinghouse: liquidator bankrupt"
-    position_size: int256 = self.positions[account][market].size
-    assert position_size != 0, "Clearinghouse: no position"
-    mark: uint256 = self._accrue_with_fresh_prices(market)
-
-    before: AccountHealth = self._health(account, False)
-    assert before.value >= 0, "Clearinghouse: account bankrupt"
-    assert before.value < convert(before.maintenance_margin, int256), "Clearinghouse: account healthy"
-
-    taken: uint256 = min(size, convert(abs(position_size), uint256))
-    assert taken > 0, "Clearinghouse: zero size"
-    account_delta: int256 = -convert(taken, int256) if position_size > 0 else convert(taken, int256)
-    self._trade(account, market, account_delta, mark, False, 0)
-    self._trade(msg.sender, market, -account_delta, mark, False, 0)
-
-    after: AccountHealth = self._health(account, False)
-    # Fees come out of what the account has left, discount first: a liquidation never bankrupts.
-    # Floor on both: they move balance between accounts, never out of the pool.
-    available: uint256 = convert(max(after.value, 0), uint256)
-    taken_notional: uint256 = margin_math.notional(account_delta, mark)
-    discount: uint256 = min(taken_notional * self.liquidation_discount // fixed_point.WAD, available)
-    penalty: uint256 = min(taken_notional * self.liquidation_penalty // fixed_point.WAD, available - discount)
-    if discount > 0:
-        extcall pool.transfer_balance(account, msg.sender, discount)
-    if penalty > 0:
-        extcall pool.transfer_balance(account, self.insurance_account, penalty)
-    value_after: int256 = after.value - convert(discount + penalty, int256)
-
-    # A position taken over in full always passes: below (discount + penalty) / maintenance fraction
-    # of its margin no partial take-over can raise an account's margin ratio, and such an account
-    # must still be liquidatable market by market.
-    if taken < convert(abs(position_size), uint256):
-        assert value_after * convert(before.maintenance_margin, int256) > before.value * convert(after.maintenance_margin, int256), "Clearinghouse: partial liquidation must leave the account healthier"
-    liquidator: AccountHealth = self._health(msg.sender, True)
-    assert liquidator.value >= convert(liquidator.initial_margin, int256), "Clearinghouse: liquidator below initial margin"
-
-    log Liquidation(account=account, liquidator=msg.sender, market=market, size=taken, price=mark, discount=discount, penalty=penalty)
-    return taken
-
-
-@external
-def backstop(account: address) -> bool:
-    """
-    @notice Hands a failing account to the insurance vault: the vault takes over every position at
-            the mark and all remaining collateral; the trader keeps nothing. If the account's value
-            is negative the vault covers the deficit, but only within its loss allowance.
-    @dev Anyone may call once the account's value is below `backstop_ratio` x maintenance margin; a
-         keeper may call below maintenance margin (a liquidation found no taker). The vault's
-         risk limits (loss allowance, position per market, leverage) are checked on the state
-         after the takeover; if one would break, nothing moves, `TakeoverRefused` names the limit,
-         and a bankrupt account is flagged for ADL.
-    @param account The failing account.
-    @return True if the vault took the account over, False if it refused.
-    """
-    vault: address = self.insurance_account
-    assert account != vault, "Clearinghouse: the vault cannot take itself over"
-    self._check_no_adl_round(account)
-    open_mask: uint256 = self.open_markets[account]
-    assert open_mask != 0, "Clearinghouse: no position"
-    health: AccountHealth = self._health(account, True)
-    line: uint256 = health.maintenance_margin if keeper_roles.is_keeper[msg.sender] else health.maintenance_margin * self.backstop_ratio // fixed_point.WAD
-    assert health.value < convert(line, int256), "Clearinghouse: account above the backstop line"
-
-    refusal: String[48] = self._takeover_refusal(account, vault, health.value)
-    if refusal != "":
-        log TakeoverRefused(account=account, vault=vault, reason=refusal)
-        if health.value < 0 and not self.bankrupt[account]:
-            self.bankrupt[account] = True
-            log BankruptcyFlagged(account=account, deficit=convert(-health.value, uint256))
-        return False
-
-    markets: uint256 = 0
-    for market: uint256 in range(MAX_MARKETS):
-        if open_mask & (1 << market) == 0:
-            continue
-        mark: uint256 = self._accrue_with_fresh_prices(market)
-        size: int256 = self.positions[account][market].size
-        self._trade(account, market, -size, mark, False, 0)
-        self._trade(vault, market, size, mark, False, 0)
-        markets += 1
-    # Positions closed at the mark realise exactly their marked value, so the balance left is the
-    # account's value: a buffer the vault keeps, or a deficit it pays.
-    balance: int256 = staticcall pool.balance_of(account)
-    if balance > 0:
-        extcall pool.transfer_balance(account, vault, convert(balance, uint256))
-    elif balance < 0:
-        extcall pool.transfer_balance(vault, account, convert(-balance, uint256))
-    extcall IInsuranceVault(vault).record_takeover(account, convert(max(-balance, 0), uint256))
-    self.bankrupt[account] = False
-    log Takeover(account=account, vault=vault, value=balance, markets=markets)
-    return True
-
-
-@external
-def flag_bankruptcy(account: address):
-    """
-    @notice Marks an account with negative value as bankrupt: it can no longer trade, withdraw or be
-            liquidated through the market; the backstop and ADL layers resolve it.
-    @dev Anyone may call. Uses the latest prices (no freshness needed to recognise a loss).
-    @param account The account.
-    """
-    assert not self.bankrupt[account], "Clearinghouse: already bankrupt"
-    value: int256 = self._health(account, False).value
-    assert value < 0, "Clearinghouse: account solvent"
-    self.bankrupt[account] = True
-    log BankruptcyFlagged(account=account, deficit=convert(-value, uint256))
-
-
-@external
-def clear_bankruptcy(account: address):
-    """
-    @notice Lifts the bankruptcy flag of an account whose value is no longer negative (prices
-            recovered or it was topped up), so it can trade, withdraw and be liquidated again.
-    @dev Anyone may call. Uses the latest prices, as `flag_bankruptcy` does.
-    @param account The account.
-    """
-    assert self.bankrupt[account], "Clearinghouse: not bankrupt"
-    self._check_no_adl_round(account)
-    assert self._health(account, False).value >= 0, "Clearinghouse: account still in deficit"
-    self.bankrupt[account] = False
-    log BankruptcyCleared(account=account)
-
-
-# ---------------------------------------------------------------- ADL hooks
-
-@external
-def adl_open(account: address) -> uint256:
-    """
-    @notice Opens an ADL round for a flagged account whose value is still negative; withdrawals
-            wait until the round closes.
-    @dev ADL engine only. Fresh prices: the deficit fixes the haircuts of the whole round.
-    @param account The bankrupt account.
-    @return The deficit D (collateral units).
-    """
-    self._check_adl_engine()
-    assert self.bankrupt[account] and not self.in_adl_round[account], "Clearinghouse: not flagged or round open"
-    value: int256 = self._health(account, True).value
-    assert value < 0, "Clearinghouse: account solvent"
-    self.in_adl_round[account] = True
-    self.adl_rounds_open += 1
-    return convert(-value, uint256)
-
-
-@external
-def adl_settle(account: address, market: uint256, price: uint256, settlements: DynArray[AdlSettlement, MAX_ADL_SETTLEMENTS]):
-    """
-    @notice Trades the bankrupt account against winners (and the vault) at the round's price and
-            moves each winner's haircut to it.
-    @dev ADL engine only; the engine has checked sides, sizes and haircuts. Each counterparty's
-         realised PnL, funding and haircut settle in one pool call; the bankrupt account's trade
-         is the sum of theirs.
-    @param account The bankrupt account, in an open round.
+    @notice Moves position between `account` and counterparties at `price`, with collateral
+            payments from each counterparty to `account`: a liquidation, the vault's takeover, an
+            ADL round's closes and haircuts. Funding accrues first; each side's realised PnL,
+            funding and payment settle in one pool call per account.
+    @dev LiquidationEngine and AdlEngine only; they have checked sides, sizes, prices, payments
+         and every margin rule. No open-interest cap applies: these transfers resolve risk.
+    @param account The account whose position is taken over (liquidated, bankrupt).
     @param market The market.
-    @param price The round's price for this market (the mark when the round opened).
-    @param settlements Counterparties, their size changes and haircuts.
+    @param price The price of every transfer.
+    @param transfers Counterparties, their size changes and payments.
     """
-    self._check_adl_engine()
-    assert self.in_adl_round[account], "Clearinghouse: no ADL round open"
+    self._check_waterfall()
+    self._check_listed(market)
     self._accrue_funding(market)
     total_size: int256 = 0
-    total_haircut: uint256 = 0
-    for settlement: AdlSettlement in settlements:
-        self._trade(settlement.account, market, settlement.size, price, False, -convert(settlement.haircut, int256))
-        total_size += settlement.size
-        total_haircut += settlement.haircut
+    total_payment: uint256 = 0
+    for transfer: PositionTransfer in transfers:
+        self._trade(transfer.counterparty, market, transfer.size, price, False, -convert(transfer.payment, int256))
+        total_size += transfer.size
+        total_payment += transfer.payment
     if total_size != 0:
-        self._trade(account, market, -total_size, price, False, convert(total_haircut, int256))
-    elif total_haircut > 0:
-        extcall pool.settle(account, convert(total_haircut, int256))
+        self._trade(account, market, -total_size, price, False, convert(total_payment, int256))
+    elif total_payment > 0:
+        extcall pool.settle(account, convert(total_payment, int256))
 
 
 @external
-def adl_close(account: address) -> int256:
+def transfer_balance(sender: address, receiver: address, amount: uint256):
     """
-    @notice Closes an ADL round once the account is flat: what is left in its balance (funding
-            while the round ran, rounding of partial closes) goes to or comes from the insurance
-            vault, so the account ends at exactly zero, and its bankruptcy flag is lifted.
-    @dev ADL engine only.
-    @param account The account whose round closes.
-    @return The residual moved: positive to the vault, negative from it.
+    @notice Moves collateral balance between two accounts: liquidation fees, a takeover's
+            collateral or deficit, an ADL round's residual.
+    @dev LiquidationEngine and AdlEngine only.
+    @param sender The account debited.
+    @param receiver The account credited.
+    @param amount Collateral units.
     """
-    self._check_adl_engine()
-    assert self.in_adl_round[account], "Clearinghouse: no ADL round open"
-    assert self.open_markets[account] == 0, "Clearinghouse: ADL round leaves a position"
-    residual: int256 = staticcall pool.balance_of(account)
-    vault: address = self.insurance_account
-    if account != vault and residual != 0:
-        extcall pool.settle(account, -residual)
-        extcall pool.settle(vault, residual)
-    self.in_adl_round[account] = False
-    self.adl_rounds_open -= 1
-    self.bankrupt[account] = False
-    log BankruptcyCleared(account=account)
-    return residual
+    self._check_waterfall()
+    extcall pool.transfer_balance(sender, receiver, amount)
+
+
+@external
+def set_account_flags(account: address, flags: AccountFlag):
+    """
+    @notice Sets an account's flags: BANKRUPT freezes it (no trading, no withdrawal),
+            IN_ADL_ROUND marks it as resolved by an open ADL round (withdrawals wait meanwhile).
+    @dev LiquidationEngine and AdlEngine only.
+    @param account The account.
+    @param flags The account's flags from now on.
+    """
+    self._check_waterfall()
+    state: uint256 = self._account_state[account]
+    was_in_round: bool = AccountFlag.IN_ADL_ROUND in self._flags_of(state)
+    if AccountFlag.IN_ADL_ROUND in flags and not was_in_round:
+        self.adl_rounds_open += 1
+    elif was_in_round and AccountFlag.IN_ADL_ROUND not in flags:
+        self.adl_rounds_open -= 1
+    self._account_state[account] = (state & OPEN_MARKETS_MASK) | (convert(flags, uint256) << FLAGS_SHIFT)
+    log UpdateAccountFlags(account=account, flags=flags)
 
 
 # ---------------------------------------------------------------- views
+
+@external
+@view
+def positions(account: address, market: uint256) -> Position:
+    """
+    @notice An account's position in a market.
+    @param account The account.
+    @param market The market id.
+    @return Size (signed base units), entry price and funding snapshot.
+    """
+    return self._position(account, market)
+
+
+@external
+@view
+def open_markets(account: address) -> uint256:
+    """
+    @notice The markets an account holds a position in.
+    @param account The account.
+    @return Bit m set for market m.
+    """
+    return self._account_state[account] & OPEN_MARKETS_MASK
+
+
+@external
+@view
+def account_flags(account: address) -> AccountFlag:
+    """
+    @notice An account's flags (BANKRUPT, IN_ADL_ROUND).
+    @param account The account.
+    @return The flags.
+    """
+    return self._flags_of(self._account_state[account])
+
+
+@external
+@view
+def bankrupt(account: address) -> bool:
+    """
+    @notice Whether an account is flagged bankrupt: frozen until the vault or ADL resolves it.
+    @param account The account.
+    @return True if flagged.
+    """
+    return AccountFlag.BANKRUPT in self._flags_of(self._account_state[account])
+
+
+@external
+@view
+def in_adl_round(account: address) -> bool:
+    """
+    @notice Whether an account is being resolved by an open ADL round.
+    @param account The account.
+    @return True while its round is open.
+    """
+    return AccountFlag.IN_ADL_ROUND in self._flags_of(self._account_state[account])
+
 
 @external
 @view
@@ -604,7 +498,7 @@ def withdrawal_allowed(account: address, amount: uint256) -> bool:
     @param amount Token units to withdraw.
     @return True if the withdrawal is allowed.
     """
-    if self.adl_rounds_open > 0 or self.bankrupt[account]:
+    if self.adl_rounds_open > 0 or AccountFlag.BANKRUPT in self._flags_of(self._account_state[account]):
         return False
     health: AccountHealth = self._health(account, True)
     return health.value - convert(amount, int256) >= convert(health.initial_margin, int256)
@@ -619,6 +513,19 @@ def account_health(account: address) -> AccountHealth:
     @return value (collateral units, may be negative), initial and maintenance margin.
     """
     return self._health(account, False)
+
+
+@external
+@view
+def fresh_account_health(account: address) -> AccountHealth:
+    """
+    @notice `account_health` at fresh prices: what a rule that lets risk grow or moves an
+            account to another owner must see.
+    @dev Reverts if a market the account holds is paused or its price is stale.
+    @param account The account.
+    @return value (collateral units, may be negative), initial and maintenance margin.
+    """
+    return self._health(account, True)
 
 
 @external
@@ -658,6 +565,24 @@ def order_hash(order: Order) -> bytes32:
     return self._order_hash(order)
 
 
+@external
+@view
+def filled_size(order: Order) -> uint256:
+    """
+    @notice Base units of `order` that can no longer fill: all of it once it (or an order of its
+            account with the same nonce) was filled in full or cancelled, else what it filled.
+    @param order The order.
+    @return Base units, at most |order.size|.
+    """
+    word: uint256 = self.nonce_bitmap[order.account][order.nonce // NONCES_PER_WORD]
+    bit: uint256 = order.nonce % NONCES_PER_WORD * 2
+    if word & (2 << bit) != 0:
+        return convert(abs(order.size), uint256)
+    if word & (1 << bit) != 0:
+        return self._partly_filled[self._order_hash(order)]
+    return 0
+
+
 # ---------------------------------------------------------------- internals: trading
 
 @internal
@@ -683,39 +608,65 @@ def _settle_fill(fill: Fill):
     sell_hash: bytes32 = self._use_order(fill.sell, fill.size)
     traded: int256 = convert(fill.size, int256)
     open_interest_before: uint256 = self.long_open_interest[market]
-    buyer_grew: bool = self._trade(buy.account, market, traded, fill.price, buy.reduce_only, 0)
-    seller_grew: bool = self._trade(sell.account, market, -traded, fill.price, sell.reduce_only, 0)
+    buyer_grew: bool = False
+    buyer_balance: int256 = 0
+    seller_grew: bool = False
+    seller_balance: int256 = 0
+    buyer_grew, buyer_balance = self._trade(buy.account, market, traded, fill.price, buy.reduce_only, 0)
+    seller_grew, seller_balance = self._trade(sell.account, market, -traded, fill.price, sell.reduce_only, 0)
     # The cap stops growth only: a fill that shrinks open interest is always allowed.
     open_interest: uint256 = self.long_open_interest[market]
     assert open_interest <= open_interest_before or open_interest <= self.markets[market].max_open_interest, "Clearinghouse: open interest cap"
-    self._check_margin_after_trade(buy.account, buyer_grew)
-    self._check_margin_after_trade(sell.account, seller_grew)
+    self._check_margin_after_trade(buy.account, buyer_grew, buyer_balance)
+    self._check_margin_after_trade(sell.account, seller_grew, seller_balance)
     log Trade(market=market, buyer=buy.account, seller=sell.account, size=fill.size, price=fill.price, buy_order=buy_hash, sell_order=sell_hash)
 
 
 @internal
 def _use_order(signed: SignedOrder, size: uint256) -> bytes32:
+    """
+    @dev Checks an order and books `size` against it. An order filled in full in one go costs
+         one bit of a nonce word (shared by 128 nonces) instead of a fresh storage slot.
+    """
     order: Order = signed.order
-    assert not self.bankrupt[order.account], "Clearinghouse: account bankrupt"
+    assert AccountFlag.BANKRUPT not in self._flags_of(self._account_state[order.account]), "Clearinghouse: account bankrupt"
     assert block.timestamp <= order.expiry, "Clearinghouse: order expired"
     order_hash: bytes32 = self._order_hash(order)
     signer: address = ecdsa._try_recover_vrs(order_hash, signed.v, signed.r, signed.s)
     assert signer == order.account, "Clearinghouse: bad signature"
-    filled: uint256 = self.order_filled[order_hash] + size
-    assert filled <= convert(abs(order.size), uint256), "Clearinghouse: fill exceeds order remaining"
-    self.order_filled[order_hash] = filled
+
+    word_index: uint256 = order.nonce // NONCES_PER_WORD
+    bit: uint256 = order.nonce % NONCES_PER_WORD * 2
+    word: uint256 = self.nonce_bitmap[order.account][word_index]
+    order_size: uint256 = convert(abs(order.size), uint256)
+    filled: uint256 = size
+    partly_filled: bool = word & (1 << bit) != 0
+    if word & (2 << bit) != 0:
+        filled = order_size + size
+    elif partly_filled:
+        filled += self._partly_filled[order_hash]
+    assert filled <= order_size, "Clearinghouse: fill exceeds order remaining"
+    if filled == order_size:
+        self.nonce_bitmap[order.account][word_index] = word | (2 << bit)
+        if partly_filled:
+            self._partly_filled[order_hash] = 0
+    else:
+        if not partly_filled:
+            self.nonce_bitmap[order.account][word_index] = word | (1 << bit)
+        self._partly_filled[order_hash] = filled
     return order_hash
 
 
 @internal
-def _trade(account: address, market: uint256, delta: int256, price: uint256, reduce_only: bool, adjustment: int256) -> bool:
+def _trade(account: address, market: uint256, delta: int256, price: uint256, reduce_only: bool, adjustment: int256) -> (bool, int256):
     """
     @dev Applies a signed size change at `price`: settles the position's funding, realises PnL on
          the part closed, blends the entry price on the part added, and keeps open interest.
-         `adjustment` (an ADL haircut) is credited in the same pool call. Returns whether the
-         account's risk in this market grew (larger or flipped position).
+         `adjustment` (a payment of a position transfer) is credited in the same pool call.
+         Returns whether the account's risk in this market grew (larger or flipped position), and
+         its pool balance afterwards if the pool was called (else UNKNOWN_BALANCE).
     """
-    position: Position = self.positions[account][market]
+    position: Position = self._position(account, market)
     old_size: int256 = position.size
     new_size: int256 = old_size + delta
     index: int256 = self.funding_index[market]
@@ -734,32 +685,37 @@ def _trade(account: address, market: uint256, delta: int256, price: uint256, red
         settled += margin_math.pnl(old_size, position.entry_price, price)
         position.entry_price = price
 
-    position.size = new_size
-    position.funding_snapshot = index
-    self.positions[account][market] = position
+    self._store_position(account, market, new_size, position.entry_price, index)
     self._update_open_interest(market, old_size, new_size)
-    if new_size == 0:
-        self.open_markets[account] &= ~(1 << market)
-    else:
-        self.open_markets[account] |= 1 << market
+    state: uint256 = self._account_state[account]
+    new_state: uint256 = state & ~(1 << market) if new_size == 0 else state | (1 << market)
+    if new_state != state:
+        self._account_state[account] = new_state
+    balance: int256 = UNKNOWN_BALANCE
     if settled != 0:
-        extcall pool.settle(account, settled)
+        balance = extcall pool.settle(account, settled)
     log PositionUpdate(account=account, market=market, size=new_size, entry_price=position.entry_price, settled=settled)
-    return abs(new_size) > abs(old_size) or (old_size != 0 and new_size != 0 and (old_size > 0) != (new_size > 0))
+    grew: bool = abs(new_size) > abs(old_size) or (old_size != 0 and new_size != 0 and (old_size > 0) != (new_size > 0))
+    return grew, balance
 
 
 @internal
 def _update_open_interest(market: uint256, old_size: int256, new_size: int256):
     long_change: int256 = max(new_size, 0) - max(old_size, 0)
     short_change: int256 = max(-new_size, 0) - max(-old_size, 0)
-    self.long_open_interest[market] = convert(convert(self.long_open_interest[market], int256) + long_change, uint256)
-    self.short_open_interest[market] = convert(convert(self.short_open_interest[market], int256) + short_change, uint256)
+    if long_change != 0:
+        self.long_open_interest[market] = convert(convert(self.long_open_interest[market], int256) + long_change, uint256)
+    if short_change != 0:
+        self.short_open_interest[market] = convert(convert(self.short_open_interest[market], int256) + short_change, uint256)
 
 
 @internal
 @view
-def _check_margin_after_trade(account: address, risk_grew: bool):
-    health: AccountHealth = self._health(account, risk_grew)
+def _check_margin_after_trade(account: address, risk_grew: bool, balance: int256):
+    if balance == UNKNOWN_BALANCE:
+        balance = staticcall pool.balance_of(account)
+    # Grown risk needs fresh prices and the initial margin; otherwise the value alone is checked.
+    health: AccountHealth = self._health_from(account, balance, risk_grew, risk_grew)
     if risk_grew:
         assert health.value >= convert(health.initial_margin, int256), "Clearinghouse: below initial margin"
     else:
@@ -775,6 +731,32 @@ def _order_hash(order: Order) -> bytes32:
     return eip712_domain_separator._hash_typed_data_v4(struct_hash)
 
 
+# ---------------------------------------------------------------- internals: storage layout
+
+@internal
+@view
+def _position(account: address, market: uint256) -> Position:
+    stored: StoredPosition = self._positions[account][market]
+    high: uint256 = stored.size_and_entry >> 128
+    size: int256 = convert(high, int256)
+    if high >= HALF_WORD >> 1:
+        size -= convert(HALF_WORD, int256)
+    return Position(size=size, entry_price=stored.size_and_entry % HALF_WORD, funding_snapshot=stored.funding_snapshot)
+
+
+@internal
+def _store_position(account: address, market: uint256, size: int256, entry_price: uint256, funding_snapshot: int256):
+    assert size < SIZE_BOUND and size > -SIZE_BOUND and entry_price < HALF_WORD, "Clearinghouse: position out of range"
+    high: uint256 = convert(size, uint256) if size >= 0 else convert(size + convert(HALF_WORD, int256), uint256)
+    self._positions[account][market] = StoredPosition(size_and_entry=(high << 128) | entry_price, funding_snapshot=funding_snapshot)
+
+
+@internal
+@pure
+def _flags_of(state: uint256) -> AccountFlag:
+    return convert(state >> FLAGS_SHIFT, AccountFlag)
+
+
 # ---------------------------------------------------------------- internals: funding and health
 
 @internal
@@ -785,9 +767,41 @@ def _accrue_with_fresh_prices(market: uint256) -> uint256:
     """
     index_price: uint256 = 0
     mark_price: uint256 = 0
-    index_price, mark_price = staticcall oracle.fresh_prices(market)
-    self._store_funding_index(market, self._funding_index_now(market, index_price, mark_price))
+    index_price, mark_price = self._fresh_prices(market)
+    if self.funding_updated_at[market] != block.timestamp:
+        self._store_funding_index(market, self._funding_index_now(market, index_price, mark_price))
     return mark_price
+
+
+@internal
+def _fresh_prices(market: uint256) -> (uint256, uint256):
+    """
+    @dev The oracle's fresh prices; inside `settle_fills`, read once per market per call.
+    """
+    if self._batch_markets_read & (1 << market) != 0:
+        return self._batch_index_price[market], self._batch_mark_price[market]
+    index_price: uint256 = 0
+    mark_price: uint256 = 0
+    index_price, mark_price = staticcall oracle.fresh_prices(market)
+    if self._batch_open:
+        self._batch_index_price[market] = index_price
+        self._batch_mark_price[market] = mark_price
+        self._batch_markets_read |= 1 << market
+    return index_price, mark_price
+
+
+@internal
+@view
+def _prices(market: uint256, fresh: bool) -> (uint256, uint256):
+    """
+    @dev Fresh (or, if `fresh` is False, the latest) prices: what `settle_fills` has read in this
+         call if it has, else the oracle's. `_batch_markets_read` is zero outside `settle_fills`.
+    """
+    if self._batch_markets_read & (1 << market) != 0:
+        return self._batch_index_price[market], self._batch_mark_price[market]
+    if fresh:
+        return staticcall oracle.fresh_prices(market)
+    return staticcall oracle.latest_prices(market)
 
 
 @internal
@@ -795,13 +809,12 @@ def _accrue_funding(market: uint256):
     index_price: uint256 = 0
     mark_price: uint256 = 0
     index_price, mark_price = staticcall oracle.latest_prices(market)
-    self._store_funding_index(market, self._funding_index_now(market, index_price, mark_price))
+    if self.funding_updated_at[market] != block.timestamp:
+        self._store_funding_index(market, self._funding_index_now(market, index_price, mark_price))
 
 
 @internal
 def _store_funding_index(market: uint256, index: int256):
-    if self.funding_updated_at[market] == block.timestamp:
-        return
     self.funding_index[market] = index
     self.funding_updated_at[market] = block.timestamp
     log FundingAccrued(market=market, funding_index=index, timestamp=block.timestamp)
@@ -826,8 +839,17 @@ def _health(account: address, fresh: bool) -> AccountHealth:
     @dev Cross-margin health over the account's open markets. `fresh` demands fresh, unpaused
          prices (for checks that let risk grow); otherwise the latest prices are used.
     """
-    health: AccountHealth = AccountHealth(value=staticcall pool.balance_of(account), initial_margin=0, maintenance_margin=0)
-    open_mask: uint256 = self.open_markets[account]
+    return self._health_from(account, staticcall pool.balance_of(account), fresh, True)
+
+
+@internal
+@view
+def _health_from(account: address, balance: int256, fresh: bool, margins: bool) -> AccountHealth:
+    """
+    @dev `_health` from a known pool balance; without `margins` both requirements stay zero.
+    """
+    health: AccountHealth = AccountHealth(value=balance, initial_margin=0, maintenance_margin=0)
+    open_mask: uint256 = self._account_state[account] & OPEN_MARKETS_MASK
     for market: uint256 in range(MAX_MARKETS):
         if open_mask == 0:
             break
@@ -836,67 +858,24 @@ def _health(account: address, fresh: bool) -> AccountHealth:
         open_mask &= ~(1 << market)
         index_price: uint256 = 0
         mark_price: uint256 = 0
-        if fresh:
-            index_price, mark_price = staticcall oracle.fresh_prices(market)
-        else:
-            index_price, mark_price = staticcall oracle.latest_prices(market)
-        position: Position = self.positions[account][market]
+        index_price, mark_price = self._prices(market, fresh)
+        position: Position = self._position(account, market)
         funding_index: int256 = self._funding_index_now(market, index_price, mark_price)
         health.value += margin_math.pnl(position.size, position.entry_price, mark_price)
         health.value += margin_math.funding_payment(position.size, funding_index, position.funding_snapshot)
+        if not margins:
+            continue
         health.initial_margin += margin_math.margin_requirement(position.size, mark_price, self.markets[market].initial_margin)
         health.maintenance_margin += margin_math.margin_requirement(position.size, mark_price, self.markets[market].maintenance_margin)
     return health
 
 
-# ---------------------------------------------------------------- internals: backstop
+# ---------------------------------------------------------------- internals: parameters and roles
 
 @internal
 @view
-def _takeover_refusal(account: address, vault: address, account_value: int256) -> String[48]:
-    """
-    @dev The first of the vault's limits that taking `account` over would break, or "" if none:
-         its loss allowance, its largest position per market, its leverage afterwards.
-    """
-    if self.bankrupt[vault]:
-        return "vault flagged bankrupt"
-    if account_value < 0 and convert(-account_value, uint256) > staticcall IInsuranceVault(vault).loss_allowance():
-        return "loss above the vault's allowance"
-    vault_health: AccountHealth = self._health(vault, True)
-    equity_after: int256 = vault_health.value + account_value
-    if equity_after <= 0:
-        return "vault equity exhausted"
-    notional_after: uint256 = 0
-    both_mask: uint256 = self.open_markets[account] | self.open_markets[vault]
-    for market: uint256 in range(MAX_MARKETS):
-        if both_mask & (1 << market) == 0:
-            continue
-        index_price: uint256 = 0
-        mark_price: uint256 = 0
-        index_price, mark_price = staticcall oracle.fresh_prices(market)
-        vault_size: int256 = self.positions[vault][market].size
-        size_after: int256 = vault_size + self.positions[account][market].size
-        if abs(size_after) > abs(vault_size) and convert(abs(size_after), uint256) > staticcall IInsuranceVault(vault).max_position(market):
-            return "position above the vault's limit"
-        # Ceiling: the limit check counts the larger notional.
-        notional_after += fixed_point.ceil_div(convert(abs(size_after), uint256) * mark_price, fixed_point.NOTIONAL_SCALE)
-    if notional_after * fixed_point.WAD > staticcall IInsuranceVault(vault).max_leverage() * convert(equity_after, uint256):
-        return "leverage above the vault's limit"
-    return ""
-
-
-# ---------------------------------------------------------------- internals: parameters
-
-@internal
-@view
-def _check_adl_engine():
-    assert msg.sender == self.adl_engine, "Clearinghouse: caller is not the ADL engine"
-
-
-@internal
-@view
-def _check_no_adl_round(account: address):
-    assert not self.in_adl_round[account], "Clearinghouse: account in an ADL round"
+def _check_waterfall():
+    assert msg.sender == self.liquidation_engine or msg.sender == self.adl_engine, "Clearinghouse: caller is not a waterfall engine"
 
 
 @internal
@@ -916,21 +895,6 @@ def _set_market(market: uint256, params: MarketParams):
     assert params.funding_period > 0, "Clearinghouse: zero funding period"
     self.markets[market] = params
     log UpdateMarket(market=market, params=params)
-
-
-@internal
-def _set_liquidation_params(discount: uint256, penalty: uint256):
-    assert discount + penalty < fixed_point.WAD, "Clearinghouse: liquidation fees of 100% or more"
-    self.liquidation_discount = discount
-    self.liquidation_penalty = penalty
-    log UpdateLiquidationParams(discount=discount, penalty=penalty)
-
-
-@internal
-def _set_backstop_ratio(ratio: uint256):
-    assert ratio <= fixed_point.WAD, "Clearinghouse: backstop ratio above 100%"
-    self.backstop_ratio = ratio
-    log UpdateBackstopRatio(backstop_ratio=ratio)
 
 
 @internal

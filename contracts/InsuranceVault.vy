@@ -4,7 +4,7 @@
 @title InsuranceVault
 @notice The second layer of the waterfall: an ERC-4626 vault whose depositors own an account in the
         margin pool. It earns liquidation penalties and the buffer of the accounts it takes over,
-        and bears the deficits it covers. The clearinghouse hands it failing accounts; the vault's
+        and bears the deficits it covers. The LiquidationEngine hands it failing accounts; the vault's
         risk limits (leverage, position per market, loss per event and per day) decide what it
         may accept, so it can never be drained without limit.
 @dev Share price = the vault's account value in the pool, marked to market (`totalAssets`), over
@@ -107,7 +107,7 @@ SECONDS_PER_DAY: constant(uint256) = 86400
 collateral: immutable(IERC20)
 # @dev The margin pool that holds the vault's account.
 pool: public(immutable(IMarginPool))
-# @dev The clearinghouse: marks the vault's account and hands it failing accounts.
+# @dev The clearinghouse: marks the vault's account to market and names the LiquidationEngine.
 clearinghouse: public(immutable(IClearinghouse))
 # @dev Seconds a depositor's shares stay locked after their last deposit.
 lockup_period: public(uint256)
@@ -296,11 +296,11 @@ def transferFrom(owner: address, to: address, amount: uint256) -> bool:
 def record_takeover(account: address, loss: uint256):
     """
     @notice Books the deficit of an account the vault has just taken over against today's cap.
-    @dev Clearinghouse only; it has checked `loss_allowance` first.
+    @dev The clearinghouse's LiquidationEngine only; it has checked `loss_allowance` first.
     @param account The account taken over.
     @param loss The deficit covered (0 if the account still had value).
     """
-    assert msg.sender == clearinghouse.address, "InsuranceVault: caller is not the clearinghouse"
+    assert msg.sender == staticcall clearinghouse.liquidation_engine(), "InsuranceVault: caller is not the liquidation engine"
     today: uint256 = block.timestamp // SECONDS_PER_DAY
     if today != self.loss_day:
         self.loss_day = today

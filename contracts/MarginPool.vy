@@ -155,17 +155,19 @@ def withdraw(amount: uint256):
 # ---------------------------------------------------------------- clearinghouse
 
 @external
-def settle(account: address, amount: int256):
+def settle(account: address, amount: int256) -> int256:
     """
     @notice Credits (positive) or debits (negative) an account: realised PnL and funding.
     @dev Clearinghouse only. The clearinghouse rounds every amount in the pool's favour.
     @param account The account.
     @param amount Signed token units.
+    @return The account's balance afterwards (the clearinghouse's margin check reads it).
     """
     self._check_clearinghouse()
     balance: int256 = self._balances[account] + amount
     self._balances[account] = balance
     log BalanceSettled(account=account, amount=amount, balance=balance)
+    return balance
 
 
 @external

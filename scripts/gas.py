@@ -258,7 +258,7 @@ def measure_liquidations(bench: Bench, victims: list[str], counterparties: list[
         ("partial (half)", liquidator_partial, size // 2, "liquidator already holds a position"),
     ]
     for victim, (kind, liquidator, taken, who) in zip(victims, cases):
-        send = partial(bench.clearinghouse.liquidate, victim, ETH, taken, sender=liquidator)
+        send = partial(bench.protocol.liquidation.liquidate, victim, ETH, taken, sender=liquidator)
         measure(bench, f"liquidate, {kind} — {who}", send, LIQUIDATION_TARGET)
 
 
@@ -276,7 +276,7 @@ def measure_vault(bench: Bench, config: ProtocolConfig, victim: str, counterpart
     set_price(bench, ETH, crashed, crashed)
     health = bench.clearinghouse.account_health(victim)
     assert health.value * WAD < health.maintenance_margin * config.backstop_ratio, f"{victim} is above the backstop line: {health}"
-    measure(bench, "backstop — vault takes over an account (one market)", lambda: bench.clearinghouse.backstop(victim, sender=bench.relayer))
+    measure(bench, "backstop — vault takes over an account (one market)", lambda: bench.protocol.liquidation.backstop(victim, sender=bench.relayer))
 
     advance(config.vault_lockup)
     refresh_prices(bench)
