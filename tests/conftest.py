@@ -30,8 +30,8 @@ settings.load_profile(os.environ.get("BACKSTOP_FUZZ", "ci"))
 
 import pytest
 
-from backstop.deployment import USDC, WAD, ProtocolConfig, deploy_protocol
-from backstop.trading import ONE_YEAR, OrderSigner
+from backstop.chain.deployment import USDC, WAD, ProtocolConfig, deploy_protocol
+from backstop.chain.trading import ONE_YEAR, OrderSigner
 
 BTC, ETH, SOL = 0, 1, 2
 

@@ -1,12 +1,12 @@
-"""Auto-deleveraging (contracts/AdlEngine.vy) against its reference model (backstop/adl.py).
+"""Auto-deleveraging (contracts/AdlEngine.vy) against its reference model (backstop/model/adl.py).
 
 Every story runs through `AdlMirror`, a `VaultMirror` (tests/test_insurance_vault.py) with the ADL
 engine attached: the contracts and the model take the same actions and, after each, agree on every
 balance, position, flag and vault counter plus the engine's rounds (per account and per market),
 its policies and the clearinghouse's round flags; each engine transaction's events (AdlRoundOpened,
 VaultAbsorption, AdlHit, AdlMarketResolved, AdlRoundClosed) must be exactly the ones the model
-predicts. The keeper's lists come from the planner (backstop/adl_planner.py) unless a test builds a
-bad one on purpose.
+predicts. The keeper's lists come from the planner (backstop/keeper/adl_planner.py) unless a test
+builds a bad one on purpose.
 
 The common book (BTC at 100k, index == mark so no funding; margin 10% / 5%):
 - alice long 1 BTC at 100k on 12k: 0.5 from bob (8k), 0.5 from carol (20k);
@@ -28,10 +28,10 @@ import pytest
 from eth_account import Account as EthAccount
 from eth_utils import keccak, to_checksum_address
 
-from backstop import adl
-from backstop.adl import PRO_RATA, QUEUE_HYPERLIQUID, QUEUE_PNL_LEVERAGE, RISK_AWARE, AdlModel, Declaration, queue_key
-from backstop.adl_planner import MarketToResolve, plan_market, winner_states
-from backstop.model import notional, pnl
+from backstop.keeper.adl_planner import MarketToResolve, plan_market, winner_states
+from backstop.model import adl
+from backstop.model.adl import PRO_RATA, QUEUE_HYPERLIQUID, QUEUE_PNL_LEVERAGE, RISK_AWARE, AdlModel, Declaration, queue_key
+from backstop.model.protocol import notional, pnl
 from conftest import BTC, ETH, USDC, WAD
 from test_insurance_vault import (  # noqa: F401  (fixtures are found by name in this module)
     BTC_PRICE, EventDecoder, VaultMirror, _abi, _address, dave, erin, fast,

@@ -3,8 +3,8 @@
 `test_resolve_on_model__*` (model only, fast): 5 to 40 traders over 1 to 3 markets, random
 collateral, sizes and entry prices (trades in two phases at different marks), a crash move, one
 account made bankrupt whose takeover the vault refuses, and a vault with random capacity. The
-keeper's planner (backstop/adl_planner.py) resolves the round on the reference model
-(backstop/adl.py), and the design's ADL invariants (DESIGN.md, "Invariants" 1, 2, 4, 6) must hold:
+keeper's planner (backstop/keeper/adl_planner.py) resolves the round on the reference model
+(backstop/model/adl.py), and the design's ADL invariants (DESIGN.md, "Invariants" 1, 2, 4, 6) must hold:
 
 - Σ haircuts == D, each haircut <= that winner's profit at the round's price;
 - only opposite-side winners are touched, in the policy's order; every account that was not hit is
@@ -33,12 +33,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from backstop import adl
-from backstop.adl import PRO_RATA, QUEUE_HYPERLIQUID, QUEUE_PNL_LEVERAGE, RISK_AWARE, AdlModel
-from backstop.adl_planner import MarketToResolve, plan_market, resolve_on_model, winner_states
-from backstop.model import WAD, Fill, MarketParams, Model, ModelRevert, pnl
-from backstop.orders import Order
-from backstop.vault_model import VaultModel
+from backstop.keeper.adl_planner import MarketToResolve, plan_market, resolve_on_model, winner_states
+from backstop.model import adl
+from backstop.model.adl import PRO_RATA, QUEUE_HYPERLIQUID, QUEUE_PNL_LEVERAGE, RISK_AWARE, AdlModel
+from backstop.model.protocol import WAD, Fill, MarketParams, Model, ModelRevert, Order, pnl
+from backstop.model.vault import VaultModel
 from test_adl import EXTRAS, AdlMirror, mirror, protocol_invariants  # noqa: F401  (fixtures by name)
 from test_insurance_vault import dave, erin, fast  # noqa: F401
 

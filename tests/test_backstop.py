@@ -8,7 +8,7 @@ on 6k collateral is worth 1.5k at 91k (maintenance 2,275, backstop line 1,516) a
 
 from fractions import Fraction
 
-from backstop.model import Position
+from backstop.model.protocol import Position
 from conftest import BTC, ETH, USDC, WAD
 from test_insurance_vault import (  # noqa: F401  (fixtures are found by name in this module)
     BTC_PRICE, dave, erin, fast, mirror, move_btc, open_long, protocol_invariants,

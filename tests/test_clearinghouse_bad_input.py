@@ -12,7 +12,8 @@ from eth_keys import keys
 from eth_utils.abi import get_abi_output_types
 from hexbytes import HexBytes
 
-from backstop.orders import Order, domain_separator, fill_tuple, order_digest, order_tuple, sign_order
+from backstop.chain.orders import domain_separator, fill_tuple, order_digest, order_tuple, sign_order
+from backstop.model.protocol import Order
 from conftest import BTC, ETH, SOL, USDC, WAD
 
 BTC_PRICE = 100_000 * WAD

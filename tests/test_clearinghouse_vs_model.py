@@ -9,7 +9,7 @@ collateral conservation (the pool holds deposits - withdrawals, and at least Σ 
 import ape
 import pytest
 
-from backstop.model import MarketParams, Model, ModelRevert
+from backstop.model.protocol import MarketParams, Model, ModelRevert
 from conftest import BTC, ETH, USDC, WAD
 
 

@@ -1,12 +1,12 @@
-"""The insurance vault as an ERC-4626 vault, against the reference model (backstop/vault_model.py).
+"""The insurance vault as an ERC-4626 vault, against the reference model (backstop/model/vault.py).
 
 `VaultMirror` extends the clearinghouse `Mirror` with the vault: it drives contracts and model with
 the same actions (deposits, mints, redemption requests and claims, donations, takeovers, the owner's
 limits) and, after every action, compares everything the base mirror compares plus the vault's
 shares, supply, totalAssets, previews, unlock times, requests, loss counters and limits. It talks to
-Anvil through backstop/fast_chain.py (one HTTP round trip per transaction, every comparison in one
-JSON-RPC batch) and decodes events from the receipts, so the hypothesis properties below can afford
-a whole round trip (deposit, lock-up, request, delay, claim) per example. Each example of a
+Anvil through backstop/chain/fast_chain.py (one HTTP round trip per transaction, every comparison in
+one JSON-RPC batch) and decodes events from the receipts, so the hypothesis properties below can
+afford a whole round trip (deposit, lock-up, request, delay, claim) per example. Each example of a
 `@given` test starts from the same chain state: the mirror rolls chain and model back to a
 checkpoint (`evm_snapshot`/`evm_revert`) after every example.
 
@@ -23,9 +23,9 @@ from eth_utils import keccak, to_checksum_address
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backstop.fast_chain import FastChain, RevertError, _type_string
-from backstop.model import ModelRevert, ZERO_ADDRESS
-from backstop.vault_model import VIRTUAL_ASSETS, VIRTUAL_SHARES, VaultModel
+from backstop.chain.fast_chain import FastChain, RevertError, _type_string
+from backstop.model.protocol import ModelRevert, ZERO_ADDRESS
+from backstop.model.vault import VIRTUAL_ASSETS, VIRTUAL_SHARES, VaultModel
 from conftest import BTC, USDC, WAD
 from test_clearinghouse_vs_model import Mirror
 

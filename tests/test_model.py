@@ -1,4 +1,5 @@
-"""Unit tests of the reference model (backstop/model.py) with hand-computed numbers; no chain.
+"""Unit tests of the reference model (backstop/model/protocol.py) with hand-computed numbers; no
+chain.
 
 Units: collateral 1e6 (USD), prices and sizes 1e18. BTC at 100_000 USD, 1 BTC -> notional 100_000e6.
 Market: initial margin 10%, maintenance 5%, band 1%, funding cap 1% per 8 h; liquidation discount 1%,
@@ -9,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from backstop.model import (
+from backstop.model.protocol import (
     WAD,
     Fill,
     MarketParams,

@@ -15,8 +15,8 @@ counters of live orders), and the design invariants are checked (see `ProtocolMa
 Speed: ape's Anvil runs with `--steps-tracing`, which makes a batch of fills 10 to 100 times slower.
 So the protocol is deployed by the shared `protocol` fixture on ape's chain, its state is copied
 (`anvil_dumpState` / `anvil_loadState`) into a private Anvil without tracing, and the machine talks
-to that node through `backstop.fast_chain` (raw JSON-RPC, one keep-alive connection, blocks one
-second apart). Each example starts from an `evm_snapshot` of a funded setup.
+to that node through `backstop.chain.fast_chain` (raw JSON-RPC, one keep-alive connection, blocks
+one second apart). Each example starts from an `evm_snapshot` of a funded setup.
 
 Extending: the vault and ADL layers add rules and checks by subclassing `ProtocolMachine` (or adding
 to it): rules call `self.act(...)`, state to compare goes into `chain_reads` / `expected_state`, and
@@ -41,20 +41,21 @@ from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from backstop.anvil import private_chain
-from backstop.fast_chain import FastChain
-from backstop.model import (
+from backstop.chain.anvil import private_chain
+from backstop.chain.fast_chain import FastChain
+from backstop.chain.orders import domain_separator, order_digest, order_tuple
+from backstop.model.protocol import (
     NOTIONAL_SCALE,
     WAD,
     Fill as ModelFill,
     MarketParams,
     Model,
     ModelRevert,
+    Order,
     PriceFeed,
     funding_payment,
     pnl,
 )
-from backstop.orders import Order, domain_separator, order_digest, order_tuple
 
 USDC = 10**6
 FAR = 10 * 365 * 24 * 3600  # expiry of ordinary orders: ten years ahead

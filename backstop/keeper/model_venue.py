@@ -1,4 +1,5 @@
-"""The reference model dressed as a chain, so the keeper (backstop/keeper.py) runs on it unchanged.
+"""The reference model dressed as a chain, so the keeper (backstop/keeper/waterfall.py) runs on it
+unchanged.
 
 `build_model` sets up the exchange, vault and ADL models from a `ProtocolConfig` and a scenario, the
 way `deploy_protocol` sets up the contracts; `ModelVenue` answers the keeper's reads and performs
@@ -28,11 +29,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backstop.adl import QUEUE_PNL_LEVERAGE, AdlModel, is_queue
-from backstop.adl_planner import evaluate_winner, plan_market, plan_queue, winner_state
-from backstop.deployment import ProtocolConfig
-from backstop.model import MAX_MARKETS, WAD, MarketParams, Model, ModelRevert, notional
-from backstop.vault_model import VaultModel
+from backstop.chain.deployment import ProtocolConfig
+from backstop.keeper.adl_planner import evaluate_winner, plan_market, plan_queue, winner_state
+from backstop.model.adl import QUEUE_PNL_LEVERAGE, AdlModel, is_queue
+from backstop.model.protocol import MAX_MARKETS, WAD, MarketParams, Model, ModelRevert, notional
+from backstop.model.vault import VaultModel
 
 VAULT = "0x" + "fa" * 20  # the vault's address in the model (any fixed address)
 SCREEN_MARGIN = 0.02  # accounts within 2% of their maintenance line get an exact check
@@ -190,7 +191,7 @@ class ModelVenue:
         return healths, marks, model.backstop_ratio, self.vault_model.loss_allowance(now)
 
     def health(self, account: str):
-        from backstop.keeper import Health
+        from backstop.keeper.waterfall import Health
 
         h = self.model.account_health(account, self.clock())
         return Health(account, h.value, h.initial_margin, h.maintenance_margin, self.model.bankrupt.get(account, False))

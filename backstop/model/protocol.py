@@ -20,8 +20,6 @@ import functools
 from dataclasses import dataclass, replace
 from typing import Hashable, NamedTuple
 
-from backstop.orders import Order  # the signed struct; the model keys `order_filled` by it
-
 WAD = 10**18  # fixed_point.WAD
 NOTIONAL_SCALE = 10**30  # fixed_point.NOTIONAL_SCALE
 MAX_MARKETS = 16  # Clearinghouse.MAX_MARKETS
@@ -135,8 +133,22 @@ class AccountHealth:
     maintenance_margin: int
 
 
+@dataclass(frozen=True)
+class Order:
+    """The Clearinghouse's Order struct. `size` is signed: a buy is positive, a sell negative.
+    Signed in backstop/chain/orders.py; the model keys `order_filled` by it."""
+
+    account: str
+    market: int
+    size: int
+    limit_price: int
+    nonce: int
+    expiry: int
+    reduce_only: bool = False
+
+
 class Fill(NamedTuple):
-    """A fill without signatures; `settle_fills` also takes backstop.trading.Fill."""
+    """A fill without signatures; `settle_fills` also takes backstop.chain.trading.Fill."""
 
     buy: Order
     sell: Order
@@ -205,9 +217,9 @@ class Model:
         self._set_insurance_account(insurance_account)
         self._set_liquidation_params(liquidation_discount, liquidation_penalty)
         self._set_backstop_ratio(backstop_ratio)
-        # InsuranceVault (backstop/vault_model.py), attached by `VaultModel(...)`; None until then.
+        # InsuranceVault (backstop/model/vault.py), attached by `VaultModel(...)`; None until then.
         self.vault = None
-        # AdlEngine (backstop/adl.py), attached by `AdlModel(...)`; None until then.
+        # AdlEngine (backstop/model/adl.py), attached by `AdlModel(...)`; None until then.
         self.adl = None
 
     def snapshot(self) -> dict:
@@ -507,7 +519,7 @@ class Model:
         _require(self._health(account, False, now).value >= 0, "Clearinghouse: account still in deficit")
         self.bankrupt[account] = False
 
-    # ------------------------------------------------------------ Clearinghouse: ADL hooks (called by backstop/adl.py)
+    # ------------------------------------------------------------ Clearinghouse: ADL hooks (called by backstop/model/adl.py)
 
     def adl_open(self, account: Account, now: int) -> int:
         _require(self.bankrupt.get(account, False) and not self.in_adl_round.get(account, False), "Clearinghouse: not flagged or round open")
