@@ -12,10 +12,10 @@ import requests
 from ape.cli import ConnectedProviderCommand
 from ape.exceptions import ProviderError
 
-from backstop.adl import POLICY_BY_NAME
-from backstop.deployment import DEFAULT_CONFIG_PATH, load_config
-from backstop.anvil import private_chain
-from backstop.fast_chain import FastChain
+from backstop.chain.anvil import private_chain
+from backstop.chain.deployment import DEFAULT_CONFIG_PATH, load_config
+from backstop.chain.fast_chain import FastChain
+from backstop.model.adl import POLICY_BY_NAME
 
 
 class ConnectedCommand(ConnectedProviderCommand):
@@ -48,7 +48,7 @@ def config_option(function):
 
 
 def scenario_options(function):
-    """--traders, --seed, --steps: the crash scenario (backstop/scenario.py `generate`)."""
+    """--traders, --seed, --steps: the crash scenario (backstop/sim/scenario.py `generate`)."""
     function = click.option("--steps", type=click.IntRange(min=4), default=48, show_default=True, help="Blocks in the price path.")(function)
     function = click.option("--seed", type=int, default=0, show_default=True, help="Seed of the scenario (same seed, same crash).")(function)
     return click.option("--traders", type=click.IntRange(min=10), default=1000, show_default=True,
@@ -66,7 +66,7 @@ def vault_limits_for(config, traders: int, scale: bool):
     """The config, its vault limits scaled to a crowd of `traders` if asked (see scaled_vault_limits)."""
     from fractions import Fraction
 
-    from backstop.deployment import scaled_vault_limits
+    from backstop.chain.deployment import scaled_vault_limits
 
     return scaled_vault_limits(config, Fraction(traders, 1000)) if scale else config
 

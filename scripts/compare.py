@@ -11,16 +11,16 @@ from pathlib import Path
 import click
 from ape import accounts, chain, networks, project
 
-from backstop.adl import POLICY_BY_NAME, POLICY_NAMES
-from backstop.adl_keeper import ChainAdlExecutor, set_policy
-from backstop.chain_replay import replay_on_chain
+from backstop.chain.deployment import deploy_protocol, deployment_document
 from backstop.cli import ConnectedCommand, config_option, policy_choice, private_copy, progress_bar, quiet_ape, scale_option, scenario_options, vault_limits_for
-from backstop.deployment import deploy_protocol, deployment_document
-from backstop.model_replay import sweep_on_model
-from backstop.policy_study import compare_runs, policy_metrics
-from backstop.replay import scenario_keys
-from backstop.report import write_report
-from backstop.scenario import generate
+from backstop.keeper.adl_executor import ChainAdlExecutor, set_policy
+from backstop.model.adl import POLICY_BY_NAME, POLICY_NAMES
+from backstop.report.crash import write_report
+from backstop.sim.chain_replay import replay_on_chain
+from backstop.sim.model_replay import sweep_on_model
+from backstop.sim.policy_study import compare_runs, policy_metrics
+from backstop.sim.replay import scenario_keys
+from backstop.sim.scenario import generate
 
 # Largest crowd replayed on chain by default (about a minute per policy per thousand traders).
 CHAIN_LIMIT = 2_000

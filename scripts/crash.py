@@ -12,15 +12,15 @@ from pathlib import Path
 import click
 from ape import accounts, chain, networks, project
 
-from backstop.adl import POLICY_BY_NAME
-from backstop.adl_keeper import ChainAdlExecutor, set_policy
-from backstop.chain_replay import replay_on_chain
+from backstop.chain.deployment import deploy_protocol, deployment_document
 from backstop.cli import ConnectedCommand, config_option, policy_choice, private_copy, progress_bar, quiet_ape, scale_option, scenario_options, vault_limits_for
-from backstop.deployment import deploy_protocol, deployment_document
-from backstop.policy_study import policy_metrics
-from backstop.replay import scenario_keys
-from backstop.report import summary_lines, write_report
-from backstop.scenario import generate
+from backstop.keeper.adl_executor import ChainAdlExecutor, set_policy
+from backstop.model.adl import POLICY_BY_NAME
+from backstop.report.crash import summary_lines, write_report
+from backstop.sim.chain_replay import replay_on_chain
+from backstop.sim.policy_study import policy_metrics
+from backstop.sim.replay import scenario_keys
+from backstop.sim.scenario import generate
 
 
 @click.command(cls=ConnectedCommand)

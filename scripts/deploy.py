@@ -6,8 +6,8 @@ from pathlib import Path
 import click
 from ape import accounts, chain, networks, project
 
+from backstop.chain.deployment import deploy_protocol, write_deployment
 from backstop.cli import ConnectedCommand, config_option
-from backstop.deployment import deploy_protocol, write_deployment
 
 
 @click.command(cls=ConnectedCommand)

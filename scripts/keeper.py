@@ -1,8 +1,8 @@
 """`ape run keeper`: a long-running keeper (liquidation -> insurance vault -> ADL) for a deployment.
 
 Every `--interval` seconds it picks up the accounts that traded since the last pass (PositionUpdate
-events) and runs one pass of backstop/keeper.py's waterfall over every account seen so far. Ctrl-C
-stops it with a one-line summary.
+events) and runs one pass of backstop/keeper/waterfall.py's waterfall over every account seen so
+far. Ctrl-C stops it with a one-line summary.
 
 The chain must be the one the deployment file describes; for a local chain that outlives one
 command, start Anvil yourself and point ape at it (README, "Using a deployment from another client"):
@@ -21,10 +21,11 @@ from pathlib import Path
 import click
 from ape import accounts, chain, networks
 
+from backstop.chain.fast_chain import FastChain
 from backstop.cli import ConnectedCommand
-from backstop.adl_keeper import ChainAdlExecutor
-from backstop.fast_chain import FastChain
-from backstop.keeper import USDC, ChainVenue, Keeper
+from backstop.keeper.adl_executor import ChainAdlExecutor
+from backstop.keeper.chain_venue import ChainVenue
+from backstop.keeper.waterfall import USDC, Keeper
 
 
 @click.command(cls=ConnectedCommand)

@@ -30,8 +30,8 @@ settings.load_profile(os.environ.get("BACKSTOP_FUZZ", "ci"))
 
 import pytest
 
-from backstop.deployment import USDC, WAD, ProtocolConfig, deploy_protocol
-from backstop.trading import ONE_YEAR, OrderSigner
+from backstop.chain.deployment import USDC, WAD, ProtocolConfig, deploy_protocol
+from backstop.chain.trading import ONE_YEAR, OrderSigner
 
 BTC, ETH, SOL = 0, 1, 2
 
@@ -72,7 +72,9 @@ def _contract(name):
     return contract
 
 
-token, oracle, pool, clearinghouse, vault = (_contract(name) for name in ("token", "oracle", "pool", "clearinghouse", "vault"))
+token, oracle, pool, clearinghouse, liquidation, vault = (
+    _contract(name) for name in ("token", "oracle", "pool", "clearinghouse", "liquidation", "vault")
+)
 
 
 @pytest.fixture(scope="session")

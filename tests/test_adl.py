@@ -1,12 +1,12 @@
-"""Auto-deleveraging (contracts/AdlEngine.vy) against its reference model (backstop/adl.py).
+"""Auto-deleveraging (contracts/AdlEngine.vy) against its reference model (backstop/model/adl.py).
 
 Every story runs through `AdlMirror`, a `VaultMirror` (tests/test_insurance_vault.py) with the ADL
 engine attached: the contracts and the model take the same actions and, after each, agree on every
 balance, position, flag and vault counter plus the engine's rounds (per account and per market),
 its policies and the clearinghouse's round flags; each engine transaction's events (AdlRoundOpened,
 VaultAbsorption, AdlHit, AdlMarketResolved, AdlRoundClosed) must be exactly the ones the model
-predicts. The keeper's lists come from the planner (backstop/adl_planner.py) unless a test builds a
-bad one on purpose.
+predicts. The keeper's lists come from the planner (backstop/keeper/adl_planner.py) unless a test
+builds a bad one on purpose.
 
 The common book (BTC at 100k, index == mark so no funding; margin 10% / 5%):
 - alice long 1 BTC at 100k on 12k: 0.5 from bob (8k), 0.5 from carol (20k);
@@ -28,10 +28,10 @@ import pytest
 from eth_account import Account as EthAccount
 from eth_utils import keccak, to_checksum_address
 
-from backstop import adl
-from backstop.adl import PRO_RATA, QUEUE_HYPERLIQUID, QUEUE_PNL_LEVERAGE, RISK_AWARE, AdlModel, Declaration, queue_key
-from backstop.adl_planner import MarketToResolve, plan_market, winner_states
-from backstop.model import notional, pnl
+from backstop.keeper.adl_planner import MarketToResolve, plan_market, winner_states
+from backstop.model import adl
+from backstop.model.adl import PRO_RATA, QUEUE_HYPERLIQUID, QUEUE_PNL_LEVERAGE, RISK_AWARE, AdlModel, Declaration, queue_key
+from backstop.model.protocol import notional, pnl
 from conftest import BTC, ETH, USDC, WAD
 from test_insurance_vault import (  # noqa: F401  (fixtures are found by name in this module)
     BTC_PRICE, EventDecoder, VaultMirror, _abi, _address, dave, erin, fast,
@@ -39,8 +39,8 @@ from test_insurance_vault import (  # noqa: F401  (fixtures are found by name in
 
 KEEPER_ONLY = "keeper_roles: caller is not a keeper"
 OWNER_ONLY = "ownable: caller is not the owner"
-ENGINE_ONLY = "Clearinghouse: caller is not the ADL engine"
-NOT_FLAGGED = "Clearinghouse: not flagged or round open"
+ENGINE_ONLY = "Clearinghouse: caller is not a waterfall engine"
+NOT_FLAGGED = "AdlEngine: not flagged or round open"
 UNRESOLVED = "AdlEngine: deficit or position left unresolved"
 OUT_OF_ORDER = "AdlEngine: winner out of policy order"
 WRONG_SIDE = "AdlEngine: winner not on the opposite side"
@@ -82,7 +82,7 @@ class AdlMirror(VaultMirror):
         self.watched = set()  # bankrupt accounts whose rounds are compared
         super().__init__(chain, fast, protocol, config, owner, keeper, signer, fund, expiry, people)
         self.decoder = EventDecoder([
-            protocol.token, protocol.oracle, protocol.pool, protocol.clearinghouse, protocol.vault, protocol.adl_engine,
+            protocol.token, protocol.oracle, protocol.pool, protocol.clearinghouse, protocol.liquidation, protocol.vault, protocol.adl_engine,
         ])
         self.engine_address = protocol.adl_engine.address
         self.adl_model = AdlModel(self.model)
@@ -800,7 +800,7 @@ def test_open_round__solvent_unflagged_or_open_account_reverts(bankrupt_alice, a
     model_open = lambda who: (lambda now: mirror.adl_model.open_round(_address(who), now))  # noqa: E731
     mirror.reverts(NOT_FLAGGED, mirror.keeper, open_call(bob), model_open(bob))  # never flagged
     mirror.walk(BTC, 90 * K * WAD)  # alice is worth +2k again, still flagged
-    mirror.reverts("Clearinghouse: account solvent", mirror.keeper, open_call(alice), model_open(alice))
+    mirror.reverts("AdlEngine: account solvent", mirror.keeper, open_call(alice), model_open(alice))
     mirror.walk(BTC, 86 * K * WAD)
     mirror.open_round(alice)
     mirror.reverts(NOT_FLAGGED, mirror.keeper, open_call(alice), model_open(alice))  # twice
@@ -824,19 +824,20 @@ def test_set_policy__stranger_unknown_policy_or_market_reverts(mirror, stranger)
     mirror.set_policy(ETH, RISK_AWARE)
 
 
-def test_adl_hooks__called_by_anyone_but_the_engine_revert(bankrupt_alice, alice, bob, stranger):
+def test_waterfall_hooks__called_by_anyone_but_the_engines_revert(bankrupt_alice, alice, bob, stranger):
     mirror = bankrupt_alice
     ch = mirror.c.clearinghouse
-    settlement = [(bob.address, btc("0.5"), usd(1_000))]
+    transfer = [(bob.address, btc("0.5"), usd(1_000))]
     for caller in (stranger, mirror.keeper, mirror.owner, alice):
-        mirror.reverts(ENGINE_ONLY, caller, ch.adl_open.call(alice.address))
-        mirror.reverts(ENGINE_ONLY, caller, ch.adl_settle.call(alice.address, BTC, 86 * K * WAD, settlement))
-        mirror.reverts(ENGINE_ONLY, caller, ch.adl_close.call(alice.address))
+        mirror.reverts(ENGINE_ONLY, caller, ch.transfer_positions.call(alice.address, BTC, 86 * K * WAD, transfer))
+        mirror.reverts(ENGINE_ONLY, caller, ch.transfer_balance.call(bob.address, alice.address, usd(1_000)))
+        mirror.reverts(ENGINE_ONLY, caller, ch.set_account_flags.call(alice.address, 0))
     mirror.open_round(alice)  # also while a round is open
-    mirror.reverts(ENGINE_ONLY, stranger, ch.adl_settle.call(alice.address, BTC, 86 * K * WAD, settlement))
-    mirror.reverts(ENGINE_ONLY, stranger, ch.adl_close.call(alice.address))
-    # Nor can anyone but the owner make himself the engine.
+    mirror.reverts(ENGINE_ONLY, stranger, ch.transfer_positions.call(alice.address, BTC, 86 * K * WAD, transfer))
+    mirror.reverts(ENGINE_ONLY, stranger, ch.set_account_flags.call(alice.address, 0))
+    # Nor can anyone but the owner make himself an engine.
     mirror.reverts(OWNER_ONLY, stranger, ch.set_adl_engine.call(stranger.address))
+    mirror.reverts(OWNER_ONLY, stranger, ch.set_liquidation_engine.call(stranger.address))
 
 
 # ---------------------------------------------------------------- known gaps (strict xfail: they flip when fixed)

@@ -1,17 +1,18 @@
-"""The ADL gas benchmark (backstop/adl_benchmark.py, run by `ape run gas`) on a tiny book: n = 10
-positions, one round of k = 2 winners per policy. Asserts the table's shape and that every measured
-round charged exactly its deficit; no gas or time thresholds (the benchmark reports those).
+"""The ADL gas benchmark (backstop/sim/adl_benchmark.py, run by `ape run gas`) on a tiny book:
+n = 10 positions, one round of k = 2 winners per policy. Asserts the table's shape and that every
+measured round charged exactly its deficit; no gas or time thresholds (the benchmark reports those).
 """
 
 from eth_abi import encode
 
-from backstop.adl_benchmark import (
+from backstop.chain.deployment import ProtocolConfig, deploy_protocol
+from backstop.chain.fast_chain import Function
+from backstop.chain.orders import sign_order
+from backstop.model.protocol import Order
+from backstop.report.gas import adl_sections
+from backstop.sim.adl_benchmark import (
     TRANSACTION, FastOrderSigner, derive_accounts, encode_static_array_call, marginal_calls, plan_book, run_from_ape,
 )
-from backstop.deployment import ProtocolConfig, deploy_protocol
-from backstop.fast_chain import Function
-from backstop.gas_report import adl_sections
-from backstop.orders import Order, sign_order
 
 CHAIN_ID = 31337
 VERIFIER = "0x" + "ab" * 20

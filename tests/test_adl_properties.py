@@ -3,8 +3,8 @@
 `test_resolve_on_model__*` (model only, fast): 5 to 40 traders over 1 to 3 markets, random
 collateral, sizes and entry prices (trades in two phases at different marks), a crash move, one
 account made bankrupt whose takeover the vault refuses, and a vault with random capacity. The
-keeper's planner (backstop/adl_planner.py) resolves the round on the reference model
-(backstop/adl.py), and the design's ADL invariants (DESIGN.md, "Invariants" 1, 2, 4, 6) must hold:
+keeper's planner (backstop/keeper/adl_planner.py) resolves the round on the reference model
+(backstop/model/adl.py), and the design's ADL invariants (DESIGN.md, "Invariants" 1, 2, 4, 6) must hold:
 
 - Σ haircuts == D, each haircut <= that winner's profit at the round's price;
 - only opposite-side winners are touched, in the policy's order; every account that was not hit is
@@ -33,12 +33,12 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from backstop import adl
-from backstop.adl import PRO_RATA, QUEUE_HYPERLIQUID, QUEUE_PNL_LEVERAGE, RISK_AWARE, AdlModel
-from backstop.adl_planner import MarketToResolve, plan_market, resolve_on_model, winner_states
-from backstop.model import WAD, Fill, MarketParams, Model, ModelRevert, pnl
-from backstop.orders import Order
-from backstop.vault_model import VaultModel
+from backstop.keeper.adl_planner import MarketToResolve, plan_market, resolve_on_model, winner_states
+from backstop.model import adl
+from backstop.model.adl import PRO_RATA, QUEUE_HYPERLIQUID, QUEUE_PNL_LEVERAGE, RISK_AWARE, AdlModel
+from backstop.model.liquidation import LiquidationModel
+from backstop.model.protocol import WAD, Fill, MarketParams, Model, ModelRevert, Order, pnl
+from backstop.model.vault import VaultModel
 from test_adl import EXTRAS, AdlMirror, mirror, protocol_invariants  # noqa: F401  (fixtures by name)
 from test_insurance_vault import dave, erin, fast  # noqa: F401
 
@@ -129,7 +129,8 @@ class ModelExchange:
     def __init__(self, book: Book):
         self.book = book
         self.now = T0
-        self.model = Model(MAX_MOVE, 3600, VAULT, WAD // 100, WAD // 100)
+        self.model = Model(MAX_MOVE, 3600, VAULT)
+        LiquidationModel(self.model, WAD // 100, WAD // 100)
         self.model.transactional = True
         for market in range(book.markets):
             self.model.initialize_feed(market, PRICES[market], PRICES[market], self.now)
@@ -262,7 +263,7 @@ def check_round(exchange: ModelExchange, victim: str) -> adl.ClosedRound | None:
     """Refused takeover, flag, round resolved by the planner; every invariant of the round. None
     for a round the planner cannot close (checked by `check_stuck_round`)."""
     model, engine, now, markets = exchange.model, exchange.engine, exchange.now, exchange.book.markets
-    refusal = model.backstop(True, victim, now)
+    refusal = model.liquidation.backstop(True, victim, now)
     assert refusal != "" and model.bankrupt[victim]
     before = observe(model, victim, now, markets)
     saved = model.snapshot()
@@ -423,7 +424,7 @@ def test_execute__winner_brought_back_pays_beyond_its_profit():
     exchange = ModelExchange(BROUGHT_BACK)
     victim = exchange.build()
     model, engine, now, sol = exchange.model, exchange.engine, exchange.now, 2
-    model.backstop(True, victim, now)
+    model.liquidation.backstop(True, victim, now)
     before = observe(model, victim, now, 3)
     resolve_as_far_as_possible(exchange, victim)
     state = engine.market_round(victim, sol)

@@ -8,13 +8,13 @@ on 6k collateral is worth 1.5k at 91k (maintenance 2,275, backstop line 1,516) a
 
 from fractions import Fraction
 
-from backstop.model import Position
+from backstop.model.protocol import Position
 from conftest import BTC, ETH, USDC, WAD
 from test_insurance_vault import (  # noqa: F401  (fixtures are found by name in this module)
     BTC_PRICE, dave, erin, fast, mirror, move_btc, open_long, protocol_invariants,
 )
 
-ABOVE_LINE = "Clearinghouse: account above the backstop line"
+ABOVE_LINE = "LiquidationEngine: account above the backstop line"
 LOSS_CAP = "loss above the vault's allowance"
 DAY = 86_400
 
@@ -72,9 +72,9 @@ def test_backstop__between_the_line_and_maintenance_only_a_keeper(mirror, alice,
     mirror.deposit(dave, 50_000 * USDC)
     open_long(mirror, alice, bob, 6_000 * USDC)
     crash_btc(mirror, 92)  # value 2k: below maintenance 2.3k, above the line 1.53k
-    backstop = mirror.c.clearinghouse.backstop.call(alice.address)
+    backstop = mirror.c.liquidation.backstop.call(alice.address)
     for caller in (stranger, bob, dave):
-        mirror.reverts(ABOVE_LINE, caller, backstop, lambda now: mirror.model.backstop(False, alice.address, now))
+        mirror.reverts(ABOVE_LINE, caller, backstop, lambda now: mirror.model.liquidation.backstop(False, alice.address, now))
     tx, refusal = mirror.backstop(keeper, alice)
     assert refusal == "" and tx.one("Takeover").value == 2_000 * USDC
 
@@ -83,17 +83,17 @@ def test_backstop__healthy_account_reverts_for_anyone(mirror, alice, bob, carol,
     mirror.deposit(dave, 50_000 * USDC)
     open_long(mirror, alice, bob, 6_000 * USDC)
     crash_btc(mirror, 93)  # value 2.5k above maintenance 2,325
-    backstop = mirror.c.clearinghouse.backstop.call(alice.address)
-    mirror.reverts(ABOVE_LINE, keeper, backstop, lambda now: mirror.model.backstop(True, alice.address, now))
-    mirror.reverts(ABOVE_LINE, stranger, backstop, lambda now: mirror.model.backstop(False, alice.address, now))
+    backstop = mirror.c.liquidation.backstop.call(alice.address)
+    mirror.reverts(ABOVE_LINE, keeper, backstop, lambda now: mirror.model.liquidation.backstop(True, alice.address, now))
+    mirror.reverts(ABOVE_LINE, stranger, backstop, lambda now: mirror.model.liquidation.backstop(False, alice.address, now))
     mirror.fund(carol, 1_000 * USDC)  # collateral, no position
     mirror.reverts(
-        "Clearinghouse: no position", keeper, mirror.c.clearinghouse.backstop.call(carol.address),
-        lambda now: mirror.model.backstop(True, carol.address, now),
+        "LiquidationEngine: no position", keeper, mirror.c.liquidation.backstop.call(carol.address),
+        lambda now: mirror.model.liquidation.backstop(True, carol.address, now),
     )
     mirror.reverts(
-        "Clearinghouse: the vault cannot take itself over", keeper, mirror.c.clearinghouse.backstop.call(mirror.vault_address),
-        lambda now: mirror.model.backstop(True, mirror.vault_address, now),
+        "LiquidationEngine: the vault cannot take itself over", keeper, mirror.c.liquidation.backstop.call(mirror.vault_address),
+        lambda now: mirror.model.liquidation.backstop(True, mirror.vault_address, now),
     )
 
 
@@ -243,13 +243,13 @@ def test_backstop__daily_loss_cap_accumulates_and_resets_the_next_day(mirror, al
 
 def test_clear_bankruptcy__only_a_flagged_account_back_above_zero(mirror, alice, bob, stranger):
     open_long(mirror, alice, bob, 6_000 * USDC)
-    ch = mirror.c.clearinghouse
-    mirror.reverts("Clearinghouse: not bankrupt", stranger, ch.clear_bankruptcy.call(alice.address),
-                   lambda now: mirror.model.clear_bankruptcy(alice.address, now))
+    liquidation = mirror.c.liquidation
+    mirror.reverts("LiquidationEngine: not bankrupt", stranger, liquidation.clear_bankruptcy.call(alice.address),
+                   lambda now: mirror.model.liquidation.clear_bankruptcy(alice.address, now))
     crash_btc(mirror, 86)  # alice -1k, the empty vault refuses her
     mirror.flag_bankruptcy(alice, sender=stranger)
-    mirror.reverts("Clearinghouse: account still in deficit", stranger, ch.clear_bankruptcy.call(alice.address),
-                   lambda now: mirror.model.clear_bankruptcy(alice.address, now))
+    mirror.reverts("LiquidationEngine: account still in deficit", stranger, liquidation.clear_bankruptcy.call(alice.address),
+                   lambda now: mirror.model.liquidation.clear_bankruptcy(alice.address, now))
     mirror.walk_mark(BTC, BTC_PRICE * 95 // 100, 1)  # alice worth 3.5k again
     tx = mirror.clear_bankruptcy(alice, sender=stranger)
     assert tx.one("BankruptcyCleared").account == alice.address

@@ -12,7 +12,8 @@ from eth_keys import keys
 from eth_utils.abi import get_abi_output_types
 from hexbytes import HexBytes
 
-from backstop.orders import Order, domain_separator, fill_tuple, order_digest, order_tuple, sign_order
+from backstop.chain.orders import domain_separator, fill_tuple, order_digest, order_tuple, sign_order
+from backstop.model.protocol import Order
 from conftest import BTC, ETH, SOL, USDC, WAD
 
 BTC_PRICE = 100_000 * WAD
@@ -46,7 +47,7 @@ def accounts_of_interest(alice, bob, carol, dave, liquidator, insurance, strange
 
 
 @pytest.fixture(scope="module")
-def read_batch(chain, clearinghouse, pool):
+def read_batch(chain, clearinghouse, liquidation, pool):
     """Reads many views in one JSON-RPC batch: `read_batch({key: (contract_name, function, *args)})`
     returns `{key: value}`. A snapshot reads some 60 values; one by one through ape that is a second."""
     web3 = chain.provider.web3
@@ -55,7 +56,7 @@ def read_batch(chain, clearinghouse, pool):
         abi = [item.model_dump(mode="json", by_alias=True) for item in contract.contract_type.abi]
         return web3.eth.contract(address=contract.address, abi=abi).functions
 
-    contracts = {"clearinghouse": functions(clearinghouse), "pool": functions(pool)}
+    contracts = {"clearinghouse": functions(clearinghouse), "liquidation": functions(liquidation), "pool": functions(pool)}
 
     def read_batch(calls: dict) -> dict:
         bound = {key: getattr(contracts[name], fn)(*args) for key, (name, fn, *args) in calls.items()}
@@ -92,9 +93,10 @@ def snapshot_state(read_batch, signer, accounts_of_interest):
         for m in range(16):
             calls[("market_params", m)] = ("clearinghouse", "markets", m)
         for o in orders:
-            calls[("order_filled", o)] = ("clearinghouse", "order_filled", order_digest(o, signer.separator))
-        for fn in ("liquidation_discount", "liquidation_penalty", "insurance_account"):
-            calls[(fn,)] = ("clearinghouse", fn)
+            calls[("filled_size", o)] = ("clearinghouse", "filled_size", order_tuple(o))
+        calls[("insurance_account",)] = ("clearinghouse", "insurance_account")
+        for fn in ("liquidation_discount", "liquidation_penalty", "backstop_ratio"):
+            calls[(fn,)] = ("liquidation", fn)
         for fn in ("total_deposited", "total_withdrawn", "total_held"):
             calls[(fn,)] = ("pool", fn)
         return read_batch(calls)
@@ -124,7 +126,7 @@ def filled(clearinghouse, signer):
     """Units filled of `order` as the clearinghouse counts them."""
 
     def filled(order: Order) -> int:
-        return clearinghouse.order_filled(order_digest(order, signer.separator))
+        return clearinghouse.filled_size(order_tuple(order))
 
     return filled
 
@@ -255,7 +257,7 @@ def test_settle_fills__replayed_order(clearinghouse, signer, snapshot_state, ali
     fill = signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry)
     settle(clearinghouse, [fill.abi], stranger)
     before = snapshot_state(fill.buy, fill.sell)
-    assert before[("order_filled", fill.buy)] == before[("order_filled", fill.sell)] == WAD // 10
+    assert before[("filled_size", fill.buy)] == before[("filled_size", fill.sell)] == WAD // 10
     with ape.reverts("Clearinghouse: fill exceeds order remaining"):
         settle(clearinghouse, [fill.abi], stranger)
     # the same fully filled buy against a fresh sell is refused too
@@ -583,14 +585,82 @@ def test_cancel_order__not_the_account(clearinghouse, signer, snapshot_state, ow
     assert clearinghouse.positions(alice, BTC).size == WAD // 10
 
 
+def nonce_bits(clearinghouse, order: Order) -> int:
+    """The two bits of `order`'s nonce in its account's bitmap: 1 filled in part, 2 filled in full or cancelled."""
+    word, slot = divmod(order.nonce, 128)
+    return clearinghouse.nonce_bitmap(order.account, word) >> (2 * slot) & 3
+
+
+def test_settle_fills__a_nonce_filled_in_full_refuses_its_twin(clearinghouse, signer, snapshot_state, filled, alice, bob, stranger, expiry):
+    """The nonce is an order's id per account: once an order is filled in full, no other order of the
+    account with the same nonce fills. The fill costs one bit of the bitmap, no slot of its own."""
+    fill = signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry)
+    settle(clearinghouse, [fill.abi], stranger)
+    assert nonce_bits(clearinghouse, fill.buy) == nonce_bits(clearinghouse, fill.sell) == 2
+    twin = Order(**{**fill.buy.__dict__, "size": WAD // 5})
+    sell = signer.order(bob.address, BTC, -(WAD // 5), BTC_PRICE, expiry)
+    assert filled(twin) == WAD // 5
+    before = snapshot_state(twin, sell)
+    with ape.reverts("Clearinghouse: fill exceeds order remaining"):
+        settle(clearinghouse, [fill_tuple(signer.sign(twin), signer.sign(sell), WAD // 10, BTC_PRICE)], stranger)
+    assert snapshot_state(twin, sell) == before
+
+
+def test_settle_fills__partial_fills_then_the_rest(clearinghouse, signer, snapshot_state, filled, alice, bob, stranger, expiry):
+    buy = signer.order(alice.address, BTC, WAD, BTC_PRICE, expiry)
+    sell = signer.order(bob.address, BTC, -WAD, BTC_PRICE, expiry)
+    settle(clearinghouse, [fill_tuple(signer.sign(buy), signer.sign(sell), WAD // 4, BTC_PRICE)], stranger)
+    assert filled(buy) == filled(sell) == WAD // 4 and nonce_bits(clearinghouse, buy) == 1
+    settle(clearinghouse, [fill_tuple(signer.sign(buy), signer.sign(sell), 3 * WAD // 4, BTC_PRICE)], stranger)
+    assert filled(buy) == filled(sell) == WAD and nonce_bits(clearinghouse, buy) == 3
+    before = snapshot_state(buy, sell)
+    with ape.reverts("Clearinghouse: fill exceeds order remaining"):
+        settle(clearinghouse, [fill_tuple(signer.sign(buy), signer.sign(sell), 1, BTC_PRICE)], stranger)
+    assert snapshot_state(buy, sell) == before
+    assert clearinghouse.positions(alice, BTC).size == WAD
+
+
+def test_cancel_order__cancels_every_order_with_its_nonce(clearinghouse, signer, snapshot_state, filled, alice, bob, stranger, expiry):
+    fill = signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry)
+    sibling = Order(**{**fill.buy.__dict__, "limit_price": BTC_PRICE + WAD})
+    clearinghouse.cancel_order(order_tuple(sibling), sender=alice)
+    assert filled(fill.buy) == WAD // 10 and filled(fill.sell) == 0
+    before = snapshot_state(fill.buy, fill.sell)
+    with ape.reverts("Clearinghouse: fill exceeds order remaining"):
+        settle(clearinghouse, [fill.abi], stranger)
+    assert snapshot_state(fill.buy, fill.sell) == before
+
+
+def test_settle_fills__position_beyond_its_packed_range(clearinghouse, oracle, token, pool, owner, config, signer, snapshot_state, alice, bob, stranger, expiry):
+    """A position is packed as a 128-bit size beside a 128-bit entry price: a size of 2**127 is
+    refused, one unit less fills. In a market priced at 1e-12 collateral per base unit that is a
+    notional of about 170 million."""
+    market = clearinghouse.market_count()
+    price = 10**6
+    oracle.initialize_feed(market, price, price, sender=owner)
+    clearinghouse.list_market(market_params(config, max_open_interest=2**255), sender=owner)
+    for account in (alice, bob):
+        token.mint(account, 10**14, sender=owner)
+        token.approve(pool, 10**14, sender=account)
+        pool.deposit(10**14, sender=account)
+    too_large = signer.fill(alice.address, bob.address, market, 2**127, price, expiry)
+    before = snapshot_state(too_large.buy, too_large.sell, markets=(market,))
+    with ape.reverts("Clearinghouse: position out of range"):
+        settle(clearinghouse, [too_large.abi], stranger)
+    assert snapshot_state(too_large.buy, too_large.sell, markets=(market,)) == before
+    settle(clearinghouse, [signer.fill(alice.address, bob.address, market, 2**127 - 1, price, expiry).abi], stranger)
+    assert clearinghouse.positions(alice, market).size == 2**127 - 1
+    assert clearinghouse.positions(bob, market) == (-(2**127 - 1), price, 0)
+
+
 # ---------------------------------------------------------------- owner-only setters
 
 @pytest.mark.parametrize("setter", ["list_market", "set_market_params", "set_liquidation_params", "set_insurance_account"])
-def test_owner_setters__not_owner(clearinghouse, config, snapshot_state, keeper, alice, stranger, setter):
+def test_owner_setters__not_owner(clearinghouse, liquidation, config, snapshot_state, keeper, alice, stranger, setter):
     calls = {
         "list_market": lambda sender: clearinghouse.list_market(market_params(config), sender=sender),
         "set_market_params": lambda sender: clearinghouse.set_market_params(BTC, market_params(config, price_band=WAD // 2), sender=sender),
-        "set_liquidation_params": lambda sender: clearinghouse.set_liquidation_params(WAD // 50, WAD // 40, sender=sender),
+        "set_liquidation_params": lambda sender: liquidation.set_liquidation_params(WAD // 50, WAD // 40, sender=sender),
         "set_insurance_account": lambda sender: clearinghouse.set_insurance_account(stranger, sender=sender),
     }
     before = snapshot_state()
@@ -646,13 +716,13 @@ def test_list_market__too_many_markets(clearinghouse, owner, config, snapshot_st
     assert snapshot_state() == before
 
 
-def test_set_liquidation_params__fees_of_100_percent(clearinghouse, owner, snapshot_state):
+def test_set_liquidation_params__fees_of_100_percent(clearinghouse, liquidation, owner, snapshot_state):
     before = snapshot_state()
     for discount, penalty in [(WAD, 0), (0, WAD), (WAD // 2, WAD // 2), (WAD - 1, 1)]:
-        with ape.reverts("Clearinghouse: liquidation fees of 100% or more"):
-            clearinghouse.set_liquidation_params(discount, penalty, sender=owner)
+        with ape.reverts("LiquidationEngine: liquidation fees of 100% or more"):
+            liquidation.set_liquidation_params(discount, penalty, sender=owner)
     assert snapshot_state() == before
-    clearinghouse.set_liquidation_params(WAD // 2, WAD // 2 - 1, sender=owner)  # just below 100% is allowed
+    liquidation.set_liquidation_params(WAD // 2, WAD // 2 - 1, sender=owner)  # just below 100% is allowed
 
 
 def test_set_insurance_account__zero(clearinghouse, owner, snapshot_state):
@@ -662,14 +732,14 @@ def test_set_insurance_account__zero(clearinghouse, owner, snapshot_state):
     assert snapshot_state() == before
 
 
-def test_owner_setters__owner_succeeds(clearinghouse, owner, config, stranger):
+def test_owner_setters__owner_succeeds(clearinghouse, liquidation, owner, config, stranger):
     params = market_params(config, price_band=WAD // 10)
     receipt = clearinghouse.set_market_params(BTC, params, sender=owner)
     assert tuple_of(clearinghouse.markets(BTC)) == params
     assert len(list(receipt.events.filter(clearinghouse.UpdateMarket))) == 1
-    receipt = clearinghouse.set_liquidation_params(WAD // 50, WAD // 40, sender=owner)
-    assert clearinghouse.UpdateLiquidationParams(discount=WAD // 50, penalty=WAD // 40) in receipt.events
-    assert (clearinghouse.liquidation_discount(), clearinghouse.liquidation_penalty()) == (WAD // 50, WAD // 40)
+    receipt = liquidation.set_liquidation_params(WAD // 50, WAD // 40, sender=owner)
+    assert liquidation.UpdateLiquidationParams(discount=WAD // 50, penalty=WAD // 40) in receipt.events
+    assert (liquidation.liquidation_discount(), liquidation.liquidation_penalty()) == (WAD // 50, WAD // 40)
     receipt = clearinghouse.set_insurance_account(stranger, sender=owner)
     assert clearinghouse.UpdateInsuranceAccount(insurance_account=stranger) in receipt.events
     assert clearinghouse.insurance_account() == stranger.address
@@ -677,64 +747,65 @@ def test_owner_setters__owner_succeeds(clearinghouse, owner, config, stranger):
 
 # ---------------------------------------------------------------- liquidation and bankruptcy
 
-def test_liquidate__account_healthy(clearinghouse, oracle, keeper, signer, snapshot_state, alice, bob, liquidator, stranger, expiry):
+def test_liquidate__account_healthy(clearinghouse, liquidation, oracle, keeper, signer, snapshot_state, alice, bob, liquidator, stranger, expiry):
     settle(clearinghouse, [signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry).abi], stranger)
     oracle.set_prices(BTC, 90_000 * WAD, 90_000 * WAD, sender=keeper)  # alice loses 1,000 of 100,000
     before = snapshot_state()
     for account in (alice, bob):
-        with ape.reverts("Clearinghouse: account healthy"):
-            clearinghouse.liquidate(account, BTC, WAD // 10, sender=liquidator)
+        with ape.reverts("LiquidationEngine: account healthy"):
+            liquidation.liquidate(account, BTC, WAD // 10, sender=liquidator)
     assert snapshot_state() == before
 
 
-def test_liquidate__no_position(clearinghouse, signer, snapshot_state, alice, bob, carol, liquidator, stranger, expiry):
+def test_liquidate__no_position(clearinghouse, liquidation, signer, snapshot_state, alice, bob, carol, liquidator, stranger, expiry):
     settle(clearinghouse, [signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry).abi], stranger)
     before = snapshot_state()
-    with ape.reverts("Clearinghouse: no position"):
-        clearinghouse.liquidate(carol, BTC, WAD, sender=liquidator)
-    with ape.reverts("Clearinghouse: no position"):
-        clearinghouse.liquidate(alice, ETH, WAD, sender=liquidator)
+    with ape.reverts("LiquidationEngine: no position"):
+        liquidation.liquidate(carol, BTC, WAD, sender=liquidator)
+    with ape.reverts("LiquidationEngine: no position"):
+        liquidation.liquidate(alice, ETH, WAD, sender=liquidator)
     assert snapshot_state() == before
 
 
-def test_liquidate__yourself_or_unknown_market(clearinghouse, signer, snapshot_state, alice, bob, liquidator, stranger, expiry):
+def test_liquidate__yourself_or_unknown_market(clearinghouse, liquidation, signer, snapshot_state, alice, bob, liquidator, stranger, expiry):
     settle(clearinghouse, [signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry).abi], stranger)
     before = snapshot_state()
-    with ape.reverts("Clearinghouse: cannot liquidate yourself"):
-        clearinghouse.liquidate(alice, BTC, WAD, sender=alice)
-    with ape.reverts("Clearinghouse: unknown market"):
-        clearinghouse.liquidate(alice, 7, WAD, sender=liquidator)
+    with ape.reverts("LiquidationEngine: cannot liquidate yourself"):
+        liquidation.liquidate(alice, BTC, WAD, sender=alice)
+    with ape.reverts("LiquidationEngine: unknown market"):
+        liquidation.liquidate(alice, 7, WAD, sender=liquidator)
     assert snapshot_state() == before
 
 
-def test_flag_bankruptcy__solvent_account(clearinghouse, oracle, keeper, signer, snapshot_state, alice, bob, stranger, expiry):
+def test_flag_bankruptcy__solvent_account(clearinghouse, liquidation, oracle, keeper, signer, snapshot_state, alice, bob, stranger, expiry):
     settle(clearinghouse, [signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry).abi], stranger)
     oracle.set_prices(BTC, 80_000 * WAD, 80_000 * WAD, sender=keeper)  # a loss, still far from bankrupt
     before = snapshot_state()
     for account in (alice, bob, stranger):  # a loser, a winner and an empty account
-        with ape.reverts("Clearinghouse: account solvent"):
-            clearinghouse.flag_bankruptcy(account, sender=stranger)
+        with ape.reverts("LiquidationEngine: account solvent"):
+            liquidation.flag_bankruptcy(account, sender=stranger)
     assert snapshot_state() == before
     assert not any(value for key, value in before.items() if key[0] == "bankrupt")
 
 
-def test_flag_bankruptcy__frozen_account_is_refused(clearinghouse, pool, oracle, keeper, signer, snapshot_state, fund, dave, bob, carol, liquidator, stranger, expiry):
+def test_flag_bankruptcy__frozen_account_is_refused(clearinghouse, liquidation, pool, oracle, keeper, signer, snapshot_state, fund, dave, bob, carol, liquidator, stranger, expiry):
     fund(dave, 1_000 * USDC)
     settle(clearinghouse, [signer.fill(dave.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry).abi], stranger)
     oracle.set_prices(BTC, 80_000 * WAD, 80_000 * WAD, sender=keeper)  # dave loses 2,000 on 1,000
     assert clearinghouse.account_value(dave) == -1_000 * USDC
-    receipt = clearinghouse.flag_bankruptcy(dave, sender=stranger)
-    assert clearinghouse.BankruptcyFlagged(account=dave, deficit=1_000 * USDC) in receipt.events
-    assert clearinghouse.bankrupt(dave)
+    receipt = liquidation.flag_bankruptcy(dave, sender=stranger)
+    assert liquidation.BankruptcyFlagged(account=dave, deficit=1_000 * USDC) in receipt.events
+    assert clearinghouse.UpdateAccountFlags(account=dave, flags=1) in receipt.events  # BANKRUPT
+    assert clearinghouse.bankrupt(dave) and clearinghouse.account_flags(dave) == 1
 
     close = signer.fill(carol.address, dave.address, BTC, WAD // 10, 80_000 * WAD, expiry)
     before = snapshot_state(close.buy, close.sell)
-    with ape.reverts("Clearinghouse: already bankrupt"):
-        clearinghouse.flag_bankruptcy(dave, sender=stranger)
+    with ape.reverts("LiquidationEngine: already bankrupt"):
+        liquidation.flag_bankruptcy(dave, sender=stranger)
     with ape.reverts("Clearinghouse: account bankrupt"):
         settle(clearinghouse, [close.abi], stranger)
-    with ape.reverts("Clearinghouse: account bankrupt"):
-        clearinghouse.liquidate(dave, BTC, WAD // 10, sender=liquidator)
+    with ape.reverts("LiquidationEngine: account bankrupt"):
+        liquidation.liquidate(dave, BTC, WAD // 10, sender=liquidator)
     with ape.reverts("MarginPool: withdrawal below initial margin"):
         pool.withdraw(1, sender=dave)
     assert snapshot_state(close.buy, close.sell) == before

@@ -9,7 +9,8 @@ collateral conservation (the pool holds deposits - withdrawals, and at least Σ 
 import ape
 import pytest
 
-from backstop.model import MarketParams, Model, ModelRevert
+from backstop.model.liquidation import LiquidationModel
+from backstop.model.protocol import MarketParams, Model, ModelRevert
 from conftest import BTC, ETH, USDC, WAD
 
 
@@ -17,10 +18,8 @@ class Mirror:
     def __init__(self, chain, protocol, config, keeper, signer, fund, expiry, people):
         self.chain, self.protocol, self.keeper, self.signer = chain, protocol, keeper, signer
         self._fund, self.expiry, self.people = fund, expiry, people
-        self.model = Model(
-            config.max_move, config.staleness, protocol.clearinghouse.insurance_account(),
-            config.liquidation_discount, config.liquidation_penalty,
-        )
+        self.model = Model(config.max_move, config.staleness, protocol.clearinghouse.insurance_account())
+        LiquidationModel(self.model, config.liquidation_discount, config.liquidation_penalty)
         for market_id, market in enumerate(config.markets):
             feed = protocol.oracle.feeds(market_id)
             self.model.initialize_feed(market_id, feed.index_price, feed.mark_price, feed.updated_at)
@@ -73,14 +72,14 @@ class Mirror:
         return receipt
 
     def liquidate(self, liquidator, account, market, size):
-        receipt = self.protocol.clearinghouse.liquidate(account, market, size, sender=liquidator)
-        taken = self.model.liquidate(liquidator.address, account.address, market, size, receipt.timestamp)
+        receipt = self.protocol.liquidation.liquidate(account, market, size, sender=liquidator)
+        taken = self.model.liquidation.liquidate(liquidator.address, account.address, market, size, receipt.timestamp)
         self.compare()
         return receipt, taken
 
     def flag_bankruptcy(self, account, sender):
-        receipt = self.protocol.clearinghouse.flag_bankruptcy(account, sender=sender)
-        deficit = self.model.flag_bankruptcy(account.address, receipt.timestamp)
+        receipt = self.protocol.liquidation.flag_bankruptcy(account, sender=sender)
+        deficit = self.model.liquidation.flag_bankruptcy(account.address, receipt.timestamp)
         self.compare()
         return receipt, deficit
 
@@ -201,7 +200,7 @@ def test_liquidate__full_position_matches_model(mirror, alice, bob, liquidator, 
     assert 0 <= health.value < health.maintenance_margin
     receipt, taken = mirror.liquidate(liquidator, alice, BTC, 10 * WAD)  # clamped to the position
     assert taken == WAD // 2
-    event = receipt.events.filter(mirror.protocol.clearinghouse.Liquidation)[0]
+    event = receipt.events.filter(mirror.protocol.liquidation.Liquidation)[0]
     assert (event.size, event.discount, event.penalty) == (WAD // 2, 455 * USDC, 455 * USDC)
     assert mirror.model.position(liquidator.address, BTC).size == WAD // 2
     assert mirror.model.balance(vault.address) == 455 * USDC  # the penalty goes to the insurance vault
@@ -215,9 +214,9 @@ def test_liquidate__partial_leaves_account_healthier_matches_model(mirror, alice
     mirror.walk_mark(BTC, BTC_PRICE * 95 // 100, 1)  # value 3.5k < MM 2.375k? no: healthy
     now = mirror.chain.blocks.head.timestamp
     mirror.expect_revert(
-        "Clearinghouse: account healthy",
-        lambda: mirror.protocol.clearinghouse.liquidate(alice, BTC, WAD // 10, sender=liquidator),
-        lambda now: mirror.model.liquidate(liquidator.address, alice.address, BTC, WAD // 10, now),
+        "LiquidationEngine: account healthy",
+        lambda: mirror.protocol.liquidation.liquidate(alice, BTC, WAD // 10, sender=liquidator),
+        lambda now: mirror.model.liquidation.liquidate(liquidator.address, alice.address, BTC, WAD // 10, now),
     )
     mirror.walk_mark(BTC, BTC_PRICE * 92 // 100, 1)  # value 2k < MM 2.3k
     before = mirror.model.account_health(alice.address, mirror.chain.blocks.head.timestamp)
@@ -234,9 +233,9 @@ def test_flag_bankruptcy__deficit_tracked_exactly_matches_model(mirror, alice, b
     mirror.walk_mark(BTC, BTC_PRICE * 80 // 100, 2)  # loss 10k on 6k: deficit 4k
     receipt, deficit = mirror.flag_bankruptcy(alice, sender=stranger)
     assert deficit == 4_000 * USDC
-    assert receipt.events.filter(mirror.protocol.clearinghouse.BankruptcyFlagged)[0].deficit == deficit
+    assert receipt.events.filter(mirror.protocol.liquidation.BankruptcyFlagged)[0].deficit == deficit
     mirror.expect_revert(
-        "Clearinghouse: account bankrupt",
-        lambda: mirror.protocol.clearinghouse.liquidate(alice, BTC, WAD, sender=bob),
-        lambda now: mirror.model.liquidate(bob.address, alice.address, BTC, WAD, now),
+        "LiquidationEngine: account bankrupt",
+        lambda: mirror.protocol.liquidation.liquidate(alice, BTC, WAD, sender=bob),
+        lambda now: mirror.model.liquidation.liquidate(bob.address, alice.address, BTC, WAD, now),
     )

@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 import pytest
 
-from backstop.deployment import USDC, WAD, ConfigError, MarketConfig, ProtocolConfig, load_config
+from backstop.chain.deployment import USDC, WAD, ConfigError, MarketConfig, ProtocolConfig, load_config
 
 LOCAL = Path(__file__).resolve().parent.parent / "config" / "local.toml"
 

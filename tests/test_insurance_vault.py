@@ -1,12 +1,12 @@
-"""The insurance vault as an ERC-4626 vault, against the reference model (backstop/vault_model.py).
+"""The insurance vault as an ERC-4626 vault, against the reference model (backstop/model/vault.py).
 
 `VaultMirror` extends the clearinghouse `Mirror` with the vault: it drives contracts and model with
 the same actions (deposits, mints, redemption requests and claims, donations, takeovers, the owner's
 limits) and, after every action, compares everything the base mirror compares plus the vault's
 shares, supply, totalAssets, previews, unlock times, requests, loss counters and limits. It talks to
-Anvil through backstop/fast_chain.py (one HTTP round trip per transaction, every comparison in one
-JSON-RPC batch) and decodes events from the receipts, so the hypothesis properties below can afford
-a whole round trip (deposit, lock-up, request, delay, claim) per example. Each example of a
+Anvil through backstop/chain/fast_chain.py (one HTTP round trip per transaction, every comparison in
+one JSON-RPC batch) and decodes events from the receipts, so the hypothesis properties below can
+afford a whole round trip (deposit, lock-up, request, delay, claim) per example. Each example of a
 `@given` test starts from the same chain state: the mirror rolls chain and model back to a
 checkpoint (`evm_snapshot`/`evm_revert`) after every example.
 
@@ -23,9 +23,9 @@ from eth_utils import keccak, to_checksum_address
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backstop.fast_chain import FastChain, RevertError, _type_string
-from backstop.model import ModelRevert, ZERO_ADDRESS
-from backstop.vault_model import VIRTUAL_ASSETS, VIRTUAL_SHARES, VaultModel
+from backstop.chain.fast_chain import FastChain, RevertError, _type_string
+from backstop.model.protocol import ModelRevert, ZERO_ADDRESS
+from backstop.model.vault import VIRTUAL_ASSETS, VIRTUAL_SHARES, VaultModel
 from conftest import BTC, USDC, WAD
 from test_clearinghouse_vs_model import Mirror
 
@@ -103,7 +103,7 @@ class VaultMirror(Mirror):
         self.owner = owner
         self.idle = 0  # collateral tokens sent to the vault outside `deposit`: donations, never counted
         self.fast = fast
-        self.decoder = EventDecoder([protocol.token, protocol.oracle, protocol.pool, protocol.clearinghouse, protocol.vault])
+        self.decoder = EventDecoder([protocol.token, protocol.oracle, protocol.pool, protocol.clearinghouse, protocol.liquidation, protocol.vault])
         self.c = SimpleNamespace(**{
             name: self.fast.contract(contract.address, _abi(contract)) for name, contract in vars(protocol).items()
         })
@@ -186,27 +186,27 @@ class VaultMirror(Mirror):
         self.compare()
 
     def liquidate(self, liquidator, account, market, size):
-        tx = self.send(liquidator, self.c.clearinghouse.liquidate.call(account.address, market, size))
-        taken = self.model.liquidate(liquidator.address, account.address, market, size, tx.timestamp)
+        tx = self.send(liquidator, self.c.liquidation.liquidate.call(account.address, market, size))
+        taken = self.model.liquidation.liquidate(liquidator.address, account.address, market, size, tx.timestamp)
         self.compare()
         return tx, taken
 
     def flag_bankruptcy(self, account, sender):
-        tx = self.send(sender, self.c.clearinghouse.flag_bankruptcy.call(account.address))
-        deficit = self.model.flag_bankruptcy(account.address, tx.timestamp)
+        tx = self.send(sender, self.c.liquidation.flag_bankruptcy.call(account.address))
+        deficit = self.model.liquidation.flag_bankruptcy(account.address, tx.timestamp)
         self.compare()
         return tx, deficit
 
     def clear_bankruptcy(self, account, sender):
-        tx = self.send(sender, self.c.clearinghouse.clear_bankruptcy.call(account.address))
-        self.model.clear_bankruptcy(account.address, tx.timestamp)
+        tx = self.send(sender, self.c.liquidation.clear_bankruptcy.call(account.address))
+        self.model.liquidation.clear_bankruptcy(account.address, tx.timestamp)
         self.compare()
         return tx
 
     def backstop(self, caller, account):
         """Returns the transaction and the refusal reason ("" when the vault took the account over)."""
-        tx = self.send(caller, self.c.clearinghouse.backstop.call(account.address))
-        refusal = self.model.backstop(caller.address == self.keeper.address, account.address, tx.timestamp)
+        tx = self.send(caller, self.c.liquidation.backstop.call(account.address))
+        refusal = self.model.liquidation.backstop(caller.address == self.keeper.address, account.address, tx.timestamp)
         if refusal:
             event = tx.one("TakeoverRefused")
             assert (event.account, event.vault, event.reason) == (account.address, self.vault_address, refusal)
@@ -973,11 +973,11 @@ def test_withdraw__and_redeem_are_closed(mirror, dave):
         mirror.reverts(EXIT_CLOSED, dave, call)
 
 
-def test_record_takeover__by_a_non_clearinghouse_reverts(mirror, dave, stranger):
+def test_record_takeover__by_anyone_but_the_liquidation_engine_reverts(mirror, dave, stranger):
     mirror.deposit(dave, 1_000 * USDC)
-    for caller in (stranger, mirror.owner, dave):
+    for caller in (stranger, mirror.owner, dave, mirror.c.clearinghouse.address):
         mirror.reverts(
-            "InsuranceVault: caller is not the clearinghouse", caller, mirror.c.vault.record_takeover.call(stranger.address, 10**9)
+            "InsuranceVault: caller is not the liquidation engine", caller, mirror.c.vault.record_takeover.call(stranger.address, 10**9)
         )
 
 

@@ -1,4 +1,5 @@
-"""The keeper's waterfall (backstop/keeper.py) and the on-chain crash replay (backstop/chain_replay.py).
+"""The keeper's waterfall (backstop/keeper/waterfall.py) and the on-chain crash replay
+(backstop/sim/chain_replay.py).
 
 Both run on a private Anvil holding a copy of the session's deployment (ape's own node traces every
 step, several times slower for batches), as tests/test_state_machine.py does. A three-trader story,
@@ -13,11 +14,12 @@ import random
 
 import pytest
 
-from backstop.anvil import private_chain
-from backstop.chain_replay import ChainReplay, replay_on_chain
-from backstop.deployment import deployment_document
-from backstop.keeper import ChainVenue, Keeper
-from backstop.scenario import OpeningTrade, PriceStep, Scenario, ScenarioMarket, Trader, generate
+from backstop.chain.anvil import private_chain
+from backstop.chain.deployment import deployment_document
+from backstop.keeper.chain_venue import ChainVenue
+from backstop.keeper.waterfall import Keeper
+from backstop.sim.chain_replay import ChainReplay, replay_on_chain
+from backstop.sim.scenario import OpeningTrade, PriceStep, Scenario, ScenarioMarket, Trader, generate
 from conftest import BTC, USDC, WAD
 
 MARKETS = (
@@ -136,8 +138,9 @@ def venue(fresh, node, deployment):
 
 
 def events_since(venue, block, name):
-    logs = venue.chain.request("eth_getLogs", [{"address": venue.clearinghouse.address, "fromBlock": hex(block + 1), "toBlock": "latest"}])
-    return [fields for event, fields in venue.events.decode(logs) if event == name]
+    """The waterfall's events (the liquidation engine's) of that name since `block`."""
+    logs = venue.chain.request("eth_getLogs", [{"address": venue.liquidation.address, "fromBlock": hex(block + 1), "toBlock": "latest"}])
+    return [fields for event, fields in venue.liquidation_events.decode(logs) if event == name]
 
 
 # ---------------------------------------------------------------- the waterfall, layer by layer

@@ -1,4 +1,5 @@
-"""Unit tests of the reference model (backstop/model.py) with hand-computed numbers; no chain.
+"""Unit tests of the reference model (backstop/model/protocol.py) with hand-computed numbers; no
+chain.
 
 Units: collateral 1e6 (USD), prices and sizes 1e18. BTC at 100_000 USD, 1 BTC -> notional 100_000e6.
 Market: initial margin 10%, maintenance 5%, band 1%, funding cap 1% per 8 h; liquidation discount 1%,
@@ -9,7 +10,8 @@ from dataclasses import replace
 
 import pytest
 
-from backstop.model import (
+from backstop.model.liquidation import LiquidationModel
+from backstop.model.protocol import (
     WAD,
     Fill,
     MarketParams,
@@ -53,7 +55,8 @@ def price(usd_per_btc):
 
 
 def new_model(mark=PRICE, **deposits):
-    model = Model(max_move=WAD // 5, staleness=60, insurance_account=INSURANCE, liquidation_discount=WAD // 100, liquidation_penalty=WAD // 200)
+    model = Model(max_move=WAD // 5, staleness=60, insurance_account=INSURANCE)
+    LiquidationModel(model, discount=WAD // 100, penalty=WAD // 200)
     model.initialize_feed(BTC, PRICE, mark, now=T0)
     assert model.list_market(PARAMS, now=T0) == BTC
     for account, amount in deposits.items():
@@ -208,13 +211,32 @@ def test_settle_fill__partial_fills_then_cancel():
     buy, sell = orders(ALICE, BOB, 3 * ONE)
     model.settle_fill(buy, sell, ONE, PRICE, T0)
     model.settle_fill(buy, sell, ONE, PRICE, T0)
-    assert model.order_filled[buy] == model.order_filled[sell] == 2 * ONE
+    assert model.filled_size(buy) == model.filled_size(sell) == 2 * ONE
     with pytest.raises(ModelRevert, match="Clearinghouse: not the order's account"):
         model.cancel_order(BOB, buy)
     model.cancel_order(ALICE, buy)
-    assert model.order_filled[buy] == 3 * ONE
+    assert model.filled_size(buy) == 3 * ONE
     with pytest.raises(ModelRevert, match="Clearinghouse: fill exceeds order remaining"):
         model.settle_fill(buy, sell, ONE, PRICE, T0)
+
+
+def test_settle_fill__a_nonce_fills_once_in_full():
+    """An order filled in full spends its nonce: another order of the same account with the same
+    nonce is refused, and cancelling one order cancels every order with its nonce."""
+    model = new_model(alice=usd(50_000), bob=usd(50_000), carol=usd(50_000))
+    buy, sell = orders(ALICE, BOB, ONE)
+    model.settle_fill(buy, sell, ONE, PRICE, T0)
+    assert model.partly_filled == {}  # filled in one go: a nonce bit, no per-order slot
+    twin = replace(buy, size=2 * ONE)  # same account and nonce, another order
+    other_sell = replace(sell, nonce=sell.nonce + 100)
+    assert model.filled_size(twin) == 2 * ONE
+    with pytest.raises(ModelRevert, match="Clearinghouse: fill exceeds order remaining"):
+        model.settle_fill(twin, other_sell, ONE, PRICE, T0)
+    partial = replace(sell, account=CAROL, size=-3 * ONE)
+    model.settle_fill(replace(buy, nonce=buy.nonce + 200), partial, ONE, PRICE, T0)
+    assert model.filled_size(partial) == ONE and model.partly_filled == {partial: ONE}
+    model.cancel_order(CAROL, replace(partial, size=-ONE))  # a sibling with the same nonce
+    assert model.filled_size(partial) == 3 * ONE
 
 
 def test_settle_fill__revert_leaves_state_unchanged():
@@ -285,15 +307,15 @@ def short_two_btc():
 
 def test_liquidate__healthy_account_reverts():
     model = short_two_btc()
-    with pytest.raises(ModelRevert, match="Clearinghouse: account healthy"):
-        model.liquidate(CAROL, BOB, BTC, ONE, T0)
+    with pytest.raises(ModelRevert, match="LiquidationEngine: account healthy"):
+        model.liquidation.liquidate(CAROL, BOB, BTC, ONE, T0)
 
 
 def test_liquidate__partial_pays_discount_and_penalty_in_full():
     model = short_two_btc()
     now = T0 + 10
     move_price(model, 105_000, now)  # bob: value 10_000 < maintenance 10_500
-    assert model.liquidate(CAROL, BOB, BTC, ONE, now) == ONE
+    assert model.liquidation.liquidate(CAROL, BOB, BTC, ONE, now) == ONE
     # bob realises -5_000 on 1 BTC; fees on 105_000 notional: discount 1_050, penalty 525
     assert model.position(BOB, BTC) == Position(-ONE, PRICE, 0)
     assert model.balance(BOB) == usd(20_000 - 5_000 - 1_050 - 525)
@@ -310,8 +332,8 @@ def test_liquidate__partial_reverts_when_fees_would_exhaust_value():
     now = T0 + 10
     move_price(model, 109_500, now)  # bob: value 1_000 < discount on 1 BTC (1_095)
     before = model.snapshot()
-    with pytest.raises(ModelRevert, match="Clearinghouse: partial liquidation must leave the account healthier"):
-        model.liquidate(CAROL, BOB, BTC, ONE, now)
+    with pytest.raises(ModelRevert, match="LiquidationEngine: partial liquidation must leave the account healthier"):
+        model.liquidation.liquidate(CAROL, BOB, BTC, ONE, now)
     assert model.snapshot() == before
 
 
@@ -319,7 +341,7 @@ def test_liquidate__full_bounds_penalty_by_remaining_value():
     model = short_two_btc()
     now = T0 + 10
     move_price(model, 108_500, now)  # bob: value 3_000, maintenance 10_850
-    assert model.liquidate(CAROL, BOB, BTC, 5 * ONE, now) == 2 * ONE  # clamped to the position
+    assert model.liquidation.liquidate(CAROL, BOB, BTC, 5 * ONE, now) == 2 * ONE  # clamped to the position
     # bob realises -17_000; notional 217_000: discount 2_170 in full, penalty min(1_085, 830) = 830
     assert model.position(BOB, BTC) == Position(0, 0, 0)
     assert model.open_markets[BOB] == 0
@@ -334,7 +356,7 @@ def test_liquidate__full_bounds_discount_by_remaining_value():
     model = short_two_btc()
     now = T0 + 10
     move_price(model, 109_500, now)  # bob: value 1_000; discount on 219_000 would be 2_190
-    assert model.liquidate(CAROL, BOB, BTC, 2 * ONE, now) == 2 * ONE
+    assert model.liquidation.liquidate(CAROL, BOB, BTC, 2 * ONE, now) == 2 * ONE
     assert model.balance(BOB) == 0
     assert model.balance(CAROL) == usd(31_000)
     assert model.balance(INSURANCE) == 0
@@ -343,11 +365,11 @@ def test_liquidate__full_bounds_discount_by_remaining_value():
 def test_flag_bankruptcy__negative_value_freezes_account():
     model = short_two_btc()
     now = T0 + 10
-    with pytest.raises(ModelRevert, match="Clearinghouse: account solvent"):
-        model.flag_bankruptcy(BOB, now)
+    with pytest.raises(ModelRevert, match="LiquidationEngine: account solvent"):
+        model.liquidation.flag_bankruptcy(BOB, now)
     move_price(model, 111_000, now)  # bob: 20_000 - 22_000
-    assert model.flag_bankruptcy(BOB, now) == usd(2_000)
+    assert model.liquidation.flag_bankruptcy(BOB, now) == usd(2_000)
     assert model.bankrupt[BOB]
     assert not model.withdrawal_allowed(BOB, 1, now)
-    with pytest.raises(ModelRevert, match="Clearinghouse: account bankrupt"):
-        model.liquidate(CAROL, BOB, BTC, ONE, now)
+    with pytest.raises(ModelRevert, match="LiquidationEngine: account bankrupt"):
+        model.liquidation.liquidate(CAROL, BOB, BTC, ONE, now)

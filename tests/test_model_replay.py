@@ -1,6 +1,6 @@
-"""The crash replay on the reference model (backstop/model_replay.py) and what makes it fast: a small
-replay under every policy keeps the invariants; the parallel sweep returns what one replay after
-the other returns; the winner book, the vectorised screen and the risk-aware level search give
+"""The crash replay on the reference model (backstop/sim/model_replay.py) and what makes it fast: a
+small replay under every policy keeps the invariants; the parallel sweep returns what one replay
+after the other returns; the winner book, the vectorised screen and the risk-aware level search give
 exactly what the plain code gives. No chain."""
 
 import dataclasses
@@ -8,12 +8,12 @@ import random
 
 import pytest
 
-from backstop import adl_keeper, model_venue
-from backstop.adl import POLICY_NAMES, risk_aware_close_weight, risk_aware_haircut_weight
-from backstop.adl_planner import _Evaluated, _highest_close_level, _highest_haircut_level, _highest_level, plan_market, winner_states
-from backstop.deployment import ProtocolConfig
-from backstop.model_replay import replay_on_model, sweep_on_model
-from backstop.scenario import generate
+from backstop.chain.deployment import ProtocolConfig
+from backstop.keeper import adl_executor, model_venue
+from backstop.keeper.adl_planner import _Evaluated, _highest_close_level, _highest_haircut_level, _highest_level, plan_market, winner_states
+from backstop.model.adl import POLICY_NAMES, risk_aware_close_weight, risk_aware_haircut_weight
+from backstop.sim.model_replay import replay_on_model, sweep_on_model
+from backstop.sim.scenario import generate
 
 POLICIES = sorted(POLICY_NAMES)
 
@@ -81,12 +81,12 @@ def test_fast_paths_agree_with_the_plain_code_at_every_call(scenario, small_vaul
     hedged winners hit are the ones the books of the round show hedged, and the pre-screen only
     clears accounts the per-account screen clears."""
     checked = {"plans": 0, "screens": 0, "rounds": 0}
-    book_plan, not_cleared, resolve = model_venue.WinnerBook.plan, model_venue.AccountArrays.not_cleared, adl_keeper.ModelAdlExecutor.resolve
+    book_plan, not_cleared, resolve = model_venue.WinnerBook.plan, model_venue.AccountArrays.not_cleared, adl_executor.ModelAdlExecutor.resolve
     venues, seen_hedged = [], set()
 
     def plan(self, bankrupt, market_id, market, now, batch_size):
         book = winner_states(self.model, bankrupt, market_id, now)
-        seen_hedged.update(w.account for w in book if adl_keeper.is_hedged(w, market.price))
+        seen_hedged.update(w.account for w in book if adl_executor.is_hedged(w, market.price))
         batches = book_plan(self, bankrupt, market_id, market, now, batch_size)
         assert batches == plan_market(market, book, batch_size)
         checked["plans"] += 1
@@ -114,7 +114,7 @@ def test_fast_paths_agree_with_the_plain_code_at_every_call(scenario, small_vaul
 
     monkeypatch.setattr(model_venue.WinnerBook, "plan", plan)
     monkeypatch.setattr(model_venue.AccountArrays, "not_cleared", screen)
-    monkeypatch.setattr(adl_keeper.ModelAdlExecutor, "resolve", resolve_checked)
+    monkeypatch.setattr(adl_executor.ModelAdlExecutor, "resolve", resolve_checked)
     monkeypatch.setattr(model_venue.ModelVenue, "__init__", remember_venue)
     monkeypatch.setattr(model_venue, "VECTOR_SCREEN_MIN", 1)
     for policy in POLICIES:

@@ -1,11 +1,12 @@
-"""The crash report (backstop/report.py): files, links, the console summary and the inequality
-measures, on a small hand-made result. No chain."""
+"""The crash report (backstop/report/crash.py): files, links, the console summary, and the inequality
+measures (backstop/sim/inequality.py), on a small hand-made result. No chain."""
 
 import re
 
 import pytest
 
-from backstop.report import MAX_SUMMARY_LINES, PLOT_FILES, gini, largest_share, summary_lines, write_report
+from backstop.report.crash import MAX_SUMMARY_LINES, PLOT_FILES, summary_lines, write_report
+from backstop.sim.inequality import gini, largest_share
 
 STEPS = 6
 

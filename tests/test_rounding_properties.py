@@ -7,7 +7,7 @@ from fractions import Fraction
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backstop.model import NOTIONAL_SCALE, WAD, blended_entry_price, funding_payment, margin_requirement, pnl
+from backstop.model.protocol import NOTIONAL_SCALE, WAD, blended_entry_price, funding_payment, margin_requirement, pnl
 
 sizes = st.integers(min_value=1, max_value=10**9 * WAD)
 prices = st.integers(min_value=1, max_value=10**9 * WAD)

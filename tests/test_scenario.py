@@ -1,14 +1,14 @@
-"""The crash scenario generator (backstop/scenario.py): reproducible, balanced, margined, shaped like
-10 October 2025 (a slide with one gap in the alt) and, on the reference model with the default
+"""The crash scenario generator (backstop/sim/scenario.py): reproducible, balanced, margined, shaped
+like 10 October 2025 (a slide with one gap in the alt) and, on the reference model with the default
 deployment, telling the waterfall's whole story. No chain."""
 
 import pytest
 
-from backstop.deployment import ProtocolConfig, load_config
-from backstop.model import margin_requirement
-from backstop.model_replay import replay_on_model
-from backstop.policy_study import policy_metrics
-from backstop.scenario import MAX_STEP_MOVE, account_values, generate, positions, summary
+from backstop.chain.deployment import ProtocolConfig, load_config
+from backstop.model.protocol import margin_requirement
+from backstop.sim.model_replay import replay_on_model
+from backstop.sim.policy_study import policy_metrics
+from backstop.sim.scenario import MAX_STEP_MOVE, account_values, generate, positions, summary
 
 BTC, ETH, SOL = 0, 1, 2
 MAX_MOVE = 0.20  # the oracle's default max move per update

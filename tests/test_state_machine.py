@@ -15,8 +15,8 @@ counters of live orders), and the design invariants are checked (see `ProtocolMa
 Speed: ape's Anvil runs with `--steps-tracing`, which makes a batch of fills 10 to 100 times slower.
 So the protocol is deployed by the shared `protocol` fixture on ape's chain, its state is copied
 (`anvil_dumpState` / `anvil_loadState`) into a private Anvil without tracing, and the machine talks
-to that node through `backstop.fast_chain` (raw JSON-RPC, one keep-alive connection, blocks one
-second apart). Each example starts from an `evm_snapshot` of a funded setup.
+to that node through `backstop.chain.fast_chain` (raw JSON-RPC, one keep-alive connection, blocks
+one second apart). Each example starts from an `evm_snapshot` of a funded setup.
 
 Extending: the vault and ADL layers add rules and checks by subclassing `ProtocolMachine` (or adding
 to it): rules call `self.act(...)`, state to compare goes into `chain_reads` / `expected_state`, and
@@ -41,20 +41,22 @@ from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from backstop.anvil import private_chain
-from backstop.fast_chain import FastChain
-from backstop.model import (
+from backstop.chain.anvil import private_chain
+from backstop.chain.fast_chain import FastChain
+from backstop.chain.orders import domain_separator, order_digest, order_tuple
+from backstop.model.liquidation import LiquidationModel
+from backstop.model.protocol import (
     NOTIONAL_SCALE,
     WAD,
     Fill as ModelFill,
     MarketParams,
     Model,
     ModelRevert,
+    Order,
     PriceFeed,
     funding_payment,
     pnl,
 )
-from backstop.orders import Order, domain_separator, order_digest, order_tuple
 
 USDC = 10**6
 FAR = 10 * 365 * 24 * 3600  # expiry of ordinary orders: ten years ahead
@@ -184,6 +186,7 @@ class Env:
     oracle: object
     pool: object
     ch: object
+    liquidation: object
     owner: str
     keeper: str
     traders: list[str]
@@ -223,7 +226,8 @@ def env(request, chain, protocol, accounts, owner, keeper, alice, bob, carol, li
         fc.enable_multicall()
         traders = [alice.address, bob.address, carol.address, accounts[8].address, accounts[9].address]
         contracts = {name: fc.contract(c.address, _abi(c)) for name, c in
-                     (("token", protocol.token), ("oracle", protocol.oracle), ("pool", protocol.pool), ("ch", protocol.clearinghouse))}
+                     (("token", protocol.token), ("oracle", protocol.oracle), ("pool", protocol.pool), ("ch", protocol.clearinghouse),
+                      ("liquidation", protocol.liquidation))}
         ch = contracts["ch"]
         insurance, market_count = fc.read([ch.insurance_account.call(), ch.market_count.call()])
         chain_id = int(fc.request("eth_chainId"), 16)
@@ -264,12 +268,13 @@ def _fund(e: Env) -> None:
 
 def _model_from_chain(e: Env) -> TrackedModel:
     """The reference model of the funded setup, read from the chain (positions must be flat)."""
-    fc, ch, oracle, pool = e.fc, e.ch, e.oracle, e.pool
+    fc, ch, liquidation, oracle, pool = e.fc, e.ch, e.liquidation, e.oracle, e.pool
     max_move, staleness, discount, penalty, ratio = fc.read([
-        oracle.max_move.call(), oracle.staleness.call(), ch.liquidation_discount.call(), ch.liquidation_penalty.call(),
-        ch.backstop_ratio.call(),
+        oracle.max_move.call(), oracle.staleness.call(), liquidation.liquidation_discount.call(), liquidation.liquidation_penalty.call(),
+        liquidation.backstop_ratio.call(),
     ])
-    model = TrackedModel(max_move, staleness, e.insurance, discount, penalty, ratio)
+    model = TrackedModel(max_move, staleness, e.insurance)
+    LiquidationModel(model, discount, penalty, ratio)
     for market in range(e.market_count):
         feed, params, index, updated, long_oi = fc.read([
             oracle.feeds.call(market), ch.markets.call(market), ch.funding_index.call(market),
@@ -380,6 +385,8 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.fc = e.fc
         self.model = TrackedModel.__new__(TrackedModel)
         self.model.vault = self.model.adl = None  # the vault's and the ADL engine's books are not modelled by the core machine
+        self.model.liquidation = LiquidationModel.__new__(LiquidationModel)
+        self.model.liquidation.exchange = self.model
         self.model.restore(e.base_model)
         self.model.forged_orders = set()
         self.t = e.base_time  # timestamp of the latest block
@@ -476,7 +483,7 @@ class ProtocolMachine(RuleBasedStateMachine):
                         lambda now: self.model.settle_fills([ModelFill(*f) for f in model_fills], now))
 
     def keep_resting(self, order: Order, signed: tuple) -> None:
-        remaining = abs(order.size) - self.model.order_filled.get(order, 0)
+        remaining = abs(order.size) - self.model.filled_size(order)
         target = self.resting if remaining > 0 else self.spent
         target.append((order, signed))
         del target[:-MAX_RESTING]
@@ -633,7 +640,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         limit or near the mark (the wrong side of its limit: refused)."""
         order, signed = self.resting[which % len(self.resting)]
         counterparty = self.actors[(self.actors.index(order.account) + other) % len(self.actors)]
-        remaining = abs(order.size) - self.model.order_filled.get(order, 0)
+        remaining = abs(order.size) - self.model.filled_size(order)
         size = max(max(remaining, 1) * fraction_bp // 10_000, 1)
         price = order.limit_price if at_limit else max(self.mark(order.market) * (10_000 + price_bp) // 10_000, 1)
         counter = self.new_order(counterparty, order.market, -size if order.size > 0 else size, price)
@@ -643,7 +650,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         else:
             fill = (counter, counter_signed, order, signed, size, price)
         self.settle("fill_resting", [fill])
-        if self.model.order_filled.get(order, 0) >= abs(order.size):
+        if self.model.filled_size(order) >= abs(order.size):
             self.resting.remove((order, signed))
             self.spent.append((order, signed))
             del self.spent[:-MAX_RESTING]
@@ -806,8 +813,8 @@ class ProtocolMachine(RuleBasedStateMachine):
                         lambda now: self.model.push_prices(updates, now)).ok:
             return
         self._liquidate(f"edge {goal}: liquidate", self.env.liquidator, account, market, 10_000)
-        self.act(f"edge {goal}: flag", self.env.keeper, self.env.ch.flag_bankruptcy.call(account),
-                 lambda now: self.model.flag_bankruptcy(account, now))
+        self.act(f"edge {goal}: flag", self.env.keeper, self.env.liquidation.flag_bankruptcy.call(account),
+                 lambda now: self.model.liquidation.flag_bankruptcy(account, now))
 
     def edge_price(self, account: str, market: int, goal: str) -> int | None:
         """The price (index == mark) at which the account's value is exactly its maintenance margin or
@@ -890,8 +897,8 @@ class ProtocolMachine(RuleBasedStateMachine):
                     self._liquidate("keeper_sweep: liquidate", liquidator, account, market, 10_000)
         for account in self.env.accounts:
             if not self.model.bankrupt.get(account, False) and self.health(account).value < 0:
-                self.act("keeper_sweep: flag", self.env.keeper, self.env.ch.flag_bankruptcy.call(account),
-                         lambda now, a=account: self.model.flag_bankruptcy(a, now))
+                self.act("keeper_sweep: flag", self.env.keeper, self.env.liquidation.flag_bankruptcy.call(account),
+                         lambda now, a=account: self.model.liquidation.flag_bankruptcy(a, now))
         for market in range(self.env.market_count):
             self.unwind(market, 10_000)
         STATS.outcomes[("keeper_sweep", "ok")] += 1
@@ -899,8 +906,8 @@ class ProtocolMachine(RuleBasedStateMachine):
     def _liquidate(self, label, liquidator, account, market, size_bp) -> bool:
         position = abs(self.model.position(account, market).size)
         size = position * size_bp // 10_000 if size_bp <= 10_000 else 2**200
-        if not self.act(label, liquidator, self.env.ch.liquidate.call(account, market, size),
-                        lambda now: self.model.liquidate(liquidator, account, market, size, now)).ok:
+        if not self.act(label, liquidator, self.env.liquidation.liquidate.call(account, market, size),
+                        lambda now: self.model.liquidation.liquidate(liquidator, account, market, size, now)).ok:
             return False
         # Invariant 4: a liquidation never leaves the account with negative value (read from the
         # chain), and the liquidator ends at or above initial margin.
@@ -915,8 +922,8 @@ class ProtocolMachine(RuleBasedStateMachine):
         """Anyone flags an account: one with negative value if there is one (else refused)."""
         underwater = [a for a in self.env.accounts if self.health(a).value < 0] or self.env.accounts
         target = underwater[account % len(underwater)]
-        self.act("flag_bankruptcy", self.env.attacker, self.env.ch.flag_bankruptcy.call(target),
-                 lambda now: self.model.flag_bankruptcy(target, now))
+        self.act("flag_bankruptcy", self.env.attacker, self.env.liquidation.flag_bankruptcy.call(target),
+                 lambda now: self.model.liquidation.flag_bankruptcy(target, now))
 
     @action(account=any_index)
     def clear_bankruptcy(self, account):
@@ -924,8 +931,8 @@ class ProtocolMachine(RuleBasedStateMachine):
         while in deficit, or if it is not flagged)."""
         flagged = [a for a in self.env.accounts if self.model.bankrupt.get(a, False)] or self.env.accounts
         target = flagged[account % len(flagged)]
-        self.act("clear_bankruptcy", self.env.attacker, self.env.ch.clear_bankruptcy.call(target),
-                 lambda now: self.model.clear_bankruptcy(target, now))
+        self.act("clear_bankruptcy", self.env.attacker, self.env.liquidation.clear_bankruptcy.call(target),
+                 lambda now: self.model.liquidation.clear_bankruptcy(target, now))
 
     # ------------------------------------------------------------ owner
 
@@ -944,8 +951,8 @@ class ProtocolMachine(RuleBasedStateMachine):
         if holders:
             holder = holders[fraction_bp % len(holders)]
             self.act("paused: withdraw", holder, self.env.pool.withdraw.call(1), lambda now: self.model.withdraw(holder, 1, now))
-            self.act("paused: liquidate", self.env.liquidator, self.env.ch.liquidate.call(holder, market, 2**200),
-                     lambda now: self.model.liquidate(self.env.liquidator, holder, market, 2**200, now))
+            self.act("paused: liquidate", self.env.liquidator, self.env.liquidation.liquidate.call(holder, market, 2**200),
+                     lambda now: self.model.liquidation.liquidate(self.env.liquidator, holder, market, 2**200, now))
         self.act("resume", self.env.owner, self.env.oracle.set_paused.call(market, False),
                  lambda now: self.model.set_paused(market, False))
 
@@ -960,8 +967,8 @@ class ProtocolMachine(RuleBasedStateMachine):
             self.act("unknown market: accrue", self.env.keeper, self.env.ch.accrue_funding.call(market),
                      lambda now: self.model.accrue_funding(market, now))
         elif what == "liquidate":
-            self.act("unknown market: liquidate", self.env.liquidator, self.env.ch.liquidate.call(a, market, WAD),
-                     lambda now: self.model.liquidate(self.env.liquidator, a, market, WAD, now))
+            self.act("unknown market: liquidate", self.env.liquidator, self.env.liquidation.liquidate.call(a, market, WAD),
+                     lambda now: self.model.liquidation.liquidate(self.env.liquidator, a, market, WAD, now))
         else:
             params = self.model.markets[0]
             self.act("unknown market: set params", self.env.owner, self.env.ch.set_market_params.call(market, tuple(vars(params).values())),
@@ -992,8 +999,8 @@ class ProtocolMachine(RuleBasedStateMachine):
     @action(discount_bp=st.integers(0, 1_000), penalty_bp=rarely(st.integers(9_000, 10_000), st.integers(0, 1_000), 10))
     def set_liquidation_params(self, discount_bp, penalty_bp):
         discount, penalty = discount_bp * WAD // 10_000, penalty_bp * WAD // 10_000
-        self.act("set_liquidation_params", self.env.owner, self.env.ch.set_liquidation_params.call(discount, penalty),
-                 lambda now: self.model.set_liquidation_params(discount, penalty))
+        self.act("set_liquidation_params", self.env.owner, self.env.liquidation.set_liquidation_params.call(discount, penalty),
+                 lambda now: self.model.liquidation.set_liquidation_params(discount, penalty))
 
     # ------------------------------------------------------------ attacker
 
@@ -1057,11 +1064,11 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     def chain_reads(self) -> dict:
         """Every value compared, as {key: Call}."""
-        e, ch, pool, oracle, token = self.env, self.env.ch, self.env.pool, self.env.oracle, self.env.token
+        e, ch, liquidation, pool, oracle, token = self.env, self.env.ch, self.env.liquidation, self.env.pool, self.env.oracle, self.env.token
         if e.static_calls:
             calls = dict(e.static_calls)
             for order in [o for o, _ in self.resting + self.spent] + self.watch:
-                calls[("order_filled", order)] = ch.order_filled.call(order_digest(order, e.separator))
+                calls[("filled_size", order)] = ch.filled_size.call(order_tuple(order))
             return calls
         calls = {}
         for a in e.accounts:
@@ -1083,11 +1090,11 @@ class ProtocolMachine(RuleBasedStateMachine):
         for fn in ("total_deposited", "total_withdrawn", "total_held"):
             calls[(fn,)] = getattr(pool, fn).call()
         calls[("pool_tokens",)] = token.balanceOf.call(pool.address)
-        calls[("liquidation_params",)] = ch.liquidation_discount.call()
-        calls[("backstop_ratio",)] = ch.backstop_ratio.call()
+        calls[("liquidation_params",)] = liquidation.liquidation_discount.call()
+        calls[("backstop_ratio",)] = liquidation.backstop_ratio.call()
         calls[("max_move",)] = oracle.max_move.call()
         calls[("staleness",)] = oracle.staleness.call()
-        calls[("liquidation_penalty",)] = ch.liquidation_penalty.call()
+        calls[("liquidation_penalty",)] = liquidation.liquidation_penalty.call()
         e.static_calls = dict(calls)
         return self.chain_reads()
 
@@ -1133,13 +1140,15 @@ class ProtocolMachine(RuleBasedStateMachine):
             elif kind == "pool_tokens":
                 out[key] = m.total_held() + self.donated
             elif kind == "liquidation_params":
-                out[key] = m.liquidation_discount
+                out[key] = m.liquidation.liquidation_discount
             elif kind == "liquidation_penalty":
-                out[key] = m.liquidation_penalty
-            elif kind in ("backstop_ratio", "max_move", "staleness"):
+                out[key] = m.liquidation.liquidation_penalty
+            elif kind == "backstop_ratio":
+                out[key] = m.liquidation.backstop_ratio
+            elif kind in ("max_move", "staleness"):
                 out[key] = getattr(m, kind)
-            elif kind == "order_filled":
-                out[key] = m.order_filled.get(key[1], 0)
+            elif kind == "filled_size":
+                out[key] = m.filled_size(key[1])
         return out
 
     @invariant()

@@ -23,8 +23,6 @@ import functools
 from dataclasses import dataclass, replace
 from typing import Hashable, NamedTuple
 
-from backstop.orders import Order  # the signed struct; the model keys `partly_filled` by it
-
 WAD = 10**18  # fixed_point.WAD
 NOTIONAL_SCALE = 10**30  # fixed_point.NOTIONAL_SCALE
 MAX_MARKETS = 16  # Clearinghouse.MAX_MARKETS
@@ -139,8 +137,22 @@ class AccountHealth:
     maintenance_margin: int
 
 
+@dataclass(frozen=True)
+class Order:
+    """The Clearinghouse's Order struct. `size` is signed: a buy is positive, a sell negative.
+    Signed in backstop/chain/orders.py; the model keys `partly_filled` by it."""
+
+    account: str
+    market: int
+    size: int
+    limit_price: int
+    nonce: int
+    expiry: int
+    reduce_only: bool = False
+
+
 class Fill(NamedTuple):
-    """A fill without signatures; `settle_fills` also takes backstop.trading.Fill."""
+    """A fill without signatures; `settle_fills` also takes backstop.chain.trading.Fill."""
 
     buy: Order
     sell: Order
@@ -205,8 +217,8 @@ class Model:
         self.adl_rounds_open = 0
         self.in_adl_round: dict[Account, bool] = {}
         self._set_insurance_account(insurance_account)
-        # The waterfall engines, attached by `LiquidationModel(...)` (backstop/liquidation_model.py),
-        # `VaultModel(...)` (backstop/vault_model.py) and `AdlModel(...)` (backstop/adl.py); None until then.
+        # The waterfall engines, attached by `LiquidationModel(...)` (backstop/model/liquidation.py),
+        # `VaultModel(...)` (backstop/model/vault.py) and `AdlModel(...)` (backstop/model/adl.py); None until then.
         self.liquidation = None
         self.vault = None
         self.adl = None

@@ -8,7 +8,7 @@ every action runs as one transaction of the exchange model: a revert restores bo
 
 from __future__ import annotations
 
-from backstop.model import MAX_MARKETS, NOTIONAL_SCALE, WAD, Account, Model, _require, atomic, ceil_div, notional
+from backstop.model.protocol import MAX_MARKETS, NOTIONAL_SCALE, WAD, Account, Model, _require, atomic, ceil_div, notional
 
 
 class LiquidationModel:

@@ -6,8 +6,8 @@ lists where a chain run and a model run of the same policy disagree (they must n
 
 from __future__ import annotations
 
-from backstop.adl import POLICY_NAMES
-from backstop.report import gini, largest_share
+from backstop.model.adl import POLICY_NAMES
+from backstop.sim.inequality import gini, largest_share
 
 USDC = 10**6
 # Figures a chain run and a model run of the same scenario and policy must share exactly.
@@ -15,8 +15,9 @@ EXACT_FIGURES = ("deficit", "haircuts", "notional_closed", "min_notional_closed"
 
 
 def policy_metrics(policy: int, result: dict) -> dict:
-    """The figures of one policy over the whole replay (report.PolicyMetrics; dollars as floats).
-    Haircut concentration (Gini, largest share) is over each winner's total across all rounds."""
+    """The figures of one policy over the whole replay (`PolicyMetrics` of backstop/report/crash.py;
+    dollars as floats). Haircut concentration (Gini, largest share) is over each winner's total
+    across all rounds."""
     rounds = result["adl_rounds"]
     by_winner: dict[str, int] = {}
     for round_ in rounds:

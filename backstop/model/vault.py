@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backstop.model import ZERO_ADDRESS, Account, Model, _require, atomic, ceil_div
+from backstop.model.protocol import ZERO_ADDRESS, Account, Model, _require, atomic, ceil_div
 
 VIRTUAL_SHARES = 10**6  # InsuranceVault.VIRTUAL_SHARES
 VIRTUAL_ASSETS = 1  # InsuranceVault.VIRTUAL_ASSETS

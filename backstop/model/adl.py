@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from backstop.model import MAX_MARKETS, NOTIONAL_SCALE, WAD, Account, Model, Position, _require, atomic, ceil_div, notional, pnl
+from backstop.model.protocol import MAX_MARKETS, NOTIONAL_SCALE, WAD, Account, Model, Position, _require, atomic, ceil_div, notional, pnl
 
 QUEUE_PNL_LEVERAGE = 0
 QUEUE_HYPERLIQUID = 1

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from backstop.fast_chain import FastChain
+from backstop.chain.fast_chain import FastChain
 
 # A hundred keeper actions or several batches of 64 fills per block.
 BLOCK_GAS_LIMIT = 1_000_000_000

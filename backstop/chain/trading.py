@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import count
 
-from backstop.orders import Order, domain_separator, fill_tuple, sign_order
+from backstop.chain.orders import domain_separator, fill_tuple, sign_order
+from backstop.model.protocol import Order
 
 ONE_YEAR = 365 * 24 * 3600
 

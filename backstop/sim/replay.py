@@ -1,9 +1,9 @@
 """A crash replay, independent of where it runs: the phases, the walk along the price path with the
 keeper, the invariants checked at the end and the figures the report needs.
 
-`ChainReplay` (backstop/chain_replay.py) runs it on contracts through raw JSON-RPC; `ModelReplay`
-(backstop/model_replay.py) on the reference model. Both drive the same `Keeper`, so a scenario
-replayed on each gives the same figures.
+`ChainReplay` (backstop/sim/chain_replay.py) runs it on contracts through raw JSON-RPC;
+`ModelReplay` (backstop/sim/model_replay.py) on the reference model. Both drive the same `Keeper`,
+so a scenario replayed on each gives the same figures.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Callable, Sequence
 import coincurve
 from Crypto.Hash import keccak as _keccak
 
-from backstop.keeper import USDC, WAD, Keeper, KeeperReport
-from backstop.scenario import Scenario
+from backstop.keeper.waterfall import USDC, WAD, Keeper, KeeperReport
+from backstop.sim.scenario import Scenario
 
 Progress = Callable[[int, int, str], None]
 
@@ -192,7 +192,7 @@ class Replay:
         return invariants
 
     def result(self, invariants: list[dict], timings: dict[str, float]) -> dict:
-        """The figures the report reads (backstop/report.py), in dollars:
+        """The figures the report reads (backstop/report/crash.py), in dollars:
 
         - "scenario": {"seed", "traders", "steps", "markets": [names]};
         - "prices": per step, the mark of each market; "times": per step, seconds since the start;
@@ -202,7 +202,7 @@ class Replay:
           ADL: the deficits its rounds covered plus those still pending), "vault_pnl" (equity at
           the end minus after its deposit), "accounts_liquidated", "accounts_backstopped",
           "accounts_adl", "winners_hit", "residual_bad_debt" (negative value left at the end)};
-        - "adl_rounds": every round's metrics (backstop/adl_keeper.py RoundMetrics, as dicts);
+        - "adl_rounds": every round's metrics (backstop/keeper/adl_executor.py RoundMetrics, as dicts);
         - "invariants": [{"name", "held", "detail"}]; "timings": seconds per phase.
         """
         scenario, reports = self.scenario, self.reports

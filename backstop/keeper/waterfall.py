@@ -1,7 +1,7 @@
 """The waterfall keeper: liquidation through the market, then the insurance vault, then ADL.
 
-One `Keeper` serves the on-chain crash replay (backstop/chain_replay.py), the long-running
-`ape run keeper` and, through backstop/model_venue.py, the reference model. Each
+One `Keeper` serves the on-chain crash replay (backstop/sim/chain_replay.py), the long-running
+`ape run keeper` and, through backstop/keeper/model_venue.py, the reference model. Each
 `run_once(accounts)`:
 
 1. accrues funding in every market, so account values include it;
@@ -18,12 +18,9 @@ One `Keeper` serves the on-chain crash replay (backstop/chain_replay.py), the lo
 5. gives each bankrupt account to the ADL executor (`adl.resolve(account)`), or, without one,
    logs it as "ADL pending".
 
-The keeper decides; a venue reads and acts. `ChainVenue` is the deployed contracts through
-`FastChain` (raw JSON-RPC): reads go in one multicall, and each wave of actions (the accruals, a
-round of liquidations, the takeovers) goes into one block, because on Anvil every block costs
-milliseconds more than the transactions in it. Transactions are sent with `eth_sendTransaction`
-from accounts the node holds unlocked (Anvil's dev accounts, or impersonated ones): nothing here
-signs, so the chain venue is for Anvil.
+The keeper decides; a venue reads and acts: `ChainVenue` (backstop/keeper/chain_venue.py) the
+deployed contracts on an Anvil node, `ModelVenue` (backstop/keeper/model_venue.py) the reference
+model.
 """
 
 from __future__ import annotations
@@ -32,18 +29,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Callable, Mapping, Protocol, Sequence
 
-from eth_abi import decode as abi_decode
-from eth_utils import keccak, to_checksum_address
-
-from backstop.fast_chain import Call, FastChain, RevertError, _type_string
+from eth_utils import to_checksum_address
 
 WAD = 10**18
 USDC = 10**6
 NOTIONAL_SCALE = 10**30  # size (1e18) x price (1e18) / NOTIONAL_SCALE = collateral units (1e6)
-# eth_getLogs block range per request: public RPC providers refuse much larger ranges.
-LOG_BLOCK_RANGE = 10_000
-# Transactions per block: Anvil builds a block's receipts in time quadratic in its size.
-BLOCK_TXS = 100
 
 # The watched list is checksummed on every pass: cached, as keccak per address per pass is the
 # keeper's own hot spot at 100,000 accounts.
@@ -90,8 +80,8 @@ class AdlExecutor(Protocol):
     """Resolves a bankrupt account by auto-deleveraging (the ADL engine's keeper side).
 
     `resolve` runs one ADL round for `account` and returns its metrics: a dict, or a dataclass
-    (such as backstop.adl_keeper.RoundMetrics), read as a dict. The keeper and the replay read
-    these keys (collateral units, 1e6 = $1) and pass the others through:
+    (such as backstop/keeper/adl_executor.py's RoundMetrics), read as a dict. The keeper and the
+    replay read these keys (collateral units, 1e6 = $1) and pass the others through:
     "deficit" (the D the round covered), "notional_closed" (winners' positions force-closed) and
     "winners_hit" (winners that paid a haircut or were closed).
     """
@@ -100,7 +90,8 @@ class AdlExecutor(Protocol):
 
 
 class Venue(Protocol):
-    """Where the keeper reads and acts: `ChainVenue`, or backstop/model_venue.py's model.
+    """Where the keeper reads and acts: backstop/keeper/chain_venue.py's `ChainVenue`, or
+    backstop/keeper/model_venue.py's model.
 
     An action is a Clearinghouse function name and its arguments; its outcome is the list of
     (event name, fields) it emitted, or a failure with a `reason`. `act_all` performs several
@@ -357,171 +348,6 @@ class Keeper:
         report.failures.append((action, outcome.reason))
         self.log(f"{action}: failed: {outcome.reason}")
         return False
-
-
-# ---------------------------------------------------------------- the chain as the keeper's venue
-
-class ChainVenue:
-    """The deployed contracts (the dict of deployments/<network>.json) on an Anvil node."""
-
-    GAS = 3_000_000  # per keeper action: a takeover in every market fits
-
-    def __init__(self, chain: FastChain, deployment: dict):
-        self.chain = chain
-        contracts = deployment["contracts"]
-        self.clearinghouse = chain.contract(contracts["clearinghouse"]["address"], contracts["clearinghouse"]["abi"])
-        self.oracle = chain.contract(contracts["oracle"]["address"], contracts["oracle"]["abi"])
-        self.vault_contract = chain.contract(contracts["vault"]["address"], contracts["vault"]["abi"])
-        self.vault = self.vault_contract.address
-        self.events = EventDecoder(self.clearinghouse.address, contracts["clearinghouse"]["abi"])
-        chain.enable_multicall()
-        (self.market_count,) = chain.read([self.clearinghouse.market_count.call()])
-
-    # ------------------------------------------------------------ reads
-
-    def read(self, accounts: list[str]) -> tuple[list[Health], list[int], int, int]:
-        """Every account's health and bankrupt flag, the marks, the backstop ratio and the vault's
-        loss allowance, in one multicall."""
-        ch = self.clearinghouse
-        calls = [ch.backstop_ratio.call(), self.vault_contract.loss_allowance.call()]
-        calls += [self.oracle.latest_prices.call(m) for m in range(self.market_count)]
-        for account in accounts:
-            calls += [ch.account_health.call(account), ch.bankrupt.call(account)]
-        values = self.chain.read(calls)
-        ratio, allowance = values[0], values[1]
-        marks = [mark for _, mark in values[2:2 + self.market_count]]
-        rest = values[2 + self.market_count:]
-        healths = [Health(account, *rest[2 * i], rest[2 * i + 1]) for i, account in enumerate(accounts)]
-        return healths, marks, ratio, allowance
-
-    def health(self, account: str) -> Health:
-        return self.read([account])[0][0]
-
-    def positions(self, accounts: list[str]) -> dict[str, dict[int, int]]:
-        markets = range(self.market_count)
-        sizes = self.chain.read([self.clearinghouse.positions.call(a, m) for a in accounts for m in markets])
-        return {a: {m: sizes[i * self.market_count + m][0] for m in markets if sizes[i * self.market_count + m][0]}
-                for i, a in enumerate(accounts)}
-
-    def initial_margin_fractions(self) -> dict[int, int]:
-        params = self.chain.read([self.clearinghouse.markets.call(m) for m in range(self.market_count)])
-        return {m: p[0] for m, p in enumerate(params)}
-
-    def vault_equity(self) -> int:
-        """The vault's account value (collateral units; negative while under water)."""
-        (value,) = self.chain.read([self.clearinghouse.account_value.call(self.vault)])
-        return value
-
-    def discover_accounts(self, from_block: int, to_block: int | None = None) -> list[str]:
-        """Every account with a PositionUpdate (a trade, liquidation or takeover) in the block range
-        (`to_block` None: up to the latest block), in order of first appearance."""
-        if to_block is None:
-            to_block, _ = self.chain.block()
-        topic = self.events.topics["PositionUpdate"]
-        accounts: dict[str, None] = {}
-        for start in range(from_block, to_block + 1, LOG_BLOCK_RANGE):
-            end = min(start + LOG_BLOCK_RANGE - 1, to_block)
-            logs = self.chain.request("eth_getLogs", [{"address": self.clearinghouse.address, "topics": [topic],
-                                                       "fromBlock": hex(start), "toBlock": hex(end)}])
-            for log in logs:
-                accounts[to_checksum_address("0x" + log["topics"][1][-40:])] = None
-        return list(accounts)
-
-    # ------------------------------------------------------------ actions
-
-    def act(self, sender: str, action: str, *args):
-        return self.act_all([(sender, action, args)])[0]
-
-    def act_all(self, actions: list[tuple[str, str, tuple]]) -> list:
-        """Clearinghouse calls, mined together; per action its decoded events or a RevertError."""
-        txs = [(sender, getattr(self.clearinghouse, action).call(*args)) for sender, action, args in actions]
-        return [outcome if isinstance(outcome, RevertError) else self.events.decode(outcome["logs"])
-                for outcome in send_in_blocks(self.chain, txs, self.GAS)]
-
-
-def send_in_blocks(chain: FastChain, txs: Sequence[tuple[str, Call]], gas: int) -> list[dict | RevertError]:
-    """Sends `txs` from unlocked accounts with automine off, up to BLOCK_TXS per block, and mines
-    them; returns each one's receipt, or a RevertError if it reverted. Order is kept per sender
-    (explicit nonces); transactions of different senders must not depend on each other within a
-    block. The reason of a revert comes from replaying the call on the state after its block.
-    A block holds what fits the node's block gas limit; the rest goes into the next."""
-    outcomes = []
-    for start in range(0, len(txs), BLOCK_TXS):
-        outcomes += _mine_together(chain, txs[start:start + BLOCK_TXS], gas)
-    chain.sent += len(txs)
-    return outcomes
-
-
-def _mine_together(chain: FastChain, txs: Sequence[tuple[str, Call]], gas: int) -> list[dict | RevertError]:
-    senders = list(dict.fromkeys(sender for sender, _ in txs))
-    nonces = dict(zip(senders, (int(n, 16) for n in chain.batch([("eth_getTransactionCount", [s, "pending"]) for s in senders]))))
-    requests = []
-    for sender, call in txs:
-        requests.append({"from": sender, "to": call.function.address, "data": call.data, "gas": hex(gas), "nonce": hex(nonces[sender])})
-        nonces[sender] += 1
-    chain.request("evm_setAutomine", [False])
-    try:
-        hashes = chain.batch([("eth_sendTransaction", [tx]) for tx in requests])
-        refused = next((h for h in hashes if isinstance(h, Exception)), None)
-        sent = [h for h in hashes if not isinstance(h, Exception)]
-        receipts: dict[str, dict] = {}
-        while any(h not in receipts for h in sent):
-            chain.request("evm_mine")
-            mined = chain.request("eth_getBlockReceipts", ["latest"])
-            if not mined:
-                raise RuntimeError("transactions left in the pool: the node mines nothing more")
-            receipts.update((receipt["transactionHash"], receipt) for receipt in mined)
-    finally:
-        chain.request("evm_setAutomine", [True])
-    if refused is not None:
-        raise refused
-    outcomes = []
-    for tx, tx_hash in zip(requests, hashes):
-        receipt = receipts[tx_hash]
-        if int(receipt["status"], 16) == 1:
-            outcomes.append(receipt)
-            continue
-        try:
-            chain.request("eth_call", [{key: tx[key] for key in ("from", "to", "data", "gas")}, "latest"])
-            outcomes.append(RevertError("<reverted in its block; the replay after it did not>"))
-        except RevertError as revert:
-            outcomes.append(revert)
-    return outcomes
-
-
-# ---------------------------------------------------------------- events
-
-class EventDecoder:
-    """Decodes raw receipt logs of one contract into (event name, {field: value})."""
-
-    def __init__(self, address: str, abi: list[dict]):
-        self.address = address.lower()
-        self.events = {}
-        for item in abi:
-            if item.get("type") == "event":
-                types = [_type_string(p) for p in item["inputs"]]
-                self.events[keccak(text=f"{item['name']}({','.join(types)})")] = (item, types)
-
-    @property
-    def topics(self) -> dict[str, str]:
-        """Event name -> topic 0 as hex, for eth_getLogs filters."""
-        return {item["name"]: "0x" + topic.hex() for topic, (item, _) in self.events.items()}
-
-    def decode(self, logs: list[dict]) -> list[tuple[str, dict]]:
-        decoded = []
-        for log in logs:
-            topic = bytes.fromhex(log["topics"][0][2:])
-            if log["address"].lower() != self.address or topic not in self.events:
-                continue
-            item, types = self.events[topic]
-            indexed = iter(log["topics"][1:])
-            data = iter(abi_decode([t for p, t in zip(item["inputs"], types) if not p["indexed"]], bytes.fromhex(log["data"][2:])))
-            fields = {}
-            for param, kind in zip(item["inputs"], types):
-                value = abi_decode([kind], bytes.fromhex(next(indexed)[2:]))[0] if param["indexed"] else next(data)
-                fields[param["name"]] = to_checksum_address(value) if kind == "address" else value
-            decoded.append((item["name"], fields))
-        return decoded
 
 
 def _dollars(units: int) -> str:

@@ -1,5 +1,5 @@
 """Replays a crash scenario on the reference model: the same phases, keeper and figures as the chain
-replay (backstop/chain_replay.py), without a chain, so it reaches crowds a chain replay cannot
+replay (backstop/sim/chain_replay.py), without a chain, so it reaches crowds a chain replay cannot
 (10,000 traders in 3 to 40 s per policy).
 
 `sweep_on_model` replays one scenario under several policies, in parallel processes.
@@ -10,14 +10,14 @@ from __future__ import annotations
 import multiprocessing
 from typing import Callable, Sequence
 
-from backstop.adl import POLICY_NAMES
-from backstop.adl_keeper import ModelAdlExecutor
-from backstop.deployment import ProtocolConfig
-from backstop.keeper import USDC, Keeper, remember_checksummed
-from backstop.model import Order
-from backstop.model_venue import VAULT, ModelVenue, build_model
-from backstop.replay import FinalState, Progress, Replay, price_updates, scenario_keys
-from backstop.scenario import Scenario
+from backstop.chain.deployment import ProtocolConfig
+from backstop.keeper.adl_executor import ModelAdlExecutor
+from backstop.keeper.model_venue import VAULT, ModelVenue, build_model
+from backstop.keeper.waterfall import USDC, Keeper, remember_checksummed
+from backstop.model.adl import POLICY_NAMES
+from backstop.model.protocol import Order
+from backstop.sim.replay import FinalState, Progress, Replay, price_updates, scenario_keys
+from backstop.sim.scenario import Scenario
 
 START = 1_750_000_000  # the model's clock when the replay begins (any time; only differences matter)
 KEEPER = "0x" + "ee" * 20  # the keeper's address in the model

@@ -30,12 +30,12 @@ Then, per policy and k, from that snapshot:
 - anyone flags B_k (`flag_bankruptcy`), the keeper opens its round (`open_round`), reads the
   opposite side of the book (every short: position, account value, bankrupt flag, by multicall;
   the background shorts once per book, as they are the same in every round), plans with
-  `backstop.adl_planner.plan_market` (the keeper's own code) and sends one `execute` with the k
-  winners and `last = True`; its `gasUsed` is the measurement. Its events must show k hits whose
+  `backstop.keeper.adl_planner.plan_market` (the keeper's own code) and sends one `execute` with the
+  k winners and `last = True`; its `gasUsed` is the measurement. Its events must show k hits whose
   haircuts add up to exactly D, and the round closed. The open positions are counted from the
   chain in every round.
 
-`gasUsed` of `execute` includes the 21,000 base, calldata and closing the round (`adl_close`).
+`gasUsed` of `execute` includes the 21,000 base, calldata and closing the round.
 Blocks are one second apart, so no measured transaction shares a block timestamp with the last
 funding accrual (that would skip the funding computation and flatter the figures).
 
@@ -54,13 +54,15 @@ from typing import Callable, Iterator
 from coincurve import PrivateKey
 from eth_utils import keccak, to_checksum_address
 
-from backstop.adl import MAX_CANDIDATES, POLICY_BY_NAME, POLICY_NAMES, PRO_RATA, QUEUE_PNL_LEVERAGE
-from backstop.adl_planner import MarketToResolve, WinnerState, plan_market
-from backstop.anvil import private_chain
-from backstop.fast_chain import Call, FastChain, Function
-from backstop.keeper import EventDecoder
-from backstop.orders import ORDER_TYPEHASH, Order, fill_tuple, order_tuple
-from backstop.trading import ONE_YEAR, OrderSigner
+from backstop.chain.anvil import private_chain
+from backstop.chain.events import EventDecoder
+from backstop.chain.fast_chain import Call, FastChain, Function
+from backstop.chain.orders import ORDER_TYPEHASH, fill_tuple, order_tuple
+from backstop.chain.trading import ONE_YEAR, OrderSigner
+from backstop.keeper.adl_planner import MarketToResolve, WinnerState, plan_market
+from backstop.model.adl import MAX_CANDIDATES, POLICY_BY_NAME, POLICY_NAMES, PRO_RATA, QUEUE_PNL_LEVERAGE
+from backstop.model.protocol import Order
+from backstop.sim.gas_trace import calldata_gas, gas_breakdown
 
 WAD = 10**18
 USDC = 10**6
@@ -177,8 +179,8 @@ class AdlBenchResult:
 
 @contextmanager
 def private_anvil(state: str | None = None, hardfork: str = "prague", steps_tracing: bool = False) -> Iterator[FastChain]:
-    """backstop.anvil's private chain with a block gas limit far above a batch of 64 fills and no
-    dev accounts; `steps_tracing` keeps opcode traces (much slower)."""
+    """backstop.chain.anvil's private chain with a block gas limit far above a batch of 64 fills and
+    no dev accounts; `steps_tracing` keeps opcode traces (much slower)."""
     with private_chain(state, timeout=300, hardfork=hardfork, gas_limit=BLOCK_GAS_LIMIT, dev_accounts=False, steps_tracing=steps_tracing) as chain:
         chain.request("evm_mine")
         yield chain
@@ -244,8 +246,8 @@ def _word(value: int) -> bytes:
 class FastOrderSigner(OrderSigner):
     """The project's OrderSigner (coincurve under eth_keys), made fast enough for thousands of
     orders: the EIP-712 digest is encoded by hand and each key object is built once. Signatures are
-    byte for byte those of `backstop.orders.sign_order` (libsecp256k1, RFC 6979, low s); the test
-    compares them."""
+    byte for byte those of `backstop.chain.orders.sign_order` (libsecp256k1, RFC 6979, low s); the
+    test compares them."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -341,14 +343,14 @@ class AdlBench:
     def __init__(self, chain: FastChain, contracts: dict[str, tuple[str, list]], owner: str, keeper: str,
                  log: Callable[[str], None] = lambda message: None,
                  progress: Callable[[str, int], Callable[[int], None]] | None = None):
-        """`contracts`: name -> (address, abi) for token, oracle, pool, clearinghouse, vault and
-        adl_engine. `log` gets one line per phase; `progress(description, total)` returns a
+        """`contracts`: name -> (address, abi) for token, oracle, pool, clearinghouse, liquidation,
+        vault and adl_engine. `log` gets one line per phase; `progress(description, total)` returns a
         callback advanced as work is done (a progress bar), or None for none."""
         self.chain = chain
         chain.GAS = EXECUTE_GAS
         self.c = {name: chain.contract(address, abi) for name, (address, abi) in contracts.items()}
         self.token, self.oracle, self.pool = self.c["token"], self.c["oracle"], self.c["pool"]
-        self.ch, self.engine = self.c["clearinghouse"], self.c["adl_engine"]
+        self.ch, self.liquidation, self.engine = self.c["clearinghouse"], self.c["liquidation"], self.c["adl_engine"]
         self.engine_events = EventDecoder(self.engine.address, contracts["adl_engine"][1])
         self.names = {contract.address.lower(): _CONTRACT_LABELS.get(name, name) for name, contract in self.c.items()}
         self.owner, self.keeper = to_checksum_address(owner), to_checksum_address(keeper)
@@ -516,7 +518,7 @@ class AdlBench:
         self._expect_open_interest(len(book.background_longs) * SIZE + k * SIZE, f"round k={k}")
 
         self.set_price(self.p2)
-        _must(chain.send(self.relayer, self.ch.flag_bankruptcy.call(bankrupt)), "flag_bankruptcy")
+        _must(chain.send(self.relayer, self.liquidation.flag_bankruptcy.call(bankrupt)), "flag_bankruptcy")
         _must(chain.send(self.keeper, self.engine.open_round.call(bankrupt)), "open_round")
         (deficit, *_), = chain.read([self.engine.rounds.call(bankrupt)])
         market_round = _call(chain, self.engine.market_rounds.call(bankrupt, MARKET))  # 320 bytes: too long for the multicall
@@ -635,7 +637,7 @@ def marginal_calls(low: dict[str, list[int]], high: dict[str, list[int]], span: 
     return rows
 
 
-_CONTRACT_LABELS = {"clearinghouse": "Clearinghouse", "adl_engine": "AdlEngine", "pool": "MarginPool", "oracle": "Oracle",
+_CONTRACT_LABELS = {"clearinghouse": "Clearinghouse", "liquidation": "LiquidationEngine", "adl_engine": "AdlEngine", "pool": "MarginPool", "oracle": "Oracle",
                     "vault": "InsuranceVault", "token": "CollateralToken"}
 
 
@@ -650,8 +652,6 @@ def opcode_marginal(state: str, contracts: dict[str, tuple[str, list]], owner: s
     """The gas of one more winner by contract and opcode class: a small book (k_high + 4 positions)
     on a private Anvil with step tracing, the struct logs of `execute` at k_low and k_high winners,
     and their difference per winner. Returns (rows (contract, what, count, gas), gas per winner)."""
-    from backstop.gas_report import calldata_gas, gas_breakdown
-
     with private_anvil(state, hardfork, steps_tracing=True) as chain:
         bench = AdlBench(chain, contracts, owner, keeper)
         book = bench.build_book(k_high + 4, [k_low, k_high])
@@ -683,7 +683,7 @@ def opcode_marginal(state: str, contracts: dict[str, tuple[str, list]], owner: s
 # ================================================================ from an ape session
 
 def contracts_of(protocol) -> dict[str, tuple[str, list]]:
-    """name -> (address, abi) of a `backstop.deployment.Protocol` (ape contract instances)."""
+    """name -> (address, abi) of a `backstop.chain.deployment.Protocol` (ape contract instances)."""
     return {
         name: (str(contract.address), [item.model_dump(mode="json", by_alias=True) for item in contract.contract_type.abi])
         for name, contract in vars(protocol).items()

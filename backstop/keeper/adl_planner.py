@@ -1,7 +1,7 @@
 """The keeper's side of an ADL round: from the book of one market, the winner lists (in policy order)
 and declarations that `AdlEngine.execute` accepts and that resolve the market exactly.
 
-The planner uses the engine's own formulas (backstop/adl.py), so what it predicts is what the
+The planner uses the engine's own formulas (backstop/model/adl.py), so what it predicts is what the
 engine computes. It works on plain `WinnerState` records; `winner_states` reads them from a model,
 the on-chain keeper reads the same fields from the chain.
 """
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backstop import adl
-from backstop.adl import PRO_RATA, RISK_AWARE, Declaration, is_queue, leverage
-from backstop.model import WAD, Account, Model, notional, pnl
+from backstop.model import adl
+from backstop.model.adl import PRO_RATA, RISK_AWARE, Declaration, is_queue, leverage
+from backstop.model.protocol import WAD, Account, Model, notional, pnl
 
 DEFAULT_BATCH = 250  # winners per transaction: well under the gas cap at about 40k gas each
 LEVEL_CEILING = 10**30  # above any leverage a real account reaches (1e12 x)

@@ -1,4 +1,4 @@
-"""Replays a crash scenario (backstop/scenario.py) on a deployed protocol, on a local Anvil chain.
+"""Replays a crash scenario (backstop/sim/scenario.py) on a deployed protocol, on a local Anvil chain.
 
 `replay_on_chain` funds the scenario's traders, fills the insurance vault, opens the scenario's
 trades with signed orders, then walks the price path block by block; after each price update the
@@ -11,8 +11,9 @@ Speed (1,000 traders, 48 steps, inside five minutes on two cores): everything go
 signing transactions, independent transactions are mined a hundred to a block (on Anvil each
 block costs more than the transactions in it, and more the longer the chain), and all blocks of a
 step share one timestamp. On ape's own Anvil every transaction is step-traced, which makes batches
-of fills several times slower; `backstop.anvil.PrivateAnvil` starts one without tracing (load a state dump of a
-deployment into it, or deploy to it with `APE_FOUNDRY_HOST=<its uri> ape run deploy`).
+of fills several times slower; `backstop.chain.anvil.PrivateAnvil` starts one without tracing (load
+a state dump of a deployment into it, or deploy to it with
+`APE_FOUNDRY_HOST=<its uri> ape run deploy`).
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from typing import Callable, Sequence
 
 from eth_utils import to_checksum_address
 
-from backstop.deployment import MarketConfig
-from backstop.fast_chain import FastChain
-from backstop.keeper import USDC, AdlExecutor, ChainVenue, Keeper, send_in_blocks
-from backstop.replay import FinalState, Progress, Replay, price_updates
-from backstop.scenario import Scenario
-from backstop.trading import ONE_YEAR, OrderSigner
+from backstop.chain.deployment import MarketConfig
+from backstop.chain.fast_chain import FastChain
+from backstop.chain.trading import ONE_YEAR, OrderSigner
+from backstop.keeper.chain_venue import ChainVenue, send_in_blocks
+from backstop.keeper.waterfall import USDC, AdlExecutor, Keeper
+from backstop.sim.replay import FinalState, Progress, Replay, price_updates
+from backstop.sim.scenario import Scenario
 
 # Largest batch of fills in one `settle_fills` (the clearinghouse's MAX_FILLS).
 FILLS_PER_TX = 64
@@ -63,12 +65,12 @@ class ChainReplay(Replay):
         self.c = {name: chain.contract(entry["address"], entry["abi"]) for name, entry in deployment["contracts"].items()}
         self.keeper_address = to_checksum_address(keeper)
         chain.enable_multicall()
-        owner, market_count, oracle_keeper, clearing_keeper = chain.read([
+        owner, market_count, oracle_keeper, liquidation_keeper = chain.read([
             self.c["clearinghouse"].owner.call(), self.c["clearinghouse"].market_count.call(),
-            self.c["oracle"].is_keeper.call(self.keeper_address), self.c["clearinghouse"].is_keeper.call(self.keeper_address),
+            self.c["oracle"].is_keeper.call(self.keeper_address), self.c["liquidation"].is_keeper.call(self.keeper_address),
         ])
-        if not (oracle_keeper and clearing_keeper):
-            raise ValueError(f"{self.keeper_address} needs the keeper role on the oracle and the clearinghouse to replay")
+        if not (oracle_keeper and liquidation_keeper):
+            raise ValueError(f"{self.keeper_address} needs the keeper role on the oracle and the liquidation engine to replay")
         self.owner, self.deployed_markets = owner, market_count
         self.vault_address = self.c["vault"].address
         self.deployment, self.adl = deployment, adl

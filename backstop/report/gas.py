@@ -1,42 +1,43 @@
-"""Gas measurements as a table: one row per operation, against an optional target.
+"""Gas measurements as tables: one row per operation, against an optional target.
 
-`ape run gas` fills a `GasReport`; this module only formats it, as a rich table for the terminal
-and as Markdown for reports/gas.md, so both show exactly the same rows. Further tables (the ADL
-benchmark by k and n, its targets and where its gas goes) are `Section`s of the report.
+`ape run gas` measures with backstop/sim/gas_benchmark.py, which returns plain data; this module
+only formats it, as rich tables for the terminal and as Markdown for reports/gas.md, so both show
+exactly the same rows, and prints the run's progress lines (`ConsoleGasProgress`). Further tables
+(the ADL benchmark by k and n, its targets and where its gas goes) are `Section`s of the report.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
+from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
+from backstop.sim.adl_benchmark import (
+    MAX_CANDIDATES, RATIO_K, TARGET_PER_POSITION, TARGET_POSITIONS, TARGET_RATIO, TX_GAS_CAP, AdlBenchResult,
+)
+from backstop.sim.gas_benchmark import SIZE_TARGET, GasMeasurements, GasRow
+from backstop.sim.gas_trace import Breakdown
+
+TITLE = "Backstop gas per operation"
 COLUMNS = ("operation", "gas", "target", "ok")
+# A verdict (True, False or None: no target) as a style on the terminal.
+STYLES = {None: "", True: "green", False: "bold red"}
 
 
-@dataclass(frozen=True)
-class GasRow:
-    """One measured operation. `gas` is per operation (a batch's total divided by its size), or None
-    with the revert reason in `error` when the transaction failed."""
+def _verdict(ok: bool | None) -> str:
+    return {None: "", True: "yes", False: "NO"}[ok]
 
-    operation: str
-    gas: int | None
-    target: int | None = None
-    error: str | None = None
 
-    @property
-    def ok(self) -> bool | None:
-        """False if it reverted, else True or False against the target; None with no target."""
-        if self.gas is None:
-            return False
-        return None if self.target is None else self.gas <= self.target
-
-    def cells(self) -> tuple[str, str, str, str]:
-        gas = f"reverted: {self.error}" if self.gas is None else f"{self.gas:,}"
-        target = "—" if self.target is None else f"≤ {self.target:,}"
-        ok = {None: "", True: "yes", False: "NO"}[self.ok]
-        return self.operation, gas, target, ok
+def row_cells(row: GasRow) -> tuple[str, str, str, str]:
+    """A measured operation as the cells of its table row."""
+    gas = f"reverted: {row.error}" if row.gas is None else f"{row.gas:,}"
+    target = "—" if row.target is None else f"≤ {row.target:,}"
+    return row.operation, gas, target, _verdict(row.ok)
 
 
 @dataclass
@@ -46,14 +47,10 @@ class GasReport:
     title: str
     rows: list[GasRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    breakdowns: list["Breakdown"] = field(default_factory=list)
+    # where the gas of some rows went (`breakdown_section`), in order
+    breakdowns: list[Section] = field(default_factory=list)
     # further tables after the operations (the ADL benchmark), in order
-    sections: list["Section"] = field(default_factory=list)
-
-    def add(self, operation: str, gas: int | None, target: int | None = None, error: str | None = None) -> GasRow:
-        row = GasRow(operation, gas, target, error)
-        self.rows.append(row)
-        return row
+    sections: list[Section] = field(default_factory=list)
 
     @property
     def all_ok(self) -> bool:
@@ -66,14 +63,18 @@ class GasReport:
         table.add_column("target", justify="right")
         table.add_column("ok", justify="center")
         for row in self.rows:
-            operation, gas, target, ok = row.cells()
-            style = {None: "", True: "green", False: "bold red"}[row.ok]
+            operation, gas, target, ok = row_cells(row)
+            style = STYLES[row.ok]
             table.add_row(operation, gas, target, f"[{style}]{ok}[/]" if style else ok)
         return table
 
+    def rich_tables(self) -> list[Table]:
+        """Every table in the terminal's order: the breakdowns, the operations, the sections."""
+        return [breakdown.rich_table() for breakdown in self.breakdowns] + [self.rich_table()] + [section.rich_table() for section in self.sections]
+
     def markdown(self) -> str:
         lines = [f"# {self.title}", "", "| " + " | ".join(COLUMNS) + " |", "|---|---:|---:|:---:|"]
-        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row.cells()) + " |" for row in self.rows]
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row_cells(row)) + " |" for row in self.rows]
         if self.notes:
             lines += [""] + [f"- {note}" for note in self.notes]
         for section in self.sections:
@@ -88,109 +89,65 @@ class GasReport:
         path.write_text(self.markdown())
 
 
-# ---------------------------------------------------------------- where the gas goes
-
-CALL_OPS = {"CALL", "STATICCALL", "DELEGATECALL", "CALLCODE"}
-ECRECOVER = 1
-
-
-def calldata_gas(data: bytes) -> int:
-    """Intrinsic calldata cost: 4 per zero byte, 16 per non-zero byte."""
-    return sum(4 if byte == 0 else 16 for byte in data)
+def gas_report(measured: GasMeasurements) -> GasReport:
+    """The tables of one run: the operations, the breakdowns and, if it ran, the ADL benchmark."""
+    sections = [size_section(measured.sizes)] if measured.sizes else []
+    sections += [] if measured.adl is None else adl_sections(measured.adl, measured.opcode)
+    breakdowns = [breakdown_section(breakdown) for breakdown in measured.breakdowns]
+    return GasReport(TITLE, list(measured.rows), list(measured.notes), breakdowns, sections)
 
 
-def step_costs(struct_logs: list[dict]) -> list[int]:
-    """The gas each step itself consumed. A call's cost is its overhead (cold or warm account,
-    memory, a precompile's work) without the gas its callee's own steps used."""
-    costs = [log["gasCost"] for log in struct_logs]
-    open_calls: dict[int, int] = {}
-    for i, log in enumerate(struct_logs):
-        depth = log["depth"]
-        following = struct_logs[i + 1] if i + 1 < len(struct_logs) else None
-        if following is not None and following["depth"] == depth:
-            costs[i] = log["gas"] - following["gas"]
-        elif following is not None and following["depth"] > depth:
-            open_calls[depth] = i
-        if i > 0 and struct_logs[i - 1]["depth"] > depth:
-            call = open_calls.pop(depth)
-            last = struct_logs[i - 1]
-            callee_used = struct_logs[call + 1]["gas"] - (last["gas"] - last["gasCost"])
-            costs[call] = struct_logs[call]["gas"] - log["gas"] - callee_used
-    return costs
+def breakdown_section(breakdown: Breakdown) -> Section:
+    """Where one transaction's gas went, per operation (a batch's gas divided by its fills)."""
+    per = breakdown.per
+    refund = breakdown.intrinsic + sum(gas for _, gas in breakdown.totals.values()) - breakdown.gas_used
+    rows = [("—", "intrinsic: 21,000 + calldata", "", f"{breakdown.intrinsic // per:,}")]
+    for (contract, what), (count, gas) in sorted(breakdown.totals.items(), key=lambda item: -item[1][1]):
+        rows.append((contract, what, f"{count / per:g}", f"{gas // per:,}"))
+    rows.append(("—", "refund (cleared slots, restored values)", "", f"-{refund // per:,}"))
+    rows.append(("", "gas used", "", f"{breakdown.gas_used // per:,}"))
+    columns = [("contract", "left"), ("what", "left"), ("count", "right"), ("gas", "right")]
+    return Section(breakdown.title, columns, rows, level=3)
 
 
-def _category(op: str, cost: int, target: int | None) -> str:
-    if op == "SSTORE":
-        if cost >= 20_000:
-            return "SSTORE zero → non-zero (22,100 cold / 20,000 warm)"
-        if cost >= 2_900:
-            return "SSTORE non-zero → other value (2,900 + 2,100 if cold)"
-        return "SSTORE same value or rewrite of a dirty slot (100 + 2,100 if cold)"
-    if op == "SLOAD":
-        return "SLOAD cold (2,100)" if cost >= 2_100 else "SLOAD warm (100)"
-    if op in CALL_OPS:
-        if target == ECRECOVER:
-            return "ecrecover precompile call (3,000 + call)"
-        return "external call, cold account (2,600)" if cost >= 2_600 else "external call, warm account (100)"
-    if op.startswith("LOG"):
-        return "LOG (events)"
-    if op == "KECCAK256":
-        return "KECCAK256"
-    return "other opcodes (arithmetic, memory, ABI)"
+# ---------------------------------------------------------------- progress on the terminal
 
+class ConsoleGasProgress:
+    """What `ape run gas` is doing while it measures, on the terminal (the `GasProgress` of
+    backstop/sim/gas_benchmark.py)."""
 
-def gas_breakdown(struct_logs: list[dict], entry: str, names: dict[str, str]) -> dict[tuple[str, str], list[int]]:
-    """(contract, category) → [count, gas] over a transaction's struct logs (stack enabled).
-    `entry` is the address called; `names` maps lowercase addresses to contract names."""
-    costs = step_costs(struct_logs)
-    frames = {1: entry.lower()}
-    totals: dict[tuple[str, str], list[int]] = {}
-    for log, cost in zip(struct_logs, costs):
-        address = frames.get(log["depth"], "?")
-        target = None
-        if log["op"] in CALL_OPS:
-            target_address = int(log["stack"][-2], 16)
-            target = target_address
-            frames[log["depth"] + 1] = f"0x{target_address:040x}"
-        key = (names.get(address, address), _category(log["op"], cost, target))
-        entry_totals = totals.setdefault(key, [0, 0])
-        entry_totals[0] += 1
-        entry_totals[1] += cost
-    return totals
+    def __init__(self, console: Console):
+        self.console = console
 
+    def step(self, message: str) -> None:
+        self.console.print(f"[bold cyan]→[/] {message}")
 
-@dataclass
-class Breakdown:
-    """Where one transaction's gas went: `gas_breakdown`'s totals, divided by `per` (fills in a batch)."""
+    def note(self, message: str) -> None:
+        self.console.print(f"  {message}")
 
-    title: str
-    totals: dict[tuple[str, str], list[int]]
-    gas_used: int
-    intrinsic: int
-    per: int = 1
+    def warn(self, message: str) -> None:
+        self.console.print(f"  [yellow]{message}[/]")
 
-    def rows(self) -> list[tuple[str, str, str, str]]:
-        per = self.per
-        refund = self.intrinsic + sum(gas for _, gas in self.totals.values()) - self.gas_used
-        rows = [("—", "intrinsic: 21,000 + calldata", "", f"{self.intrinsic // per:,}")]
-        for (contract, what), (count, gas) in sorted(self.totals.items(), key=lambda item: -item[1][1]):
-            rows.append((contract, what, f"{count / per:g}", f"{gas // per:,}"))
-        rows.append(("—", "refund (cleared slots, restored values)", "", f"-{refund // per:,}"))
-        rows.append(("", "gas used", "", f"{self.gas_used // per:,}"))
-        return rows
+    def measured(self, row: GasRow) -> None:
+        if row.gas is None:
+            self.console.print(f"  {row.operation}: [bold red]reverted[/] ({row.error})")
+            return
+        verdict = {None: "", True: "  [green]within target[/]", False: "  [bold red]above target[/]"}[row.ok]
+        self.console.print(f"  {row.operation}: [bold]{row.gas:,}[/] gas{verdict}")
 
-    def rich_table(self) -> Table:
-        table = Table(title=self.title)
-        for name, justify in (("contract", "left"), ("what", "left"), ("count", "right"), ("gas", "right")):
-            table.add_column(name, justify=justify)
-        for row in self.rows():
-            table.add_row(*row)
-        return table
+    @contextmanager
+    def bars(self) -> Iterator[Callable[[str, int], Callable[[int], None]]]:
+        with Progress(console=self.console, transient=True) as progress:
+            def bar(description: str, total: int) -> Callable[[int], None]:
+                task = progress.add_task(description, total=max(total, 1))
 
-    def markdown(self) -> str:
-        lines = [f"### {self.title}", "", "| contract | what | count | gas |", "|---|---|---:|---:|"]
-        lines += ["| " + " | ".join(row) + " |" for row in self.rows()]
-        return "\n".join(lines) + "\n"
+                def advance(done: int) -> None:
+                    progress.advance(task, done)
+                    if progress.tasks[progress.task_ids.index(task)].finished:
+                        progress.remove_task(task)
+                return advance
+
+            yield bar
 
 
 # ---------------------------------------------------------------- further tables
@@ -219,7 +176,7 @@ class Section:
             table.add_column(name, justify=justify)
         for i, row in enumerate(self.rows):
             ok = self.oks[i] if i < len(self.oks) else None
-            style = {None: "", True: "green", False: "bold red"}[ok]
+            style = STYLES[ok]
             cells = list(row)
             if style:
                 cells[-1] = f"[{style}]{cells[-1]}[/]"
@@ -236,17 +193,25 @@ class Section:
         return "\n".join(lines) + "\n"
 
 
-def _verdict(ok: bool | None) -> str:
-    return {None: "", True: "yes", False: "NO"}[ok]
+def size_section(sizes: list[tuple[str, int]]) -> Section:
+    """Each contract's deployed size against the budget."""
+    table = Section(
+        "Deployed size per contract",
+        [("contract", "left"), ("bytes", "right"), ("of EIP-170", "right"), ("target", "right"), ("ok", "center")],
+        notes=["Bytes as `eth_getCode` returns them: runtime code plus immutables. EIP-170 allows 24,576."],
+    )
+    for name, size in sizes:
+        ok = size <= SIZE_TARGET
+        table.rows.append((name, f"{size:,}", f"{size / 24_576:.0%}", f"≤ {SIZE_TARGET:,}", _verdict(ok)))
+        table.oks.append(ok)
+    return table
 
 
-def adl_sections(result, opcode: tuple[str, list, int] | None = None) -> list[Section]:
-    """The ADL benchmark (`backstop.adl_benchmark.AdlBenchResult`) as report sections: gas of one
-    `execute` by policy, n and k; the issue's three targets; where the gas of one more winner goes
-    (call tree, and by opcode class when `opcode` = (policy, rows, gas per winner) from
+def adl_sections(result: AdlBenchResult, opcode: tuple[str, list, int] | None = None) -> list[Section]:
+    """The ADL benchmark (backstop/sim/adl_benchmark.py's `AdlBenchResult`) as report sections: gas
+    of one `execute` by policy, n and k; the issue's three targets; where the gas of one more winner
+    goes (call tree, and by opcode class when `opcode` = (policy, rows, gas per winner) from
     `adl_benchmark.opcode_marginal` is given); the time each phase took."""
-    from backstop.adl_benchmark import MAX_CANDIDATES, RATIO_K, TARGET_PER_POSITION, TARGET_POSITIONS, TARGET_RATIO, TX_GAS_CAP
-
     policies = list(dict.fromkeys(m.policy for m in result.measurements))
     table = Section(
         "ADL: gas of one `AdlEngine.execute` by positions touched (k) and open (n)",
@@ -271,7 +236,7 @@ def adl_sections(result, opcode: tuple[str, list, int] | None = None) -> list[Se
         "winners of 0.1 BTC each, the rest of the n positions cannot pay (background positions opened 20% lower, and pads on "
         "the bankrupt account's side), the vault holds nothing; the keeper plans with `adl_planner.plan_market` from the "
         "whole opposite side and sends one `execute` of the k winners that resolves and closes the round.",
-        "`execute gas` is the receipt's gasUsed: 21,000, calldata, the winners, and closing the round (`adl_close`). "
+        "`execute gas` is the receipt's gasUsed: 21,000, calldata, the winners, and closing the round. "
         "Refunds (positions closed to zero) are at their cap, a fifth of the gas, in every row.",
     ]
 

@@ -12,8 +12,8 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
-from backstop.deployment import ProtocolConfig
-from backstop.model import NOTIONAL_SCALE, margin_requirement, notional, pnl
+from backstop.chain.deployment import ProtocolConfig
+from backstop.model.protocol import NOTIONAL_SCALE, margin_requirement, notional, pnl
 
 WAD = 10**18
 USDC = 10**6
@@ -81,7 +81,8 @@ class Scenario:
 
 # ---------------------------------------------------------------- markets and how they crash
 
-# The default deployment's markets (backstop/deployment.py), so a scenario runs on it unchanged.
+# The default deployment's markets (backstop/chain/deployment.py), so a scenario runs on it
+# unchanged.
 DEFAULT_MARKETS = tuple(
     ScenarioMarket(market.name, market.price, market.initial_margin, market.maintenance_margin)
     for market in ProtocolConfig().markets
@@ -178,11 +179,11 @@ def generate(
     progress runs from 0 at the first price to 1 at the market's low (in log price), never below
     `depth_floor` of it. `vault_fraction` of the traders' collateral goes into the insurance vault.
 
-    With the default deployment (config/local.toml) the defaults tell the waterfall's whole story
-    on the model replay (backstop/model_replay.py, 1,000 traders; ranges over seeds 0-9): the slide
-    liquidates 350-410 accounts through the market and hands 350-420 to the vault as the depth
-    dries up; the gap throws 90-150 alt longs from above maintenance margin to below zero at once.
-    The vault covers the worst deficits until its daily loss budget is spent, then refuses the rest
+    With the default deployment (config/local.toml) the defaults tell the waterfall's whole story on
+    the model replay (backstop/sim/model_replay.py, 1,000 traders; ranges over seeds 0-9): the slide
+    liquidates 350-410 accounts through the market and hands 350-420 to the vault as the depth dries
+    up; the gap throws 90-150 alt longs from above maintenance margin to below zero at once. The
+    vault covers the worst deficits until its daily loss budget is spent, then refuses the rest
     ("loss above the vault's allowance") while it still has equity and room: 60-125 ADL rounds. A
     queue closes every bankrupt position against the winners, 17-31 times the deficit it covers;
     pro-rata and risk-aware let the vault absorb the positions (which moves no value) and close

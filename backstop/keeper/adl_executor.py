@@ -1,9 +1,9 @@
 """The keeper's ADL executors: resolve one bankrupt account's round and measure it.
 
-`ChainAdlExecutor` drives contracts/AdlEngine.vy through raw JSON-RPC; `ModelAdlExecutor` drives
-the reference model (backstop/adl.py). Both read the book, plan with backstop/adl_planner.py and
-return the same metrics (`RoundMetrics`), so a replay on chain and one on the model compare
-figure by figure.
+`ChainAdlExecutor` drives contracts/AdlEngine.vy through raw JSON-RPC; `ModelAdlExecutor` drives the
+reference model (backstop/model/adl.py). Both read the book, plan with
+backstop/keeper/adl_planner.py and return the same metrics (`RoundMetrics`), so a replay on chain
+and one on the model compare figure by figure.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from dataclasses import asdict, dataclass
 
 from eth_utils import to_checksum_address
 
-from backstop import adl
-from backstop.adl_planner import DEFAULT_BATCH, MarketToResolve, WinnerState, plan_market, winner_states
-from backstop.fast_chain import FastChain
-from backstop.model import MAX_MARKETS, notional
+from backstop.chain.events import EventDecoder
+from backstop.chain.fast_chain import FastChain
+from backstop.keeper.adl_planner import DEFAULT_BATCH, MarketToResolve, WinnerState, plan_market, winner_states
+from backstop.model import adl
+from backstop.model.protocol import MAX_MARKETS, notional
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,9 @@ def is_hedged(state: WinnerState, price: int) -> bool:
 class ModelAdlExecutor:
     """Resolves rounds on the reference model; `now` is read from the replay's clock.
 
-    On a model that keeps a winner book (backstop/model_venue.py's TrackingModel, in a replay)
-    the plans and the hedged winners come from the book, which gives what `winner_states` and
-    `plan_market` give without reading every position for every round."""
+    On a model that keeps a winner book (backstop/keeper/model_venue.py's TrackingModel, in a
+    replay) the plans and the hedged winners come from the book, which gives what `winner_states`
+    and `plan_market` give without reading every position for every round."""
 
     def __init__(self, engine: adl.AdlModel, clock, batch_size: int = DEFAULT_BATCH):
         self.engine, self.clock, self.batch_size = engine, clock, batch_size
@@ -109,8 +110,6 @@ class ChainAdlExecutor:
     """
 
     def __init__(self, chain: FastChain, deployment: dict, keeper: str, accounts, batch_size: int = DEFAULT_BATCH):
-        from backstop.keeper import EventDecoder
-
         contracts = deployment["contracts"]
         self.chain, self.keeper, self.accounts, self.batch_size = chain, to_checksum_address(keeper), accounts, batch_size
         self.engine = chain.contract(contracts["adl_engine"]["address"], contracts["adl_engine"]["abi"])

@@ -59,7 +59,8 @@ class ProtocolConfig:
     # and of all deficits per UTC day. Beyond it the account goes to ADL, where the winners pay the
     # deficit and the vault may still absorb the position (which moves no value). Depositors take the
     # market risk of what the vault warehouses, not unbounded bad debt in a gap: sized for the default
-    # crash's vault (about $13M, backstop/scenario.py), $25k is 0.2% of it and $100k a day 0.75%.
+    # crash's vault (about $13M, backstop/sim/scenario.py), $25k is 0.2% of it and $100k a day
+    # 0.75%.
     vault_loss_cap_per_event: int = 25_000 * USDC
     vault_loss_cap_per_day: int = 100_000 * USDC
     # @dev keeper role holders besides the keeper passed to `deploy_protocol`

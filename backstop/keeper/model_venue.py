@@ -1,4 +1,5 @@
-"""The reference model dressed as a chain, so the keeper (backstop/keeper.py) runs on it unchanged.
+"""The reference model dressed as a chain, so the keeper (backstop/keeper/waterfall.py) runs on it
+unchanged.
 
 `build_model` sets up the exchange, vault and ADL models from a `ProtocolConfig` and a scenario, the
 way `deploy_protocol` sets up the contracts; `ModelVenue` answers the keeper's reads and performs
@@ -28,11 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backstop.adl import QUEUE_PNL_LEVERAGE, AdlModel, is_queue
-from backstop.adl_planner import evaluate_winner, plan_market, plan_queue, winner_state
-from backstop.deployment import ProtocolConfig
-from backstop.model import MAX_MARKETS, WAD, MarketParams, Model, ModelRevert, notional
-from backstop.vault_model import VaultModel
+from backstop.chain.deployment import ProtocolConfig
+from backstop.keeper.adl_planner import evaluate_winner, plan_market, plan_queue, winner_state
+from backstop.model.adl import QUEUE_PNL_LEVERAGE, AdlModel, is_queue
+from backstop.model.liquidation import LiquidationModel
+from backstop.model.protocol import MAX_MARKETS, WAD, MarketParams, Model, ModelRevert, notional
+from backstop.model.vault import VaultModel
 
 VAULT = "0x" + "fa" * 20  # the vault's address in the model (any fixed address)
 SCREEN_MARGIN = 0.02  # accounts within 2% of their maintenance line get an exact check
@@ -134,10 +136,12 @@ class _TouchingFlags(dict):
 
 
 def build_model(config: ProtocolConfig, markets, policy: int, now: int) -> tuple[TrackingModel, VaultModel, AdlModel]:
-    """The exchange, vault and ADL models as `deploy_protocol` would set them up, with the markets
+    """The exchange, vault and ADL models as `deploy_protocol` would set them up (the liquidation
+    engine attached to the exchange as `model.liquidation`), with the markets
     `markets` (ScenarioMarket-like: name, price, initial_margin, maintenance_margin) and every
     market on ADL `policy`."""
-    model = TrackingModel(config.max_move, config.staleness, VAULT, config.liquidation_discount, config.liquidation_penalty, config.backstop_ratio)
+    model = TrackingModel(config.max_move, config.staleness, VAULT)
+    LiquidationModel(model, config.liquidation_discount, config.liquidation_penalty, config.backstop_ratio)
     vault = VaultModel(model, VAULT, config.vault_lockup, config.vault_withdrawal_delay, config.vault_max_leverage,
                        config.vault_loss_cap_per_event, config.vault_loss_cap_per_day)
     engine = AdlModel(model)
@@ -187,10 +191,10 @@ class ModelVenue:
             if self._clear_of_maintenance(account, marks, funding):
                 continue
             healths.append(self.health(account))
-        return healths, marks, model.backstop_ratio, self.vault_model.loss_allowance(now)
+        return healths, marks, model.liquidation.backstop_ratio, self.vault_model.loss_allowance(now)
 
     def health(self, account: str):
-        from backstop.keeper import Health
+        from backstop.keeper.waterfall import Health
 
         h = self.model.account_health(account, self.clock())
         return Health(account, h.value, h.initial_margin, h.maintenance_margin, self.model.bankrupt.get(account, False))
@@ -220,22 +224,22 @@ class ModelVenue:
                 return []
             if action == "liquidate":
                 account, market, size = args
-                model.liquidate(sender, account, market, size, now)
-                taken, price, discount, penalty = model.last_liquidation
+                model.liquidation.liquidate(sender, account, market, size, now)
+                taken, price, discount, penalty = model.liquidation.last_liquidation
                 return [("Liquidation", {"account": account, "liquidator": sender, "market": market, "size": taken,
                                          "price": price, "discount": discount, "penalty": penalty})]
             if action == "backstop":
                 (account,) = args
                 value = model.account_health(account, now, fresh=True).value
-                refusal = model.backstop(True, account, now)
+                refusal = model.liquidation.backstop(True, account, now)
                 if refusal:
                     return [("TakeoverRefused", {"account": account, "vault": VAULT, "reason": refusal})]
                 return [("Takeover", {"account": account, "vault": VAULT, "value": value})]
             if action == "flag_bankruptcy":
-                model.flag_bankruptcy(args[0], now)
+                model.liquidation.flag_bankruptcy(args[0], now)
                 return []
             if action == "clear_bankruptcy":
-                model.clear_bankruptcy(args[0], now)
+                model.liquidation.clear_bankruptcy(args[0], now)
                 return []
         except ModelRevert as revert:
             return Failure(revert.reason)

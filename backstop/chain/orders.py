@@ -1,4 +1,5 @@
-"""EIP-712 orders as the Clearinghouse defines them: digest, signing and the ABI tuples of a fill.
+"""EIP-712 orders as the Clearinghouse defines them: digest, signing and the ABI tuples of a fill
+(the `Order` struct itself is plain data, in backstop/model/protocol.py).
 
 Signing is done here with the raw private key (eth_keys, coincurve backend), not through an ape
 account, because scenarios sign thousands of orders.
@@ -6,11 +7,11 @@ account, because scenarios sign thousands of orders.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from eth_abi import encode
 from eth_keys import keys
 from eth_utils import keccak, to_canonical_address
+
+from backstop.model.protocol import Order
 
 ORDER_TYPE = (
     "Order(address account,uint256 market,int256 size,uint256 limit_price,"
@@ -20,19 +21,6 @@ ORDER_TYPEHASH = keccak(text=ORDER_TYPE)
 DOMAIN_TYPEHASH = keccak(text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
 DOMAIN_NAME = "Backstop"
 DOMAIN_VERSION = "1"
-
-
-@dataclass(frozen=True)
-class Order:
-    """The Clearinghouse's Order struct. `size` is signed: a buy is positive, a sell negative."""
-
-    account: str
-    market: int
-    size: int
-    limit_price: int
-    nonce: int
-    expiry: int
-    reduce_only: bool = False
 
 
 def domain_separator(chain_id: int, verifying_contract: str, name: str = DOMAIN_NAME, version: str = DOMAIN_VERSION) -> bytes:
