@@ -4,7 +4,7 @@
 collateral, sizes and entry prices (trades in two phases at different marks), a crash move, one
 account made bankrupt whose takeover the vault refuses, and a vault with random capacity. The
 keeper's planner (backstop/keeper/adl_planner.py) resolves the round on the reference model
-(backstop/model/adl.py), and the design's ADL invariants (DESIGN.md, "Invariants" 1, 2, 4, 6) must hold:
+(backstop/model/adl.py), and the design's ADL invariants (docs/design.md, "Invariants" 1, 2, 4, 6) must hold:
 
 - Σ haircuts == D, each haircut <= that winner's profit at the round's price;
 - only opposite-side winners are touched, in the policy's order; every account that was not hit is

@@ -1,10 +1,9 @@
-"""The executable specification of contracts/AdlEngine.vy and modules/adl_math.vy, the keeper's
-planner that turns a book into the winner lists the engine accepts, and the metrics of a round.
+"""The executable specification of contracts/AdlEngine.vy and modules/adl_math.vy, and the record
+of each round it closes (`ClosedRound`, with its hits).
 
 Same rules, order of checks, revert strings and rounding as the contracts. `AdlModel` attaches to a
-`Model` (its rounds are part of the exchange model's transactions); `plan_market` works on plain
-`Winner` records, so the on-chain keeper (reading them from the chain) and the model replay
-(reading them from a `Model`) plan with the same code.
+`Model` (its rounds are part of the exchange model's transactions). The keeper's side, which turns
+a book into the winner lists the engine accepts, is backstop/keeper/adl_planner.py.
 """
 
 from __future__ import annotations

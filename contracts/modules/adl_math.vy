@@ -2,7 +2,7 @@
 """
 @title adl_math
 @notice Policies of auto-deleveraging: ranking keys and how a round's deficit and size are split
-        among the winners. The Python reference model (backstop/adl.py) implements the same
+        among the winners. The Python reference model (backstop/model/adl.py) implements the same
         functions with the same rounding.
 @dev Keys and leverages are 1e18 fixed point. Every split rounds down for the winner in hand and
      the candidate whose weight is all the weight left takes the whole remainder, so the parts

@@ -2,7 +2,7 @@
 """
 @title margin_math
 @notice Pure formulas of the margin system: PnL, funding, notional, margin requirements and entry
-        prices. The Python reference model (backstop/model.py) implements the same functions with
+        prices. The Python reference model (backstop/model/protocol.py) implements the same functions with
         the same rounding.
 @dev Units: sizes and prices 1e18 fixed point, collateral 1e6. Every result rounds in the pool's
      favour, as each docstring says.
