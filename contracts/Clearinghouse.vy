@@ -506,6 +506,24 @@ def withdrawal_allowed(account: address, amount: uint256) -> bool:
 
 @external
 @view
+def withdrawable(account: address) -> uint256:
+    """
+    @notice The most `account` may withdraw now: its balance, less what keeps it at initial margin
+            at fresh prices; 0 under the same conditions `withdrawal_allowed` refuses.
+    @dev Reverts, as a withdrawal would, while a market the account holds is paused or stale.
+    @param account The account.
+    @return Token units.
+    """
+    if self.adl_rounds_open > 0 or AccountFlag.BANKRUPT in self._flags_of(self._account_state[account]):
+        return 0
+    balance: int256 = staticcall pool.balance_of(account)
+    health: AccountHealth = self._health_from(account, balance, True, True)
+    headroom: int256 = min(balance, health.value - convert(health.initial_margin, int256))
+    return convert(max(headroom, 0), uint256)
+
+
+@external
+@view
 def account_health(account: address) -> AccountHealth:
     """
     @notice An account's value and margin requirements at the latest prices.

@@ -183,6 +183,7 @@ def test_withdraw__exactly_at_initial_margin(pool, token, clearinghouse, config,
     allowed = health.value - health.initial_margin
 
     before = pool_state(pool, token, alice)
+    assert clearinghouse.withdrawable(alice) == allowed
     assert not clearinghouse.withdrawal_allowed(alice, allowed + 1)
     with ape.reverts("MarginPool: withdrawal below initial margin"):
         pool.withdraw(allowed + 1, sender=alice)
@@ -197,8 +198,21 @@ def test_withdraw__exactly_at_initial_margin(pool, token, clearinghouse, config,
     assert health.value == health.initial_margin
 
     # not one unit more
+    assert clearinghouse.withdrawable(alice) == 0
     with ape.reverts("MarginPool: withdrawal below initial margin"):
         pool.withdraw(1, sender=alice)
+
+
+def test_withdrawable__balance_without_a_position_nothing_while_bankrupt(pool, clearinghouse, liquidation, oracle, keeper, fund, trade, alice, bob, stranger):
+    fund(alice, 1_900 * USDC)
+    fund(bob, 5_000 * USDC)
+    assert clearinghouse.withdrawable(bob) == 5_000 * USDC  # no position: the whole balance
+    trade(alice, bob, BTC, WAD // 10, 100_000 * WAD)
+    oracle.set_prices(BTC, 80_000 * WAD, 80_000 * WAD, sender=keeper)  # alice -2,000 on 1,900
+    liquidation.flag_bankruptcy(alice, sender=stranger)
+    assert clearinghouse.withdrawable(alice) == 0
+    # bob: 5,000 + 2,000 of profit, 800 initial margin; at most his balance leaves
+    assert clearinghouse.withdrawable(bob) == 5_000 * USDC
 
 
 def test_withdraw__cross_margin_counts_every_market(pool, token, fund, trade, alice, bob):

@@ -430,6 +430,12 @@ class Model:
         health = self._health(account, True, now)
         return health.value - amount >= health.initial_margin
 
+    def withdrawable(self, account: Account, now: int) -> int:
+        if self.adl_rounds_open > 0 or self.bankrupt.get(account, False):
+            return 0
+        health = self._health(account, True, now)
+        return max(min(self.balance(account), health.value - health.initial_margin), 0)
+
     def filled_size(self, order: Order) -> int:
         word = self.nonce_bitmap.get((order.account, order.nonce // NONCES_PER_WORD), 0)
         bit = order.nonce % NONCES_PER_WORD * 2
