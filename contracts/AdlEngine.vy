@@ -5,18 +5,29 @@
 @notice Auto-deleveraging, the last layer of the waterfall. An account whose value is negative
         and that the insurance vault refused is resolved in one ADL round:
         - its deficit D is charged to profitable positions on the other side (haircuts, each at
-          most that position's profit and its account's value; they add up to D exactly);
+          most that position's profit at the round's price and its account's value);
         - its positions are offset: by the vault within its risk limits (pro-rata and risk-aware
           policies) and by force-closing winners, all at one price per market, the mark when the
           round opened.
-        A keeper opens the round and submits the winners in policy order, in one or more
-        transactions; the engine re-checks each winner (opposite side, profitable now, size
-        clamped to its current position) and the order. The round stays open until D and every
-        position are resolved, and withdrawals wait while any round is open.
+        A keeper opens the round and submits winners in policy order, in one or more
+        transactions; the engine re-checks each one (opposite side, profitable at the round's
+        price, size clamped to its current position, its place in the order) and skips, with an
+        `AdlSkipped` event saying why, any that fails: a stale, duplicated or out-of-order entry
+        never reverts the batch nor blocks the winners after it. A haircut is taken from the
+        winner's position (its entry price moves against it), so whatever lists a keeper sends, a
+        winner never pays more than its profit at the round's price.
+        Every round ends. A round not resolved by its deadline (`round_duration` after it opened)
+        can be finished by anyone (`finish_round`): the vault takes what is left of each position
+        at the mark, and what is left of the deficit is spread over the winners' side of each
+        market through the clearinghouse's loss index, in one transaction whose gas does not
+        depend on the positions open. While a round is open, only the accounts it can still
+        charge (the bankrupt account, and those holding the winners' side of a market it has not
+        resolved) wait to withdraw.
 @dev Gas grows with the winners a transaction touches, never with the positions open. The
-     engine cannot enumerate a market's accounts; `ranking_keys` and `adl_indicator` rank the
-     accounts a client passes (from the clearinghouse's PositionUpdate events), so anyone can
-     audit a keeper's order. The policies' formulas are in modules/adl_math.vy.
+     engine cannot enumerate a market's accounts; the AdlRanking views rank the accounts a
+     client passes (from the clearinghouse's PositionUpdate events), so anyone can audit a
+     keeper's order. The policies' formulas are in modules/adl_math.vy, how a position is seen
+     in modules/adl_candidates.vy.
 """
 
 from snekmate.auth import ownable
@@ -24,19 +35,22 @@ from interfaces import IWaterfallClearinghouse
 from interfaces import IInsuranceVault
 from interfaces import IMarginPool
 from interfaces import IOracle
+from modules import adl_candidates
 from modules import adl_math
-from modules import fixed_point
 from modules import keeper_roles
 from modules import margin_math
 
 initializes: ownable
 initializes: keeper_roles[ownable := ownable]
+initializes: adl_candidates
 
 exports: (
     ownable.owner,
     ownable.transfer_ownership,
     keeper_roles.is_keeper,
     keeper_roles.set_keeper,
+    adl_candidates.clearinghouse,
+    adl_candidates.oracle,
 )
 
 
@@ -47,6 +61,8 @@ event AdlRoundOpened:
     deficit: uint256
     # @dev bit m set for each market the account has a position in
     markets: uint256
+    # @dev after this time anyone may finish the round
+    deadline: uint256
 
 event VaultAbsorption:
     account: indexed(address)
@@ -62,6 +78,12 @@ event AdlHit:
     size_closed: uint256
     price: uint256
     haircut: uint256
+
+event AdlSkipped:
+    account: indexed(address)
+    winner: indexed(address)
+    market: indexed(uint256)
+    reason: String[40]
 
 event AdlMarketResolved:
     account: indexed(address)
@@ -80,10 +102,17 @@ event AdlRoundClosed:
     notional_absorbed: uint256
     # @dev what was left in the account once flat, moved to (+) or from (-) the vault
     residual: int256
+    # @dev deficit spread over the winners' sides (the fallback, and rounding or funding left at the end)
+    socialised: uint256
+    # @dev True when `finish_round` ended the round at its deadline
+    fallback: bool
 
 event UpdatePolicy:
     market: indexed(uint256)
     policy: uint256
+
+event UpdateRoundDuration:
+    round_duration: uint256
 
 
 # ---------------------------------------------------------------- structs
@@ -91,14 +120,18 @@ event UpdatePolicy:
 struct Round:
     # @dev the account's deficit D when the round opened (collateral units)
     deficit: uint256
-    # @dev haircuts charged so far; equal to `deficit` when the round closes
+    # @dev haircuts charged so far
     haircuts: uint256
+    # @dev bit m set for each market the account held when the round opened
+    markets: uint256
     # @dev bit m set while market m has size or deficit left
     markets_left: uint256
     # @dev notional force-closed from winners at the round's prices (collateral units)
     notional_closed: uint256
-    # @dev notional the vault absorbed at the round's prices (collateral units)
+    # @dev notional the vault absorbed (collateral units)
     notional_absorbed: uint256
+    # @dev after this time anyone may finish the round
+    deadline: uint256
 
 struct MarketRound:
     # @dev the market's policy when the round opened
@@ -117,10 +150,6 @@ struct MarketRound:
     size_absorbed: uint256
     # @dev base units force-closed from winners
     size_closed: uint256
-    # @dev ranking key of the last winner processed; the next one must not rank above it
-    last_key: uint256
-    # @dev the last winner processed; ties in key go by increasing address
-    last_account: address
 
 struct Declaration:
     # @dev risk-aware: leverage (1e18) at and above which a winner gives all its profit
@@ -132,39 +161,43 @@ struct Declaration:
     # @dev pro-rata and risk-aware: close weights of this call's winners and all later ones
     close_weight: uint256
 
-struct Candidate:
-    size: int256
-    # @dev unrealised PnL at the round's price, positive
-    profit: uint256
-    # @dev cross-margin account value, positive
-    value: int256
-    # @dev the policy's ranking key
-    key: uint256
-    # @dev cross-margin leverage on the account's net exposure (risk-aware)
-    net_leverage: uint256
-    # @dev signed sum of the account's notionals over its markets (risk-aware)
-    net_notional: int256
+struct Entry:
+    # @dev the winner as the keeper listed it
+    winner: address
+    # @dev why it is skipped (a SKIP_* code), or PROCESS
+    skip: uint256
+    # @dev the winner evaluated at the round's price (left empty for a skipped entry)
+    candidate: adl_candidates.Candidate
 
 
 # ---------------------------------------------------------------- constants
 
 MAX_MARKETS: constant(uint256) = 16
-# @dev Largest list of winners in one `execute`; the clearinghouse takes as many settlements.
+# @dev Largest list of winners in one `execute`; the clearinghouse takes as many transfers.
 MAX_CANDIDATES: constant(uint256) = 400
-# @dev Largest list of accounts a ranking view takes.
-MAX_RANKED: constant(uint256) = 10000
+# @dev Bounds of `round_duration`: long enough for a keeper to work through a book, short enough
+#      that the accounts a round can charge do not wait long.
+MIN_ROUND_DURATION: constant(uint256) = 60
+MAX_ROUND_DURATION: constant(uint256) = 7 * 86400
+# @dev An entry of `execute` is processed, or skipped for one of these reasons.
+PROCESS: constant(uint256) = 0
+SKIP_BANKRUPT: constant(uint256) = 1
+SKIP_SIDE: constant(uint256) = 2
+SKIP_UNPROFITABLE: constant(uint256) = 3
+SKIP_NO_VALUE: constant(uint256) = 4
+SKIP_ORDER: constant(uint256) = 5
+SKIP_WEIGHT: constant(uint256) = 6
+SKIP_RESOLVED: constant(uint256) = 7
 
 
 # ---------------------------------------------------------------- storage
 
-# @dev Positions, account values and the waterfall hooks.
-clearinghouse: public(immutable(IWaterfallClearinghouse))
-# @dev Mark prices.
-oracle: public(immutable(IOracle))
 # @dev Collateral balances (read only; they move through the clearinghouse).
 pool: public(immutable(IMarginPool))
 # @dev ADL policy per market (adl_math constants).
 policy: public(HashMap[uint256, uint256])
+# @dev Seconds a round may stay open before anyone may finish it.
+round_duration: public(uint256)
 # @dev The open round of each bankrupt account (all zero when none).
 rounds: public(HashMap[address, Round])
 # @dev The open round of each bankrupt account, per market.
@@ -174,17 +207,18 @@ market_rounds: public(HashMap[address, HashMap[uint256, MarketRound]])
 # ---------------------------------------------------------------- constructor
 
 @deploy
-def __init__(clearing: IWaterfallClearinghouse, price_oracle: IOracle):
+def __init__(clearing: IWaterfallClearinghouse, price_oracle: IOracle, duration: uint256):
     """
     @notice Deploys the engine; the deployer becomes owner. Every market starts on the
             BitMEX-style queue; wire it with `Clearinghouse.set_adl_engine`.
     @param clearing The clearinghouse.
     @param price_oracle The oracle the clearinghouse uses.
+    @param duration Seconds a round may stay open before anyone may finish it.
     """
     ownable.__init__()
-    clearinghouse = clearing
-    oracle = price_oracle
+    adl_candidates.__init__(clearing, price_oracle)
     pool = IMarginPool(staticcall clearing.pool())
+    self._set_round_duration(duration)
 
 
 # ---------------------------------------------------------------- owner
@@ -198,10 +232,22 @@ def set_policy(market: uint256, new_policy: uint256):
     @param new_policy The policy.
     """
     ownable._check_owner()
-    assert market < staticcall clearinghouse.market_count(), "AdlEngine: unknown market"
+    assert market < staticcall adl_candidates.clearinghouse.market_count(), "AdlEngine: unknown market"
     assert new_policy < adl_math.POLICY_COUNT, "AdlEngine: unknown policy"
     self.policy[market] = new_policy
     log UpdatePolicy(market=market, policy=new_policy)
+
+
+@external
+def set_round_duration(duration: uint256):
+    """
+    @notice Sets how long a round may stay open before anyone may finish it; rounds already open
+            keep their deadline.
+    @dev Owner only; between one minute and seven days.
+    @param duration Seconds.
+    """
+    ownable._check_owner()
+    self._set_round_duration(duration)
 
 
 # ---------------------------------------------------------------- rounds
@@ -210,23 +256,24 @@ def set_policy(market: uint256, new_policy: uint256):
 def open_round(account: address):
     """
     @notice Opens the ADL round of a flagged account whose value is still negative: fixes its
-            deficit D, one price per market (the fresh mark) and each market's share of D (in
-            proportion to the account's loss there); under the pro-rata and risk-aware policies
-            the vault then absorbs as much of each position as its limits allow.
+            deficit D, one price per market (the fresh mark), each market's share of D (in
+            proportion to the account's loss there) and the round's deadline; marks the winners'
+            side of each market as chargeable (those accounts wait to withdraw); under the
+            pro-rata and risk-aware policies the vault then absorbs as much of each position as
+            its limits allow.
     @dev Keeper only. A round with nothing left to force-close or charge closes at once; so does
-         the round of an account without positions (a deficit left in its balance, e.g. rounding
-         dust): there are no winners to charge, so the vault covers it as the residual.
+         the round of an account without positions (a deficit left in its balance).
     @param account The bankrupt account.
     """
     keeper_roles._check_keeper()
-    flags: IWaterfallClearinghouse.AccountFlag = staticcall clearinghouse.account_flags(account)
+    flags: IWaterfallClearinghouse.AccountFlag = staticcall adl_candidates.clearinghouse.account_flags(account)
     assert IWaterfallClearinghouse.AccountFlag.BANKRUPT in flags and IWaterfallClearinghouse.AccountFlag.IN_ADL_ROUND not in flags, "AdlEngine: not flagged or round open"
     # Fresh prices: the deficit fixes the haircuts of the whole round.
-    value: int256 = (staticcall clearinghouse.fresh_account_health(account)).value
+    value: int256 = (staticcall adl_candidates.clearinghouse.fresh_account_health(account)).value
     assert value < 0, "AdlEngine: account solvent"
-    extcall clearinghouse.set_account_flags(account, flags | IWaterfallClearinghouse.AccountFlag.IN_ADL_ROUND)
+    extcall adl_candidates.clearinghouse.set_account_flags(account, flags | IWaterfallClearinghouse.AccountFlag.IN_ADL_ROUND)
     deficit: uint256 = convert(-value, uint256)
-    open_mask: uint256 = staticcall clearinghouse.open_markets(account)
+    open_mask: uint256 = staticcall adl_candidates.clearinghouse.open_markets(account)
 
     losses: uint256[MAX_MARKETS] = empty(uint256[MAX_MARKETS])
     sizes: uint256[MAX_MARKETS] = empty(uint256[MAX_MARKETS])
@@ -235,18 +282,23 @@ def open_round(account: address):
     for market: uint256 in range(MAX_MARKETS):
         if open_mask & (1 << market) == 0:
             continue
-        price: uint256 = self._fresh_mark(market)
-        position: IWaterfallClearinghouse.Position = staticcall clearinghouse.positions(account, market)
+        price: uint256 = adl_candidates._fresh_mark(market)
+        position: IWaterfallClearinghouse.Position = staticcall adl_candidates.clearinghouse.positions(account, market)
         losses[market] = convert(max(-margin_math.pnl(position.size, position.entry_price, price), 0), uint256)
         sizes[market] = convert(abs(position.size), uint256)
         total_loss += losses[market]
         total_size += sizes[market]
         self.market_rounds[account][market] = MarketRound(
             policy=self.policy[market], price=price, bankrupt_size=position.size, size_left=sizes[market],
-            deficit_left=0, deficit_share=0, size_absorbed=0, size_closed=0, last_key=max_value(uint256), last_account=empty(address),
+            deficit_left=0, deficit_share=0, size_absorbed=0, size_closed=0,
         )
-    self.rounds[account] = Round(deficit=deficit, haircuts=0, markets_left=open_mask, notional_closed=0, notional_absorbed=0)
-    log AdlRoundOpened(account=account, deficit=deficit, markets=open_mask)
+        # The winners are on the other side of the bankrupt position.
+        extcall adl_candidates.clearinghouse.set_adl_exposure(market, position.size < 0, True)
+    deadline: uint256 = block.timestamp + self.round_duration
+    self.rounds[account] = Round(
+        deficit=deficit, haircuts=0, markets=open_mask, markets_left=open_mask, notional_closed=0, notional_absorbed=0, deadline=deadline,
+    )
+    log AdlRoundOpened(account=account, deficit=deficit, markets=open_mask, deadline=deadline)
 
     # D is split by the loss in each market (by size if no market shows a loss): the winners of
     # a market pay for what was lost there.
@@ -263,13 +315,13 @@ def open_round(account: address):
         self.market_rounds[account][market].deficit_share = part
         if not adl_math.is_queue(self.market_rounds[account][market].policy):
             self._absorb(account, market)
-        self._resolve_if_done(account, market, False)
+        self._resolve_if_done(account, market)
     if open_mask == 0:
         self._close_round(account)
 
 
 @external
-def execute(account: address, market: uint256, winners: DynArray[address, MAX_CANDIDATES], declaration: Declaration, last: bool):
+def execute(account: address, market: uint256, winners: DynArray[address, MAX_CANDIDATES], declaration: Declaration):
     """
     @notice Charges and force-closes the next winners of a round in one market, in policy order.
             Queue policies close each winner in turn (the last one partly) at the bankruptcy
@@ -278,200 +330,202 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
             leverage water-filling (see adl_math). For those two the keeper declares the weights
             of this call's winners plus all later ones; each winner's share is its weight over
             the weight left, and the last takes what is left, so the sums are exact.
-    @dev Keeper only. Each winner must be on the other side of the bankrupt position,
-         profitable at the round's price, with positive account value, not bankrupt, and rank no
-         higher than the winner before it (queues: key descending; risk-aware: net leverage
-         descending; pro-rata: address ascending; ties by address ascending). Haircuts are capped
-         by the winner's profit and account value (less one unit if it is partly closed), closes
-         by its position.
+    @dev Keeper only. An entry is processed if its account is on the other side of the bankrupt
+         position, profitable at the round's price, with positive value, not bankrupt, and ranks
+         above every later valid entry (queues: key descending; risk-aware: net leverage
+         descending; pro-rata: address ascending; ties by address ascending), all evaluated now.
+         Any other entry is skipped with an `AdlSkipped` event: a winner that traded since the
+         keeper planned, a duplicate or a misplaced entry never reverts the batch. A haircut is
+         at most the winner's profit at the round's price and what its account can lose without
+         going negative; it is taken from the position's profit, so a winner listed again pays at
+         most what profit it has left. Closes are clamped to the position.
     @param account The bankrupt account.
     @param market The market.
     @param winners The winners, in policy order.
     @param declaration Levels and weights (ignored by the queue policies).
-    @param last True if this call must resolve the market: it reverts if it leaves size or
-           deficit in it.
     """
     keeper_roles._check_keeper()
     assert self.rounds[account].markets_left & (1 << market) != 0, "AdlEngine: no open round in this market"
     state: MarketRound = self.market_rounds[account][market]
+    entries: DynArray[Entry, MAX_CANDIDATES] = []
+
+    # Each winner's account value is summed here from its pool balance and positions, with every
+    # market's latest mark and funding index read once per call: the same figure as
+    # Clearinghouse.account_health, without its margin requirements and per-account price reads.
+    marks: uint256[MAX_MARKETS] = empty(uint256[MAX_MARKETS])
+    # the index each side settles against: funding, and the loss spread over that side
+    long_indices: int256[MAX_MARKETS] = empty(int256[MAX_MARKETS])
+    short_indices: int256[MAX_MARKETS] = empty(int256[MAX_MARKETS])
+    loaded: uint256 = 0
+    for winner: address in winners:
+        entry: Entry = Entry(winner=winner, skip=PROCESS, candidate=empty(adl_candidates.Candidate))
+        held: IWaterfallClearinghouse.Position = staticcall adl_candidates.clearinghouse.positions(winner, market)
+        if IWaterfallClearinghouse.AccountFlag.BANKRUPT in staticcall adl_candidates.clearinghouse.account_flags(winner):
+            entry.skip = SKIP_BANKRUPT
+        elif held.size == 0 or (held.size > 0) == (state.bankrupt_size > 0):
+            entry.skip = SKIP_SIDE
+        else:
+            open_mask: uint256 = staticcall adl_candidates.clearinghouse.open_markets(winner)
+            missing: uint256 = open_mask & ~loaded
+            if missing != 0:
+                loaded |= missing
+                for other: uint256 in range(MAX_MARKETS):
+                    if missing == 0:
+                        break
+                    if missing & (1 << other) == 0:
+                        continue
+                    missing &= ~(1 << other)
+                    marks[other] = adl_candidates._latest_mark(other)
+                    funding: int256 = staticcall adl_candidates.clearinghouse.current_funding_index(other)
+                    long_indices[other] = funding + convert(staticcall adl_candidates.clearinghouse.loss_index(other, 0), int256)
+                    short_indices[other] = funding - convert(staticcall adl_candidates.clearinghouse.loss_index(other, 1), int256)
+            account_value: int256 = staticcall pool.balance_of(winner)
+            for other: uint256 in range(MAX_MARKETS):
+                if open_mask == 0:
+                    break
+                if open_mask & (1 << other) == 0:
+                    continue
+                open_mask &= ~(1 << other)
+                other_position: IWaterfallClearinghouse.Position = held
+                if other != market:
+                    other_position = staticcall adl_candidates.clearinghouse.positions(winner, other)
+                account_value += margin_math.pnl(other_position.size, other_position.entry_price, marks[other])
+                side_index: int256 = long_indices[other] if other_position.size > 0 else short_indices[other]
+                account_value += margin_math.funding_payment(other_position.size, side_index, other_position.funding_snapshot)
+            entry.candidate = adl_candidates._evaluate_at(winner, market, held, state.price, state.policy, account_value)
+            if entry.candidate.profit == 0:
+                entry.skip = SKIP_UNPROFITABLE
+            elif entry.candidate.value <= 0:
+                entry.skip = SKIP_NO_VALUE
+        entries.append(entry)
+
+    # The order, from the back: an entry is processed only if it ranks above every later valid
+    # entry (queues and risk-aware: key descending, then address ascending; pro-rata: address
+    # ascending), so what is processed follows the policy whatever the keeper sent, and a
+    # duplicate keeps only its last copy.
+    count: uint256 = len(entries)
+    best_key: uint256 = 0
+    best_winner: address = empty(address)
+    for back: uint256 in range(count, bound=MAX_CANDIDATES):
+        i: uint256 = count - 1 - back
+        if entries[i].skip != PROCESS:
+            continue
+        key: uint256 = entries[i].candidate.key
+        if best_winner != empty(address) and not (key > best_key or (key == best_key and convert(entries[i].winner, uint256) < convert(best_winner, uint256))):
+            entries[i].skip = SKIP_ORDER
+            continue
+        best_key = key
+        best_winner = entries[i].winner
+
     direction: int256 = 1 if state.bankrupt_size > 0 else -1
+    mark: uint256 = adl_candidates._latest_mark(market)
     haircut_weight_left: uint256 = declaration.haircut_weight
     close_weight_left: uint256 = declaration.close_weight
     transfers: DynArray[IWaterfallClearinghouse.PositionTransfer, MAX_CANDIDATES] = []
     haircuts: uint256 = 0
     closed: uint256 = 0
 
-    # Each winner's account value is summed here from its pool balance and positions, with every
-    # market's latest mark and funding index read once per call: the same figure as
-    # Clearinghouse.account_health, without its margin requirements and per-account price reads.
-    marks: uint256[MAX_MARKETS] = empty(uint256[MAX_MARKETS])
-    indices: int256[MAX_MARKETS] = empty(int256[MAX_MARKETS])
-    loaded: uint256 = 0
-
-    for winner: address in winners:
-        assert state.size_left > 0 or state.deficit_left > 0, "AdlEngine: market already resolved"
-        assert not self._is_bankrupt(winner), "AdlEngine: winner bankrupt"
-        held: IWaterfallClearinghouse.Position = staticcall clearinghouse.positions(winner, market)
-        assert held.size != 0 and (held.size > 0) != (state.bankrupt_size > 0), "AdlEngine: winner not on the opposite side"
-        open_mask: uint256 = staticcall clearinghouse.open_markets(winner)
-        missing: uint256 = open_mask & ~loaded
-        if missing != 0:
-            loaded |= missing
-            for other: uint256 in range(MAX_MARKETS):
-                if missing == 0:
-                    break
-                if missing & (1 << other) == 0:
-                    continue
-                missing &= ~(1 << other)
-                marks[other] = self._latest_mark(other)
-                indices[other] = staticcall clearinghouse.current_funding_index(other)
-        account_value: int256 = staticcall pool.balance_of(winner)
-        for other: uint256 in range(MAX_MARKETS):
-            if open_mask == 0:
-                break
-            if open_mask & (1 << other) == 0:
-                continue
-            open_mask &= ~(1 << other)
-            other_position: IWaterfallClearinghouse.Position = held
-            if other != market:
-                other_position = staticcall clearinghouse.positions(winner, other)
-            account_value += margin_math.pnl(other_position.size, other_position.entry_price, marks[other])
-            account_value += margin_math.funding_payment(other_position.size, indices[other], other_position.funding_snapshot)
-        candidate: Candidate = self._evaluate_at(winner, market, held, state.price, state.policy, account_value)
-        assert candidate.profit > 0, "AdlEngine: winner not profitable"
-        assert candidate.value > 0, "AdlEngine: winner has no account value"
-        assert candidate.key < state.last_key or (candidate.key == state.last_key and convert(winner, uint256) > convert(state.last_account, uint256)), "AdlEngine: winner out of policy order"
-        state.last_key = candidate.key
-        state.last_account = winner
-
+    for entry: Entry in entries:
+        skip: uint256 = entry.skip
+        if skip == PROCESS and state.size_left == 0 and state.deficit_left == 0:
+            skip = SKIP_RESOLVED
+        candidate: adl_candidates.Candidate = entry.candidate
         position: uint256 = convert(abs(candidate.size), uint256)
         size: uint256 = 0
         haircut: uint256 = 0
-        if adl_math.is_queue(state.policy):
-            size = min(position, state.size_left)
-            # Once the size is matched, capped haircuts leave deficit for the next in line.
-            haircut = adl_math.share(state.deficit_left, size, state.size_left) if state.size_left > 0 else state.deficit_left
-        else:
-            # Weights count only while there is deficit or size left to split.
-            haircut_weight: uint256 = 0
-            close_weight: uint256 = 0
-            if state.deficit_left > 0:
-                haircut_weight = candidate.profit
-                if state.policy == adl_math.RISK_AWARE:
-                    haircut_weight = adl_math.risk_aware_haircut_weight(candidate.profit, candidate.net_leverage, declaration.haircut_level)
-            if state.size_left > 0:
-                close_weight = position
-                if state.policy == adl_math.RISK_AWARE:
-                    close_weight = adl_math.risk_aware_close_weight(candidate.size, state.price, candidate.net_notional, candidate.value, declaration.close_level)
-            assert haircut_weight <= haircut_weight_left and close_weight <= close_weight_left, "AdlEngine: declared weights below the winners' weights"
-            haircut = adl_math.share(state.deficit_left, haircut_weight, haircut_weight_left)
-            size = min(position, adl_math.share(state.size_left, close_weight, close_weight_left))
-            haircut_weight_left -= haircut_weight
-            close_weight_left -= close_weight
-        # A partial close realises its PnL rounded down, up to one unit below the marked value:
-        # a haircut capped by the value leaves that unit, so the winner never ends below zero.
-        room: uint256 = convert(candidate.value, uint256)
-        if size > 0 and size < position:
-            room -= 1
-        haircut = min(haircut, min(candidate.profit, room))
+        if skip == PROCESS:
+            if adl_math.is_queue(state.policy):
+                size = min(position, state.size_left)
+                # Once the size is matched, capped haircuts leave deficit for the next in line.
+                haircut = adl_math.share(state.deficit_left, size, state.size_left) if state.size_left > 0 else state.deficit_left
+            else:
+                # Weights count only while there is deficit or size left to split.
+                haircut_weight: uint256 = 0
+                close_weight: uint256 = 0
+                if state.deficit_left > 0:
+                    haircut_weight = candidate.profit
+                    if state.policy == adl_math.RISK_AWARE:
+                        haircut_weight = adl_math.risk_aware_haircut_weight(candidate.profit, candidate.net_leverage, declaration.haircut_level)
+                if state.size_left > 0:
+                    close_weight = position
+                    if state.policy == adl_math.RISK_AWARE:
+                        close_weight = adl_math.risk_aware_close_weight(candidate.size, state.price, candidate.net_notional, candidate.value, declaration.close_level)
+                if haircut_weight > haircut_weight_left or close_weight > close_weight_left:
+                    # The winner's weight grew since the keeper planned: its share is not declared.
+                    skip = SKIP_WEIGHT
+                else:
+                    haircut = adl_math.share(state.deficit_left, haircut_weight, haircut_weight_left)
+                    size = min(position, adl_math.share(state.size_left, close_weight, close_weight_left))
+                    haircut_weight_left -= haircut_weight
+                    close_weight_left -= close_weight
+        if skip != PROCESS:
+            log AdlSkipped(account=account, winner=entry.winner, market=market, reason=self._skip_reason(skip))
+            continue
+        haircut = min(haircut, adl_math.haircut_room(candidate.size, size, state.price, mark, candidate.profit, candidate.value))
 
         state.size_left -= size
         state.deficit_left -= haircut
         haircuts += haircut
         closed += size
-        transfers.append(IWaterfallClearinghouse.PositionTransfer(counterparty=winner, size=convert(size, int256) * direction, payment=haircut))
-        log AdlHit(account=account, winner=winner, market=market, size_closed=size, price=state.price, haircut=haircut)
+        transfers.append(IWaterfallClearinghouse.PositionTransfer(counterparty=entry.winner, size=convert(size, int256) * direction, payment=haircut))
+        log AdlHit(account=account, winner=entry.winner, market=market, size_closed=size, price=state.price, haircut=haircut)
 
-    extcall clearinghouse.transfer_positions(account, market, state.price, transfers)
+    if len(transfers) > 0:
+        extcall adl_candidates.clearinghouse.transfer_positions(account, market, state.price, transfers)
     state.size_closed += closed
     self.market_rounds[account][market] = state
+    self.rounds[account].haircuts += haircuts
+    self.rounds[account].notional_closed += margin_math.notional(convert(closed, int256), state.price)
+    self._resolve_if_done(account, market)
+
+
+@external
+def finish_round(account: address):
+    """
+    @notice Ends a round that its deadline has passed, whatever the book holds: in each market the
+            round has not resolved, the vault takes what is left of the bankrupt position at the
+            mark (which moves no value), and what the account still owes is spread over the
+            winners' side of those markets in proportion to size (each position pays its part like
+            funding). The account ends flat at exactly zero, its flags are lifted and the accounts
+            that waited withdraw again. This cannot fail for want of winners.
+    @dev Anyone may call once `block.timestamp` is past the round's deadline. Gas grows with the
+         markets of the round, never with the positions open. If no one at all holds the winners'
+         side of any of those markets, the vault covers what is left (there is no one else).
+    @param account The bankrupt account.
+    """
     current: Round = self.rounds[account]
-    current.haircuts += haircuts
-    current.notional_closed += margin_math.notional(convert(closed, int256), state.price)
-    if state.size_left == 0 and state.deficit_left == 0 and current.markets_left == 1 << market:
-        # The round closes in this call: its totals go straight to the closing event and its
-        # storage is cleared, never written.
-        self._log_market_resolved(account, market, state)
-        self._finish_round(account, current)
-        return
-    self.rounds[account].haircuts = current.haircuts
-    self.rounds[account].notional_closed = current.notional_closed
-    self._resolve_if_done(account, market, last)
-
-
-# ---------------------------------------------------------------- views
-
-@external
-@view
-def ranking_keys(market: uint256, long_side: bool, accounts: DynArray[address, MAX_RANKED]) -> DynArray[uint256, MAX_RANKED]:
-    """
-    @notice The ADL ranking key of each account's position on one side of a market, at the
-            latest mark and under the market's policy: higher goes first (pro-rata: the profit,
-            the share of a haircut). Zero for an account that is not a winner on that side.
-    @dev Sort by key descending, then address ascending, for the canonical order a keeper must
-         follow under the queues and risk-aware. Pro-rata has no queue: `execute` takes its
-         winners by address ascending, and the key only shows each one's haircut weight. Pass
-         the accounts from the clearinghouse's PositionUpdate events.
-    @param market The market id.
-    @param long_side True to rank the longs (who pay when a short goes bankrupt).
-    @param accounts The accounts to rank.
-    @return One key per account.
-    """
-    keys: DynArray[uint256, MAX_RANKED] = []
-    for account: address in accounts:
-        keys.append(self._ranking_key(account, market, long_side))
-    return keys
-
-
-@external
-@view
-def adl_indicator(account: address, market: uint256, accounts: DynArray[address, MAX_RANKED]) -> uint256:
-    """
-    @notice A position's ADL indicator: the quintile of its place in its side's ranking, 5 for
-            the first fifth in line, 1 for the last; 0 if it is not a winner.
-    @dev `accounts` is the side's universe (including `account` or not); O(len(accounts)).
-    @param account The account.
-    @param market The market id.
-    @param accounts The accounts with positions in the market.
-    @return 0 to 5.
-    """
-    size: int256 = (staticcall clearinghouse.positions(account, market)).size
-    key: uint256 = self._ranking_key(account, market, size > 0)
-    if key == 0:
-        return 0
-    ahead: uint256 = 0
-    ranked: uint256 = 1
-    for other: address in accounts:
-        if other == account:
+    assert current.markets_left != 0, "AdlEngine: no open round"
+    assert block.timestamp > current.deadline, "AdlEngine: round before its deadline"
+    vault: address = staticcall adl_candidates.clearinghouse.insurance_account()
+    weights: uint256[MAX_MARKETS] = empty(uint256[MAX_MARKETS])
+    total_weight: uint256 = 0
+    for market: uint256 in range(MAX_MARKETS):
+        if current.markets_left & (1 << market) == 0:
             continue
-        other_key: uint256 = self._ranking_key(other, market, size > 0)
-        if other_key == 0:
-            continue
-        ranked += 1
-        if other_key > key or (other_key == key and convert(other, uint256) < convert(account, uint256)):
-            ahead += 1
-    return 5 - 5 * ahead // ranked
+        state: MarketRound = self.market_rounds[account][market]
+        mark: uint256 = adl_candidates._latest_mark(market)
+        size: int256 = (staticcall adl_candidates.clearinghouse.positions(account, market)).size
+        if size != 0 and account != vault:
+            extcall adl_candidates.clearinghouse.transfer_positions(
+                account, market, mark, [IWaterfallClearinghouse.PositionTransfer(counterparty=vault, size=size, payment=0)]
+            )
+            current.notional_absorbed += margin_math.notional(size, mark)
+            state.size_absorbed += convert(abs(size), uint256)
+            self.market_rounds[account][market].size_absorbed = state.size_absorbed
+            log VaultAbsorption(account=account, vault=vault, market=market, size=convert(abs(size), uint256), price=mark)
+        log AdlMarketResolved(
+            account=account, market=market, policy=state.policy, deficit_share=state.deficit_share, size_absorbed=state.size_absorbed,
+            size_closed=state.size_closed, notional_closed=margin_math.notional(convert(state.size_closed, int256), state.price),
+        )
+        # What is left to charge here: the deficit share not yet paid, or for a market with only
+        # size left, the notional that was still unmatched.
+        weights[market] = state.deficit_left if state.deficit_left > 0 else margin_math.notional(convert(state.size_left, int256), state.price)
+        total_weight += weights[market]
+        extcall adl_candidates.clearinghouse.set_adl_exposure(market, state.bankrupt_size < 0, False)
+    self._finish_round(account, current, weights, total_weight, True)
 
 
-@external
-@view
-def vault_capacity(account: address, market: uint256) -> uint256:
-    """
-    @notice How much of `account`'s position in `market` the vault could absorb now, within its
-            position and leverage limits, at the latest mark: the part of a bankrupt position no
-            policy needs to force-close.
-    @param account The account.
-    @param market The market id.
-    @return Base units, at most the position.
-    """
-    size: int256 = (staticcall clearinghouse.positions(account, market)).size
-    if size == 0:
-        return 0
-    vault: address = staticcall clearinghouse.insurance_account()
-    return min(convert(abs(size), uint256), self._vault_capacity(vault, account, market, self._latest_mark(market), size > 0))
-
-
-# ---------------------------------------------------------------- internals
+# ---------------------------------------------------------------- internals: rounds
 
 @internal
 def _absorb(account: address, market: uint256):
@@ -480,12 +534,12 @@ def _absorb(account: address, market: uint256):
          price: a trade at the mark moves no value, so only its exposure grows.
     """
     state: MarketRound = self.market_rounds[account][market]
-    vault: address = staticcall clearinghouse.insurance_account()
-    size: uint256 = min(state.size_left, self._vault_capacity(vault, account, market, state.price, state.bankrupt_size > 0))
+    vault: address = staticcall adl_candidates.clearinghouse.insurance_account()
+    size: uint256 = min(state.size_left, adl_candidates._vault_capacity(vault, account, market, state.price, state.bankrupt_size > 0))
     if size == 0:
         return
     direction: int256 = 1 if state.bankrupt_size > 0 else -1
-    extcall clearinghouse.transfer_positions(
+    extcall adl_candidates.clearinghouse.transfer_positions(
         account, market, state.price, [IWaterfallClearinghouse.PositionTransfer(counterparty=vault, size=convert(size, int256) * direction, payment=0)]
     )
     self.market_rounds[account][market].size_left = state.size_left - size
@@ -495,15 +549,19 @@ def _absorb(account: address, market: uint256):
 
 
 @internal
-def _resolve_if_done(account: address, market: uint256, must_resolve: bool):
+def _resolve_if_done(account: address, market: uint256):
+    """
+    @dev Once a market has neither size nor deficit left, its winners' side is released and the
+         round closes with its last market.
+    """
     state: MarketRound = self.market_rounds[account][market]
     if state.size_left > 0 or state.deficit_left > 0:
-        assert not must_resolve, "AdlEngine: deficit or position left unresolved"
         return
     log AdlMarketResolved(
         account=account, market=market, policy=state.policy, deficit_share=state.deficit_share, size_absorbed=state.size_absorbed,
         size_closed=state.size_closed, notional_closed=margin_math.notional(convert(state.size_closed, int256), state.price),
     )
+    extcall adl_candidates.clearinghouse.set_adl_exposure(market, state.bankrupt_size < 0, False)
     markets_left: uint256 = self.rounds[account].markets_left & ~(1 << market)
     self.rounds[account].markets_left = markets_left
     if markets_left == 0:
@@ -511,166 +569,95 @@ def _resolve_if_done(account: address, market: uint256, must_resolve: bool):
 
 
 @internal
-def _log_market_resolved(account: address, market: uint256, state: MarketRound):
-    log AdlMarketResolved(
-        account=account, market=market, policy=state.policy, deficit_share=state.deficit_share, size_absorbed=state.size_absorbed,
-        size_closed=state.size_closed, notional_closed=margin_math.notional(convert(state.size_closed, int256), state.price),
-    )
-
-
-@internal
 def _close_round(account: address):
-    self._finish_round(account, self.rounds[account])
+    """
+    @dev A round resolved by its policy: what the account still owes (rounding of partial closes,
+         funding while the round ran) goes to the winners' sides by each market's share of D.
+    """
+    finished: Round = self.rounds[account]
+    weights: uint256[MAX_MARKETS] = empty(uint256[MAX_MARKETS])
+    total_weight: uint256 = 0
+    for market: uint256 in range(MAX_MARKETS):
+        if finished.markets & (1 << market) != 0:
+            weights[market] = self.market_rounds[account][market].deficit_share
+            total_weight += weights[market]
+    self._finish_round(account, finished, weights, total_weight, False)
 
 
 @internal
-def _finish_round(account: address, finished: Round):
+def _finish_round(account: address, finished: Round, weights: uint256[MAX_MARKETS], total_weight: uint256, fallback: bool):
     """
-    @dev Closes a round once the account is flat: what is left in its balance (funding while the
-         round ran, rounding of partial closes) goes to or comes from the insurance vault, so the
-         account ends at exactly zero, and its flags are lifted.
+    @dev Closes a round: the account (flat, unless it is the vault) owes what its value is below
+         zero; that goes to the winners' sides of the round's markets by `weights`, and only if no
+         one at all holds them, to the vault. A value above zero goes to the vault. The account
+         ends at exactly zero and its flags are lifted.
     """
-    assert staticcall clearinghouse.open_markets(account) == 0, "AdlEngine: round leaves a position"
-    residual: int256 = staticcall pool.balance_of(account)
-    vault: address = staticcall clearinghouse.insurance_account()
+    vault: address = staticcall adl_candidates.clearinghouse.insurance_account()
     if account != vault:
-        if residual > 0:
-            extcall clearinghouse.transfer_balance(account, vault, convert(residual, uint256))
-        elif residual < 0:
-            extcall clearinghouse.transfer_balance(vault, account, convert(-residual, uint256))
-    extcall clearinghouse.set_account_flags(account, empty(IWaterfallClearinghouse.AccountFlag))
+        assert staticcall adl_candidates.clearinghouse.open_markets(account) == 0, "AdlEngine: round leaves a position"
+    value: int256 = (staticcall adl_candidates.clearinghouse.account_health(account)).value
+    socialised: uint256 = 0
+    if value < 0:
+        socialised = self._socialise(account, convert(-value, uint256), finished.markets, weights, total_weight)
+        value += convert(socialised, int256)
+    if account != vault:
+        if value > 0:
+            extcall adl_candidates.clearinghouse.transfer_balance(account, vault, convert(value, uint256))
+        elif value < 0:
+            extcall adl_candidates.clearinghouse.transfer_balance(vault, account, convert(-value, uint256))
+    extcall adl_candidates.clearinghouse.set_account_flags(account, empty(IWaterfallClearinghouse.AccountFlag))
     log AdlRoundClosed(
         account=account, deficit=finished.deficit, haircuts=finished.haircuts, notional_closed=finished.notional_closed,
-        notional_absorbed=finished.notional_absorbed, residual=residual,
+        notional_absorbed=finished.notional_absorbed, residual=value, socialised=socialised, fallback=fallback,
     )
     self.rounds[account] = empty(Round)
 
 
 @internal
-@view
-def _ranking_key(account: address, market: uint256, long_side: bool) -> uint256:
-    if self._is_bankrupt(account):
-        return 0
-    position: IWaterfallClearinghouse.Position = staticcall clearinghouse.positions(account, market)
-    if position.size == 0 or (position.size > 0) != long_side:
-        return 0
-    market_policy: uint256 = self.policy[market]
-    candidate: Candidate = self._evaluate(account, market, position, self._latest_mark(market), market_policy)
-    if candidate.profit == 0 or candidate.value <= 0:
-        return 0
-    if market_policy == adl_math.PRO_RATA:
-        return candidate.profit
-    return max(candidate.key, 1)
-
-
-@internal
-@view
-def _evaluate(account: address, market: uint256, position: IWaterfallClearinghouse.Position, price: uint256, market_policy: uint256) -> Candidate:
+def _socialise(account: address, amount: uint256, markets: uint256, weights: uint256[MAX_MARKETS], total_weight: uint256) -> uint256:
     """
-    @dev A position's profit at `price`, its account's value and the policy's ranking key.
-         The key is zero for a position without profit or an account without value.
+    @dev Spreads `amount` over the winners' side of `markets` by `weights`: each market its share,
+         the last one what is left (R2); a market whose winners' side is empty passes its share
+         on, and what no weighted market took goes to the first of `markets` whose winners' side
+         is held at all. Returns what was spread.
     """
-    return self._evaluate_at(account, market, position, price, market_policy, (staticcall clearinghouse.account_health(account)).value)
-
-
-@internal
-@view
-def _evaluate_at(account: address, market: uint256, position: IWaterfallClearinghouse.Position, price: uint256, market_policy: uint256, account_value: int256) -> Candidate:
-    """
-    @dev `_evaluate` with the account's value (at the latest prices) already known.
-    """
-    size: int256 = position.size
-    candidate: Candidate = empty(Candidate)
-    candidate.size = size
-    candidate.profit = convert(max(margin_math.pnl(size, position.entry_price, price), 0), uint256)
-    candidate.value = account_value
-    if candidate.profit == 0 or candidate.value <= 0:
-        return candidate
-    if adl_math.is_queue(market_policy):
-        candidate.key = adl_math.queue_key(market_policy, size, position.entry_price, price, candidate.value)
-    elif market_policy == adl_math.RISK_AWARE:
-        candidate.net_notional = self._net_notional(account, market, size, price)
-        candidate.net_leverage = adl_math.leverage(convert(abs(candidate.net_notional), uint256), candidate.value)
-        candidate.key = candidate.net_leverage
-    return candidate
-
-
-@internal
-@view
-def _net_notional(account: address, market: uint256, size: int256, price: uint256) -> int256:
-    """
-    @dev Signed notional summed over the account's markets (`market` at `price`, the others at
-         their latest marks): the exposure to one common factor, so a hedged book nets out.
-    """
-    net: int256 = 0
-    open_mask: uint256 = staticcall clearinghouse.open_markets(account)
-    for other: uint256 in range(MAX_MARKETS):
-        if open_mask & (1 << other) == 0:
+    left: uint256 = amount
+    weight_left: uint256 = total_weight
+    for market: uint256 in range(MAX_MARKETS):
+        weight: uint256 = weights[market]
+        if markets & (1 << market) == 0 or weight == 0:
             continue
-        other_size: int256 = size
-        other_price: uint256 = price
-        if other != market:
-            other_size = (staticcall clearinghouse.positions(account, other)).size
-            other_price = self._latest_mark(other)
-        notional: int256 = convert(margin_math.notional(other_size, other_price), int256)
-        net += notional if other_size > 0 else -notional
-    return net
+        part: uint256 = adl_math.share(left, weight, weight_left)
+        weight_left -= weight
+        left -= extcall adl_candidates.clearinghouse.socialise_loss(account, market, self.market_rounds[account][market].bankrupt_size < 0, part)
+    for market: uint256 in range(MAX_MARKETS):
+        if left == 0:
+            break
+        if markets & (1 << market) != 0:
+            left -= extcall adl_candidates.clearinghouse.socialise_loss(account, market, self.market_rounds[account][market].bankrupt_size < 0, left)
+    return amount - left
 
 
 @internal
-@view
-def _vault_capacity(vault: address, account: address, market: uint256, price: uint256, taking_long: bool) -> uint256:
-    """
-    @dev Base units of a position in `market` (long if `taking_long`) the vault can take within
-         its position limit and its leverage limit. Zero for a vault that is bankrupt, in a
-         round, the account itself, or without value. Floor on every bound.
-    """
-    if vault == account or staticcall clearinghouse.account_flags(vault) != empty(IWaterfallClearinghouse.AccountFlag):
-        return 0
-    value: int256 = (staticcall clearinghouse.account_health(vault)).value
-    if value <= 0:
-        return 0
-    held: int256 = (staticcall clearinghouse.positions(vault, market)).size
-    held_abs: uint256 = convert(abs(held), uint256)
-    opposite: bool = held != 0 and (held > 0) != taking_long
-    # Taking the other side first unwinds what the vault holds, then grows a new position.
-    limit: uint256 = staticcall IInsuranceVault(vault).max_position(market)
-    position_room: uint256 = held_abs + limit if opposite else (limit - held_abs if limit > held_abs else 0)
-
-    gross: uint256 = 0
-    open_mask: uint256 = staticcall clearinghouse.open_markets(vault)
-    for other: uint256 in range(MAX_MARKETS):
-        if open_mask & (1 << other) == 0:
-            continue
-        other_size: int256 = (staticcall clearinghouse.positions(vault, other)).size
-        # Ceiling: the limit check counts the larger notional.
-        gross += fixed_point.ceil_div(convert(abs(other_size), uint256) * self._latest_mark(other), fixed_point.NOTIONAL_SCALE)
-    allowed: uint256 = staticcall IInsuranceVault(vault).max_leverage() * convert(value, uint256) // fixed_point.WAD
-    leverage_room: uint256 = 2 * held_abs if opposite else 0
-    if allowed > gross:
-        leverage_room += (allowed - gross) * fixed_point.NOTIONAL_SCALE // price
-    return min(position_room, leverage_room)
+@pure
+def _skip_reason(skip: uint256) -> String[40]:
+    if skip == SKIP_BANKRUPT:
+        return "winner bankrupt"
+    if skip == SKIP_SIDE:
+        return "winner not on the opposite side"
+    if skip == SKIP_UNPROFITABLE:
+        return "winner not profitable at the round price"
+    if skip == SKIP_NO_VALUE:
+        return "winner has no account value"
+    if skip == SKIP_ORDER:
+        return "winner out of policy order"
+    if skip == SKIP_WEIGHT:
+        return "winner's weight above the declaration"
+    return "market already resolved"
 
 
 @internal
-@view
-def _is_bankrupt(account: address) -> bool:
-    return IWaterfallClearinghouse.AccountFlag.BANKRUPT in staticcall clearinghouse.account_flags(account)
-
-
-@internal
-@view
-def _fresh_mark(market: uint256) -> uint256:
-    index_price: uint256 = 0
-    mark_price: uint256 = 0
-    index_price, mark_price = staticcall oracle.fresh_prices(market)
-    return mark_price
-
-
-@internal
-@view
-def _latest_mark(market: uint256) -> uint256:
-    index_price: uint256 = 0
-    mark_price: uint256 = 0
-    index_price, mark_price = staticcall oracle.latest_prices(market)
-    return mark_price
+def _set_round_duration(duration: uint256):
+    assert duration >= MIN_ROUND_DURATION and duration <= MAX_ROUND_DURATION, "AdlEngine: round duration out of range"
+    self.round_duration = duration
+    log UpdateRoundDuration(round_duration=duration)

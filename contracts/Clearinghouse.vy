@@ -11,8 +11,11 @@
           the insurance vault's takeover, bankruptcy flags;
         - the AdlEngine (contracts/AdlEngine.vy): auto-deleveraging of a bankrupt account.
         Both move positions at a price they fix (`transfer_positions`), move collateral balances
-        (`transfer_balance`) and set an account's flags (`set_account_flags`). A bankrupt account
-        cannot trade or withdraw; withdrawals wait while an ADL round is open.
+        (`transfer_balance`), set an account's flags (`set_account_flags`), mark the side of a
+        market an open ADL round can charge (`set_adl_exposure`) and, when a round reaches its
+        deadline, spread what is left of a deficit over one side of a market (`socialise_loss`).
+        A bankrupt account cannot trade or withdraw; an account holding a side that an open round
+        can charge waits to withdraw; everyone else withdraws as usual.
 @dev Account value = pool balance + unrealised PnL + unsettled funding, over all open markets.
      Collateral lives in the MarginPool; this contract tells the pool what to credit and debit.
      Every multiply-divide rounds in the pool's favour (see modules/margin_math.vy).
@@ -70,6 +73,21 @@ event FundingAccrued:
 event UpdateAccountFlags:
     account: indexed(address)
     flags: AccountFlag
+
+event UpdateAdlExposure:
+    market: indexed(uint256)
+    # @dev the side an open ADL round can charge: True for the longs
+    longs: bool
+    # @dev open rounds that can charge that side now
+    rounds: uint256
+
+event LossSocialised:
+    account: indexed(address)
+    market: indexed(uint256)
+    longs_pay: bool
+    amount: uint256
+    # @dev the rise of the paying side's loss index (price units per base unit, 1e18 scale)
+    per_unit: uint256
 
 event UpdateMarket:
     market: indexed(uint256)
@@ -152,7 +170,9 @@ struct PositionTransfer:
     counterparty: address
     # @dev signed size change of `counterparty`; the account transferring takes the opposite change
     size: int256
-    # @dev collateral moved from `counterparty` to the account transferring (an ADL haircut)
+    # @dev collateral credited to the account transferring and charged to the counterparty's position
+    #      in the market (an ADL haircut): its entry price moves against it, so that its profit
+    #      drops by at least this much before the size changes
     payment: uint256
 
 struct AccountHealth:
@@ -211,8 +231,11 @@ _account_state: HashMap[address, uint256]
 nonce_bitmap: public(HashMap[address, HashMap[uint256, uint256]])
 # @dev Base units filled of an order filled in part only (an order filled in full is a nonce bit).
 _partly_filled: HashMap[bytes32, uint256]
-# @dev Number of open ADL rounds; withdrawals wait while it is above zero.
-adl_rounds_open: public(uint256)
+# @dev Per market, the loss that ADL rounds spread over each side, [longs, shorts], cumulative
+#      price units per base unit (1e18 scale); a position pays its rise like funding.
+loss_index: public(HashMap[uint256, uint256[2]])
+# @dev Per market, the open ADL rounds that can charge each side, [longs, shorts].
+adl_exposure: public(HashMap[uint256, uint256[2]])
 # @dev The insurance vault: credited with liquidation penalties, takes over failing accounts.
 insurance_account: public(address)
 # @dev The LiquidationEngine: may move positions and balances and flag accounts through the hooks.
@@ -387,11 +410,11 @@ def transfer_positions(account: address, market: uint256, price: uint256, transf
     total_size: int256 = 0
     total_payment: uint256 = 0
     for transfer: PositionTransfer in transfers:
-        self._trade(transfer.counterparty, market, transfer.size, price, False, -convert(transfer.payment, int256))
+        self._trade(transfer.counterparty, market, transfer.size, price, False, 0, transfer.payment)
         total_size += transfer.size
         total_payment += transfer.payment
     if total_size != 0:
-        self._trade(account, market, -total_size, price, False, convert(total_payment, int256))
+        self._trade(account, market, -total_size, price, False, convert(total_payment, int256), 0)
     elif total_payment > 0:
         extcall pool.settle(account, convert(total_payment, int256))
 
@@ -420,14 +443,57 @@ def set_account_flags(account: address, flags: AccountFlag):
     @param flags The account's flags from now on.
     """
     self._check_waterfall()
-    state: uint256 = self._account_state[account]
-    was_in_round: bool = AccountFlag.IN_ADL_ROUND in self._flags_of(state)
-    if AccountFlag.IN_ADL_ROUND in flags and not was_in_round:
-        self.adl_rounds_open += 1
-    elif was_in_round and AccountFlag.IN_ADL_ROUND not in flags:
-        self.adl_rounds_open -= 1
-    self._account_state[account] = (state & OPEN_MARKETS_MASK) | (convert(flags, uint256) << FLAGS_SHIFT)
+    self._account_state[account] = (self._account_state[account] & OPEN_MARKETS_MASK) | (convert(flags, uint256) << FLAGS_SHIFT)
     log UpdateAccountFlags(account=account, flags=flags)
+
+
+@external
+def set_adl_exposure(market: uint256, longs: bool, exposed: bool):
+    """
+    @notice Counts an open ADL round in (or out of) the side of a market it can charge: while any
+            round can charge a side, accounts holding it in that market wait to withdraw.
+    @dev LiquidationEngine and AdlEngine only; rounds add up, so overlapping rounds are safe.
+    @param market The market.
+    @param longs The side the round can charge: True for the longs.
+    @param exposed True when the round opens in the market, False when it resolves there.
+    """
+    self._check_waterfall()
+    side: uint256 = 0 if longs else 1
+    if exposed:
+        self.adl_exposure[market][side] += 1
+    else:
+        self.adl_exposure[market][side] -= 1
+    log UpdateAdlExposure(market=market, longs=longs, rounds=self.adl_exposure[market][side])
+
+
+@external
+def socialise_loss(account: address, market: uint256, longs_pay: bool, amount: uint256) -> uint256:
+    """
+    @notice Spreads `amount` of `account`'s deficit over every open position on one side of a
+            market, in proportion to size: the side's loss index rises by amount / open interest,
+            each position pays its part like funding when it next settles, and `account` is
+            credited `amount` now. Gas does not depend on the positions open.
+    @dev LiquidationEngine and AdlEngine only (the fallback of an ADL round past its deadline).
+         Rounded up, so the positions pay at least `amount`. Changes nothing and returns 0 when
+         no one holds that side.
+    @param account The account credited (the bankrupt account of the round).
+    @param market The market.
+    @param longs_pay True to charge the longs, False the shorts.
+    @param amount Collateral units.
+    @return The amount credited: `amount`, or 0.
+    """
+    self._check_waterfall()
+    self._check_listed(market)
+    open_interest: uint256 = self.long_open_interest[market] if longs_pay else self.short_open_interest[market]
+    if open_interest == 0 or amount == 0:
+        return 0
+    # Ceiling: the side pays at least the amount credited.
+    per_unit: uint256 = fixed_point.ceil_div(amount * fixed_point.NOTIONAL_SCALE, open_interest)
+    side: uint256 = 0 if longs_pay else 1
+    self.loss_index[market][side] += per_unit
+    extcall pool.settle(account, convert(amount, int256))
+    log LossSocialised(account=account, market=market, longs_pay=longs_pay, amount=amount, per_unit=per_unit)
+    return amount
 
 
 # ---------------------------------------------------------------- views
@@ -492,13 +558,14 @@ def in_adl_round(account: address) -> bool:
 @view
 def withdrawal_allowed(account: address, amount: uint256) -> bool:
     """
-    @notice Whether `account` may withdraw `amount`: no ADL round is open, it is not bankrupt and
-            its value after the withdrawal is at least its initial margin (fresh prices).
+    @notice Whether `account` may withdraw `amount`: it is not bankrupt, no open ADL round can
+            charge a side it holds, and its value after the withdrawal is at least its initial
+            margin (fresh prices).
     @param account The account.
     @param amount Token units to withdraw.
     @return True if the withdrawal is allowed.
     """
-    if self.adl_rounds_open > 0 or AccountFlag.BANKRUPT in self._flags_of(self._account_state[account]):
+    if self._withdrawal_waits(account):
         return False
     health: AccountHealth = self._health(account, True)
     return health.value - convert(amount, int256) >= convert(health.initial_margin, int256)
@@ -514,7 +581,7 @@ def withdrawable(account: address) -> uint256:
     @param account The account.
     @return Token units.
     """
-    if self.adl_rounds_open > 0 or AccountFlag.BANKRUPT in self._flags_of(self._account_state[account]):
+    if self._withdrawal_waits(account):
         return 0
     balance: int256 = staticcall pool.balance_of(account)
     health: AccountHealth = self._health_from(account, balance, True, True)
@@ -630,8 +697,8 @@ def _settle_fill(fill: Fill):
     buyer_balance: int256 = 0
     seller_grew: bool = False
     seller_balance: int256 = 0
-    buyer_grew, buyer_balance = self._trade(buy.account, market, traded, fill.price, buy.reduce_only, 0)
-    seller_grew, seller_balance = self._trade(sell.account, market, -traded, fill.price, sell.reduce_only, 0)
+    buyer_grew, buyer_balance = self._trade(buy.account, market, traded, fill.price, buy.reduce_only, 0, 0)
+    seller_grew, seller_balance = self._trade(sell.account, market, -traded, fill.price, sell.reduce_only, 0, 0)
     # The cap stops growth only: a fill that shrinks open interest is always allowed.
     open_interest: uint256 = self.long_open_interest[market]
     assert open_interest <= open_interest_before or open_interest <= self.markets[market].max_open_interest, "Clearinghouse: open interest cap"
@@ -676,19 +743,27 @@ def _use_order(signed: SignedOrder, size: uint256) -> bytes32:
 
 
 @internal
-def _trade(account: address, market: uint256, delta: int256, price: uint256, reduce_only: bool, adjustment: int256) -> (bool, int256):
+def _trade(account: address, market: uint256, delta: int256, price: uint256, reduce_only: bool, adjustment: int256, profit_charge: uint256) -> (bool, int256):
     """
-    @dev Applies a signed size change at `price`: settles the position's funding, realises PnL on
-         the part closed, blends the entry price on the part added, and keeps open interest.
-         `adjustment` (a payment of a position transfer) is credited in the same pool call.
-         Returns whether the account's risk in this market grew (larger or flipped position), and
-         its pool balance afterwards if the pool was called (else UNKNOWN_BALANCE).
+    @dev Applies a signed size change at `price`: settles the position's funding (and socialised
+         loss), realises PnL on the part closed, blends the entry price on the part added, and
+         keeps open interest. `adjustment` (a payment received in a position transfer) is credited
+         in the same pool call; `profit_charge` (an ADL haircut) is taken from the position's
+         profit before the size changes. Returns whether the account's risk in this market grew
+         (larger or flipped position), and its pool balance afterwards if the pool was called
+         (else UNKNOWN_BALANCE).
     """
     position: Position = self._position(account, market)
     old_size: int256 = position.size
     new_size: int256 = old_size + delta
-    index: int256 = self.funding_index[market]
-    settled: int256 = margin_math.funding_payment(old_size, index, position.funding_snapshot) + adjustment
+    funding: int256 = self.funding_index[market]
+    settled: int256 = margin_math.funding_payment(old_size, self._index_for(market, old_size, funding), position.funding_snapshot) + adjustment
+
+    if profit_charge > 0:
+        # The entry price moves against the position, so the profit any later round can charge
+        # shrinks with what this one took. Ceiling: the position gives up at least the charge.
+        entry_shift: uint256 = fixed_point.ceil_div(profit_charge * fixed_point.NOTIONAL_SCALE, convert(abs(old_size), uint256))
+        position.entry_price = position.entry_price + entry_shift if old_size > 0 else position.entry_price - entry_shift
 
     if reduce_only:
         assert old_size != 0 and (old_size > 0) != (delta > 0) and abs(delta) <= abs(old_size), "Clearinghouse: reduce-only order would grow the position"
@@ -703,7 +778,7 @@ def _trade(account: address, market: uint256, delta: int256, price: uint256, red
         settled += margin_math.pnl(old_size, position.entry_price, price)
         position.entry_price = price
 
-    self._store_position(account, market, new_size, position.entry_price, index)
+    self._store_position(account, market, new_size, position.entry_price, self._index_for(market, new_size, funding))
     self._update_open_interest(market, old_size, new_size)
     state: uint256 = self._account_state[account]
     new_state: uint256 = state & ~(1 << market) if new_size == 0 else state | (1 << market)
@@ -852,6 +927,43 @@ def _funding_index_now(market: uint256, index_price: uint256, mark_price: uint25
 
 @internal
 @view
+def _index_for(market: uint256, size: int256, funding_index: int256) -> int256:
+    """
+    @dev The index a position of `size` settles against: the funding index plus the loss spread
+         over its side (a long pays a rising index, a short a falling one).
+    """
+    if size > 0:
+        return funding_index + convert(self.loss_index[market][0], int256)
+    if size < 0:
+        return funding_index - convert(self.loss_index[market][1], int256)
+    return funding_index
+
+
+@internal
+@view
+def _withdrawal_waits(account: address) -> bool:
+    """
+    @dev True while the account is bankrupt or holds a side of a market that an open ADL round can
+         still charge. Nothing else makes a withdrawal wait: a round never freezes bystanders.
+    """
+    state: uint256 = self._account_state[account]
+    if AccountFlag.BANKRUPT in self._flags_of(state):
+        return True
+    open_mask: uint256 = state & OPEN_MARKETS_MASK
+    for market: uint256 in range(MAX_MARKETS):
+        if open_mask == 0:
+            break
+        if open_mask & (1 << market) == 0:
+            continue
+        open_mask &= ~(1 << market)
+        side: uint256 = 0 if self._position(account, market).size > 0 else 1
+        if self.adl_exposure[market][side] > 0:
+            return True
+    return False
+
+
+@internal
+@view
 def _health(account: address, fresh: bool) -> AccountHealth:
     """
     @dev Cross-margin health over the account's open markets. `fresh` demands fresh, unpaused
@@ -878,7 +990,7 @@ def _health_from(account: address, balance: int256, fresh: bool, margins: bool) 
         mark_price: uint256 = 0
         index_price, mark_price = self._prices(market, fresh)
         position: Position = self._position(account, market)
-        funding_index: int256 = self._funding_index_now(market, index_price, mark_price)
+        funding_index: int256 = self._index_for(market, position.size, self._funding_index_now(market, index_price, mark_price))
         health.value += margin_math.pnl(position.size, position.entry_price, mark_price)
         health.value += margin_math.funding_payment(position.size, funding_index, position.funding_snapshot)
         if not margins:

@@ -6,19 +6,22 @@ account made bankrupt whose takeover the vault refuses, and a vault with random 
 keeper's planner (backstop/keeper/adl_planner.py) resolves the round on the reference model
 (backstop/model/adl.py), and the design's ADL invariants (docs/design.md, "Invariants" 1, 2, 4, 6) must hold:
 
-- Σ haircuts == D, each haircut <= that winner's profit at the round's price;
-- only opposite-side winners are touched, in the policy's order; every account that was not hit is
-  unchanged to the unit (flat accounts included);
+- every round closes: by its policy, or, when the book cannot resolve it, by the fallback one
+  second past its deadline (`finish_round`);
+- a round closed by its policy charges Σ haircuts == D exactly; any round balances to the unit:
+  Σ haircuts + deficit spread over the winners' side - residual == D + the rounding of the
+  bankrupt account's partial closes (at most one unit per part);
+- no winner pays more than its profit at the round's price, over the whole round;
+- only opposite-side winners are hit, in the policy's order; every account that was not hit keeps
+  its balance and positions to the unit (flat accounts included; a spread loss is paid lazily);
 - per market, vault absorption + force-closed size == the bankrupt size;
-- no account ends with a negative value (other accounts already under water excepted), open
-  interest long == short, the pool holds at least Σ account values;
-- the bankrupt account ends flat at exactly zero, its residual moved to (or from) the vault; the
-  residual is rounding dust (at most one unit per partial close, never positive).
-
-Known gaps, each pinned by a strict xfail (tests/test_adl.py and below), are the only departures
-allowed: a round the planner cannot close must be one where every eligible winner of a market is
-used up (`check_stuck_round`; 1 to 3% of the books); the vault pays the dust residual even when it
-is empty (so its value may end that many units below zero).
+- while the round is open, every account holding nothing on a side the round can charge may
+  withdraw; afterwards no side is exposed;
+- no account ends with a negative value (other accounts already under water excepted, and, after a
+  fallback, the accounts of the side the rest of the deficit was spread over), open interest
+  long == short, the pool holds at least Σ account values;
+- the bankrupt account ends flat at exactly zero; rounding dust is spread over the winners' side,
+  never charged to the vault while anyone holds that side.
 
 `test_execute__contract_equals_model_*` (chain): a smaller book on Anvil through `AdlMirror`
 (tests/test_adl.py): the contracts and the model run the same round, agree after every call and
@@ -33,7 +36,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from backstop.keeper.adl_planner import MarketToResolve, plan_market, resolve_on_model, winner_states
+from backstop.keeper.adl_planner import MarketToResolve, plan_market, winner_states
 from backstop.model import adl
 from backstop.model.adl import PRO_RATA, QUEUE_HYPERLIQUID, QUEUE_PNL_LEVERAGE, RISK_AWARE, AdlModel
 from backstop.model.liquidation import LiquidationModel
@@ -52,6 +55,7 @@ PARAMS = MarketParams(
 )
 VAULT = "0x" + "fa" * 20
 MAX_MOVE = WAD // 5
+ROUND_DURATION = 3600
 
 
 def trader(index: int) -> str:
@@ -139,7 +143,7 @@ class ModelExchange:
         self.vault = VaultModel(self.model, VAULT, 7 * 86400, 86400, 5 * WAD, 0, 0)
         for market in range(book.markets):
             self.vault.set_max_position(market, book.vault_max_position[market])
-        self.engine = AdlModel(self.model)
+        self.engine = AdlModel(self.model, ROUND_DURATION)
         self.nonce = 0
         self.traders = [trader(i) for i in range(len(book.collateral))]
 
@@ -259,33 +263,50 @@ def observe(model: Model, victim: str, now: int, markets: int) -> Before:
     )
 
 
-def check_round(exchange: ModelExchange, victim: str) -> adl.ClosedRound | None:
-    """Refused takeover, flag, round resolved by the planner; every invariant of the round. None
-    for a round the planner cannot close (checked by `check_stuck_round`)."""
+def check_round(exchange: ModelExchange, victim: str) -> adl.ClosedRound:
+    """Refused takeover, flag, the round opened (bystanders still withdraw), the planner's batches,
+    the fallback past the deadline if the book could not resolve it; every invariant of the round."""
     model, engine, now, markets = exchange.model, exchange.engine, exchange.now, exchange.book.markets
     refusal = model.liquidation.backstop(True, victim, now)
     assert refusal != "" and model.bankrupt[victim]
     before = observe(model, victim, now, markets)
-    saved = model.snapshot()
-    try:
-        closed = resolve_on_model(engine, victim, now, exchange.book.batch_size)
-    except (IndexError, ModelRevert) as error:  # no closed round to return, or the last batch left some
-        assert isinstance(error, IndexError) or error.reason == UNRESOLVED, error
-        model.restore(saved)
-        resolve_as_far_as_possible(exchange, victim)
-        check_stuck_round(exchange, victim, before.deficit)
-        return None
-    check_closed_round(model, engine, victim, now, markets, before, closed)
+    engine.open_round(victim, now)
+    check_gate(model, engine, victim, markets)
+    for market in range(markets):
+        if engine.round(victim).markets_left & (1 << market):
+            to_resolve = MarketToResolve.on_model(engine, victim, market)
+            for batch in plan_market(to_resolve, winner_states(model, victim, market, now), exchange.book.batch_size):
+                engine.execute(victim, market, batch.winners, batch.declaration, now)
+    if engine.round(victim).markets_left:
+        check_gate(model, engine, victim, markets)
+        later = engine.round(victim).deadline + 1
+        engine.finish_round(victim, later)
+        exchange.now = later
+    closed = engine.closed_rounds[-1]
+    check_closed_round(model, engine, victim, exchange.now, markets, before, closed)
     return closed
+
+
+def check_gate(model: Model, engine: AdlModel, victim: str, markets: int) -> None:
+    """While the round is open only the bankrupt account and the accounts holding a side it can
+    still charge wait; everyone else may withdraw what its margin allows."""
+    exposed = {(m, 1 if engine.market_round(victim, m).bankrupt_size > 0 else 0)
+               for m in range(markets) if engine.round(victim).markets_left & (1 << m)}
+    assert {key for key, count in model.adl_exposure.items() if count} == exposed
+    for account in model.accounts():
+        holds_exposed = any((m, 0 if model.position(account, m).size > 0 else 1) in exposed
+                            for m in range(markets) if model.position(account, m).size)
+        assert model._withdrawal_waits(account) == (account == victim or model.bankrupt.get(account, False) or holds_exposed), account
 
 
 def check_closed_round(model: Model, engine: AdlModel, victim: str, now: int, markets: int, before: Before, closed) -> None:
     vault = model.insurance_account
-    assert closed.account == victim and not model.in_adl_round.get(victim) and model.adl_rounds_open == 0
+    assert closed.account == victim and not model.in_adl_round.get(victim) and not any(model.adl_exposure.values())
     assert engine.round(victim).markets_left == 0
-    # Σ haircuts == D exactly.
     assert closed.deficit == before.deficit
-    assert closed.haircuts == before.deficit == sum(hit.haircut for hit in closed.hits)
+    assert closed.haircuts == sum(hit.haircut for hit in closed.hits)
+    if not closed.fallback:
+        assert closed.haircuts == before.deficit  # Σ haircuts == D exactly
     hit_accounts = {hit.winner for hit in closed.hits}
     closed_size = {market: 0 for market in range(markets)}
     charged: dict = {}
@@ -306,87 +327,38 @@ def check_closed_round(model: Model, engine: AdlModel, victim: str, now: int, ma
         if account == victim:
             absorbed[market] += size
     for market in range(markets):
-        # Vault absorption + force-closed size == the bankrupt size.
+        # Vault absorption (the fallback's included) + force-closed size == the bankrupt size.
         assert absorbed[market] + closed_size[market] == abs(before.bankrupt_sizes[market])
-        if adl.is_queue(engine.market_round(victim, market).policy):
+        if adl.is_queue(engine.market_round(victim, market).policy) and not closed.fallback:
             assert absorbed[market] == 0
-    # Every account that was not hit is unchanged to the unit (the flat ones included).
+    # Every account that was not hit keeps its balance and positions to the unit.
     for account, state in before.states.items():
         if account in hit_accounts or account in (victim, vault):
             continue
         assert account_state(model, account, markets) == state, account
-    # No negative account (other accounts already under water excepted), OI, solvency.
+    # The round balances to the unit: what came in, less the residual, is D plus the rounding of
+    # the partial closes (each realises the bankrupt account's PnL rounded down). Prices and
+    # funding stand still in these books, so nothing else moves the account's value.
+    parts = sum(1 for hit in closed.hits if hit.size_closed) + sum(1 for m in absorbed if absorbed[m])
+    assert 0 <= closed.haircuts + closed.socialised - closed.residual - before.deficit <= parts
+    assert closed.residual <= 0 or closed.socialised == 0
+    # Dust is spread over the winners' side: the vault pays nothing while anyone holds it.
+    paying = {(m, 1 if before.bankrupt_sizes[m] > 0 else 0) for m in range(markets) if before.bankrupt_sizes[m]}
+    if any(model.short_open_interest.get(m, 0) if side else model.long_open_interest.get(m, 0) for m, side in paying):
+        assert closed.residual >= 0
+    # No negative account (other accounts already under water excepted, and after a fallback the
+    # accounts of the side the rest of the deficit was spread over).
+    spread_over = {account for account in before.states
+                   if any(model.position(account, m).size and (m, 0 if model.position(account, m).size > 0 else 1) in paying
+                          for m in range(markets))} if closed.fallback else set()
     for account in before.states:
-        if account not in before.under_water and account != vault:
+        if account not in before.under_water and account != vault and account not in spread_over:
             assert model.account_value(account, now) >= 0, account
     assert model.open_interest_balanced()
     assert model.sum_account_values(now) <= model.total_held()
-    # The bankrupt account is flat at exactly zero; its residual went to the vault.
+    # The bankrupt account is flat at exactly zero.
     assert model.open_markets.get(victim, 0) == 0 and model.balance(victim) == 0 and not model.bankrupt[victim]
     assert all(model.position(victim, market).size == 0 for market in range(markets))
-    # The residual is the rounding of the bankrupt account's partial closes (each realises its PnL
-    # rounded down): never positive, at most one unit per part. The vault pays it, so an empty vault
-    # ends below zero (test_adl.py::test_execute__dust_residual_leaves_an_empty_vault_at_zero, xfail).
-    parts = sum(1 for hit in closed.hits if hit.size_closed) + sum(1 for m in absorbed if absorbed[m])
-    assert -parts <= closed.residual <= 0
-    # The vault's value moved by the residual, and by at most one unit of rounding per absorption.
-    vault_change = model.account_value(vault, now) - before.vault_value
-    assert abs(vault_change - closed.residual) <= sum(1 for m in absorbed if absorbed[m]), (vault_change, closed.residual)
-    assert model.account_value(vault, now) >= min(before.vault_value, 0) - parts
-
-
-UNRESOLVED = "AdlEngine: deficit or position left unresolved"
-
-
-def resolve_as_far_as_possible(exchange: ModelExchange, victim: str) -> None:
-    """resolve_on_model, except that a last batch leaving size or deficit runs as not last: what
-    the round could resolve is resolved and the rest stays open."""
-    model, engine, now = exchange.model, exchange.engine, exchange.now
-    engine.open_round(victim, now)
-    for market in range(model.market_count):
-        if engine.round(victim).markets_left & (1 << market) == 0:
-            continue
-        state = engine.market_round(victim, market)
-        to_resolve = MarketToResolve(state.policy, state.price, state.bankrupt_size, state.size_left, state.deficit_left)
-        for batch in plan_market(to_resolve, winner_states(model, victim, market, now), exchange.book.batch_size):
-            try:
-                engine.execute(victim, market, batch.winners, batch.declaration, batch.last, now)
-            except ModelRevert as revert:
-                assert revert.reason == UNRESOLVED and batch.last
-                engine.execute(victim, market, batch.winners, batch.declaration, False, now)
-
-
-def check_stuck_round(exchange: ModelExchange, victim: str, deficit: int) -> None:
-    """A round the planner could not close. The one known cause, a design gap (strict xfail
-    test_adl.py::test_open_round__market_where_the_account_profits_without_winners_still_closes):
-    a market where the planner used up every eligible winner (none is left on the other side,
-    profitable at the round's price) while size or deficit remains: the bankrupt account is in
-    profit there and its counterparties are not; the winners' positions (with positive account
-    value) are smaller than its position; or capped haircuts (a winner's profit or value) left a
-    remainder after the last winner. Anything else is a bug: the planner left winners unused."""
-    model, engine, now = exchange.model, exchange.engine, exchange.now
-    assert model.in_adl_round[victim] and model.adl_rounds_open == 1
-    left = engine.round(victim).markets_left
-    assert left != 0 and engine.round(victim).haircuts <= deficit
-    for market in range(exchange.book.markets):
-        if not left & (1 << market):
-            continue
-        state = engine.market_round(victim, market)
-        assert state.size_left > 0 or state.deficit_left > 0
-        # The planner never brings back a winner it hit in this market (see
-        # test_execute__winner_brought_back_pays_beyond_its_profit).
-        hit = {h.winner for h in engine.round_hits.get(victim, []) if h.market == market}
-        eligible = [
-            w for w in winner_states(model, victim, market, now)
-            if w.value > 0 and pnl(w.size, w.entry_price, state.price) > 0 and w.account not in hit
-        ]
-        assert not eligible, f"market {market}: {len(eligible)} winners left unused"
-    assert model.open_interest_balanced()
-    assert model.sum_account_values(now) <= model.total_held()
-    STUCK.append(exchange.book)
-
-
-STUCK: list[Book] = []
 
 
 MODEL_EXAMPLES = settings.default.max_examples * 4  # per policy: ci 200, deep 20,000 (about 1 ms each)
@@ -404,10 +376,11 @@ def test_resolve_on_model__every_adl_invariant_holds(policy, book):
     check_round(exchange, victim)
 
 
-# ---------------------------------------------------------------- a known gap (strict xfail: flips when fixed)
+# ---------------------------------------------------------------- shrunk counterexamples, kept as regression tests
 
 # A book hypothesis found: under the BitMEX queue the SOL market's last winner (trader 1) is capped
-# at its whole profit at the round's price and 80,758 units of deficit are left.
+# at its whole profit at the round's price and 80,760 units of deficit are left; submitted again,
+# the partly closed winner used to pay beyond its profit.
 BROUGHT_BACK = Book(
     collateral=(14_210 * USDC, 9_226 * USDC, 1_000 * USDC, 24_697 * USDC, 6_275 * USDC, 3_977 * USDC), markets=3,
     second_phase=(85, 85, 85), crash=(140, 60, 75), victim_sides=(-1, 1, 1), victim_use=902, victim_counterparties=4,
@@ -416,31 +389,30 @@ BROUGHT_BACK = Book(
 )
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the engine caps each hit by the winner's current profit, not by what the round already took from "
-    "it: a partly closed winner whose key fell can be submitted again and pays beyond its profit"
-))
-def test_execute__winner_brought_back_pays_beyond_its_profit():
+def test_execute__winner_brought_back_never_pays_beyond_its_profit():
     exchange = ModelExchange(BROUGHT_BACK)
     victim = exchange.build()
     model, engine, now, sol = exchange.model, exchange.engine, exchange.now, 2
     model.liquidation.backstop(True, victim, now)
     before = observe(model, victim, now, 3)
-    resolve_as_far_as_possible(exchange, victim)
+    engine.open_round(victim, now)
+    for market in range(3):
+        if engine.round(victim).markets_left & (1 << market):
+            for batch in plan_market(MarketToResolve.on_model(engine, victim, market), winner_states(model, victim, market, now), 1):
+                engine.execute(victim, market, batch.winners, batch.declaration, now)
     state = engine.market_round(victim, sol)
-    assert (state.size_left, state.deficit_left) == (0, 80_758)
+    assert (state.size_left, state.deficit_left) == (0, 80_760)
     winner = trader(1)
     start = before.states[winner][1][sol]
     profit = pnl(start.size, start.entry_price, state.price)
     charged = sum(h.haircut for h in engine.round_hits[victim] if h.winner == winner and h.market == sol)
     assert charged == profit == 1_298_181_400  # all of it
-    assert model.position(winner, sol).size != 0  # partly closed: its rest still shows a profit
-    try:
-        engine.execute(victim, sol, [winner], adl.Declaration(), True, now)
-    except ModelRevert:
-        return  # the fix: refused
-    charged = sum(h.haircut for r in engine.closed_rounds for h in r.hits if h.winner == winner and h.market == sol)
-    raise AssertionError(f"brought back, it paid {charged} in all, above its profit {profit}")
+    assert model.position(winner, sol).size != 0  # partly closed, and its rest shows no profit now
+    engine.execute(victim, sol, [winner], adl.Declaration(), now)
+    assert engine.skips[-1] == adl.Skip(victim, winner, sol, adl.SKIP_UNPROFITABLE)
+    assert sum(h.haircut for h in engine.round_hits[victim] if h.winner == winner and h.market == sol) == profit
+    engine.finish_round(victim, engine.round(victim).deadline + 1)  # the rest goes to the fallback
+    assert engine.closed_rounds[-1].socialised >= 80_760
 
 
 # ---------------------------------------------------------------- contract == model on random books (chain)
@@ -505,17 +477,10 @@ def test_execute__contract_equals_model_on_random_books(mirror, dave, keeper, st
         assert refusal != "" and mirror.model.bankrupt[victim]
         now = mirror.now()
         before = observe(mirror.model, victim, now, book.markets)
-        # Rounds the planner cannot close (a design gap, see check_stuck_round) are the model
-        # property's business; here the chain runs the ones it can.
-        saved = mirror.model.snapshot()
-        try:
-            resolve_on_model(mirror.adl_model, victim, now, book.batch_size)
-            closable = True
-        except (IndexError, ModelRevert):
-            closable = False
-        mirror.model.restore(saved)
-        assume(closable)
         mirror.resolve(exchange.by_address[victim], book.batch_size)
+        if mirror.adl_model.round(victim).markets_left:  # the book could not resolve it: the fallback
+            mirror.wait_past(mirror.adl_model.round(victim).deadline)
+            mirror.finish_round(exchange.by_address[victim], stranger)
         closed = mirror.adl_model.closed_rounds[-1]
         check_closed_round(mirror.model, mirror.adl_model, victim, mirror.now(), book.markets, before, closed)
     finally:

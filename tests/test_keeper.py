@@ -83,6 +83,9 @@ class AdlStub:
         self.accounts.append(account)
         return {"deficit": 0, "notional_closed": 0, "winners_hit": 0}
 
+    def finish_due(self):
+        return []
+
 
 # ---------------------------------------------------------------- fixtures
 

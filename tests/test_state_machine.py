@@ -151,11 +151,11 @@ class TrackedModel(Model):
         self.settlements = 0
         self.forged_orders: set = set()  # shared, never copied: harness knowledge, not state
 
-    def _trade(self, account, market, delta, price, reduce_only, adjustment=0):
+    def _trade(self, account, market, delta, price, reduce_only, adjustment=0, profit_charge=0):
         position = self.position(account, market)
         funding = funding_payment(position.size, self.funding_index.get(market, 0), position.funding_snapshot)
         before = self.balance(account)
-        grew = super()._trade(account, market, delta, price, reduce_only, adjustment)
+        grew = super()._trade(account, market, delta, price, reduce_only, adjustment, profit_charge)
         self.funding_settled += funding
         self.pnl_realized += self.balance(account) - before - funding - adjustment
         self.settlements += 1

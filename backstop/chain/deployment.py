@@ -63,6 +63,11 @@ class ProtocolConfig:
     # 0.75%.
     vault_loss_cap_per_event: int = 25_000 * USDC
     vault_loss_cap_per_day: int = 100_000 * USDC
+    # @dev Seconds an ADL round may stay open before anyone may finish it by the fallback (the
+    # vault takes what is left of the position at the mark, the rest of the deficit is spread
+    # over the winners' side). An hour: time for a keeper to work through any book, short for the
+    # accounts the round can charge, which wait to withdraw meanwhile.
+    adl_round_duration: int = 3600
     # @dev keeper role holders besides the keeper passed to `deploy_protocol`
     keepers: tuple[str, ...] = ()
     # @dev The vault's position limit per market caps its concentration in one market: about 1-2x the
@@ -102,14 +107,15 @@ class Protocol:
     liquidation: object
     vault: object
     adl_engine: object
+    adl_ranking: object
 
     def addresses(self) -> dict[str, str]:
         return {name: str(contract.address) for name, contract in vars(self).items()}
 
 
 def deploy_protocol(project, owner, keeper, config: ProtocolConfig = ProtocolConfig()) -> Protocol:
-    """Deploys token, oracle, pool, clearinghouse, liquidation engine, insurance vault and ADL engine
-    from `owner`, wires them, lists the markets and grants `keeper` and every address in
+    """Deploys token, oracle, pool, clearinghouse, liquidation engine, insurance vault, ADL engine and
+    its ranking views from `owner`, wires them, lists the markets and grants `keeper` and every address in
     `config.keepers` the keeper role on the oracle, the liquidation engine and the ADL engine."""
     token = owner.deploy(project.CollateralToken, "Backstop USD", "bUSD")
     oracle = owner.deploy(project.Oracle, config.max_move, config.staleness)
@@ -122,7 +128,8 @@ def deploy_protocol(project, owner, keeper, config: ProtocolConfig = ProtocolCon
         project.InsuranceVault, token, pool, clearinghouse, config.vault_lockup, config.vault_withdrawal_delay,
         config.vault_max_leverage, config.vault_loss_cap_per_event, config.vault_loss_cap_per_day,
     )
-    adl_engine = owner.deploy(project.AdlEngine, clearinghouse, oracle)
+    adl_engine = owner.deploy(project.AdlEngine, clearinghouse, oracle, config.adl_round_duration)
+    adl_ranking = owner.deploy(project.AdlRanking, adl_engine, clearinghouse, oracle)
     pool.set_clearinghouse(clearinghouse, sender=owner)
     clearinghouse.set_insurance_account(vault, sender=owner)
     clearinghouse.set_liquidation_engine(liquidation, sender=owner)
@@ -136,7 +143,8 @@ def deploy_protocol(project, owner, keeper, config: ProtocolConfig = ProtocolCon
         clearinghouse.list_market(market.params(), sender=owner)
         vault.set_max_position(market_id, market.vault_max_position, sender=owner)
     return Protocol(
-        token=token, oracle=oracle, pool=pool, clearinghouse=clearinghouse, liquidation=liquidation, vault=vault, adl_engine=adl_engine
+        token=token, oracle=oracle, pool=pool, clearinghouse=clearinghouse, liquidation=liquidation, vault=vault, adl_engine=adl_engine,
+        adl_ranking=adl_ranking,
     )
 
 
@@ -184,6 +192,7 @@ SECTIONS = {
         "loss_cap_per_event": ("vault_loss_cap_per_event", USDC),
         "loss_cap_per_day": ("vault_loss_cap_per_day", USDC),
     },
+    "adl": {"round_duration": ("adl_round_duration", 1)},
 }
 MARKET_KEYS = {
     "price": WAD,

@@ -31,6 +31,10 @@ class RoundMetrics:
     # the notional no policy could avoid closing: what the vault could not absorb at the round's start
     min_notional_closed: int
     residual: int
+    # deficit spread over the winners' sides through the loss index (rounding, funding, the fallback)
+    socialised: int
+    # whether the round ended at its deadline (`finish_round`) rather than by its policy
+    fallback: bool
     # haircut per winner hit, and how many winners were hit (haircut or close)
     haircut_by_winner: dict
     winners_hit: int
@@ -51,6 +55,7 @@ def round_metrics(closed: adl.ClosedRound, min_notional_closed: int, hedged: set
     return RoundMetrics(
         account=closed.account, deficit=closed.deficit, haircuts=closed.haircuts, notional_closed=closed.notional_closed,
         notional_absorbed=closed.notional_absorbed, min_notional_closed=min_notional_closed, residual=closed.residual,
+        socialised=closed.socialised, fallback=closed.fallback,
         haircut_by_winner=haircut_by_winner, winners_hit=len(haircut_by_winner),
         hedged_winners=sorted(hedged & haircut_by_winner.keys()), hedged_hit=len(hedged & haircut_by_winner.keys()),
     )
@@ -71,8 +76,19 @@ class ModelAdlExecutor:
 
     def __init__(self, engine: adl.AdlModel, clock, batch_size: int = DEFAULT_BATCH):
         self.engine, self.clock, self.batch_size = engine, clock, batch_size
+        # rounds the book could not resolve: account -> (minimum notional closed, hedged winners)
+        self.open_rounds: dict[str, tuple[int, set[str]]] = {}
 
-    def resolve(self, account: str) -> RoundMetrics:
+    def finish_due(self) -> list[RoundMetrics]:
+        engine, now, finished = self.engine, self.clock(), []
+        for account, (minimum, hedged) in list(self.open_rounds.items()):
+            if now > engine.round(account).deadline:
+                engine.finish_round(account, now)
+                finished.append(round_metrics(engine.closed_rounds[-1], minimum, hedged))
+                del self.open_rounds[account]
+        return finished
+
+    def resolve(self, account: str) -> RoundMetrics | None:
         engine, exchange, now = self.engine, self.engine.exchange, self.clock()
         winner_book = getattr(exchange, "winner_book", None)
         markets = _markets(exchange.open_markets.get(account, 0))
@@ -87,7 +103,7 @@ class ModelAdlExecutor:
             if engine.round(account).markets_left & (1 << market) == 0:
                 continue
             state = engine.market_round(account, market)
-            to_resolve = MarketToResolve(state.policy, state.price, state.bankrupt_size, state.size_left, state.deficit_left)
+            to_resolve = MarketToResolve.on_model(engine, account, market)
             if winner_book is None:
                 book = winner_states(exchange, account, market, now)
                 hedged |= {w.account for w in book if is_hedged(w, state.price)}
@@ -96,7 +112,10 @@ class ModelAdlExecutor:
                 batches = winner_book.plan(account, market, to_resolve, now, self.batch_size)
                 planned.append((market, state.price, state.bankrupt_size))
             for batch in batches:
-                engine.execute(account, market, batch.winners, batch.declaration, batch.last, now)
+                engine.execute(account, market, batch.winners, batch.declaration, now)
+        if engine.round(account).markets_left:
+            self.open_rounds[account] = (minimum, hedged)
+            return None
         closed = engine.closed_rounds[-1]
         if winner_book is not None:
             hedged = winner_book.hedged_hits(closed, planned)
@@ -113,19 +132,38 @@ class ChainAdlExecutor:
         contracts = deployment["contracts"]
         self.chain, self.keeper, self.accounts, self.batch_size = chain, to_checksum_address(keeper), accounts, batch_size
         self.engine = chain.contract(contracts["adl_engine"]["address"], contracts["adl_engine"]["abi"])
+        self.ranking = chain.contract(contracts["adl_ranking"]["address"], contracts["adl_ranking"]["abi"])
         self.clearinghouse = chain.contract(contracts["clearinghouse"]["address"], contracts["clearinghouse"]["abi"])
         self.oracle = chain.contract(contracts["oracle"]["address"], contracts["oracle"]["abi"])
         self.events = EventDecoder(self.engine.address, contracts["adl_engine"]["abi"])
         (self.market_count,) = chain.read([self.clearinghouse.market_count.call()])
+        # rounds the book could not resolve: account -> (minimum notional closed, hedged winners, hits so far)
+        self.open_rounds: dict[str, tuple[int, set[str], list]] = {}
 
-    def resolve(self, account: str) -> RoundMetrics:
+    def finish_due(self) -> list[RoundMetrics]:
+        """Finishes the rounds left open whose deadline has passed (anyone may; the keeper does)."""
+        finished = []
+        if not self.open_rounds:
+            return finished
+        _, now = self.chain.block()
+        for account, (minimum, hedged, hits) in list(self.open_rounds.items()):
+            (state,) = self.chain.read([self.engine.rounds.call(account)])
+            if now <= state[6]:  # Round.deadline
+                continue
+            closed = self._send(self.engine.finish_round.call(account), hits)
+            closed.hits = hits
+            finished.append(round_metrics(closed, minimum, hedged))
+            del self.open_rounds[account]
+        return finished
+
+    def resolve(self, account: str) -> RoundMetrics | None:
         chain, engine, clearinghouse = self.chain, self.engine, self.clearinghouse
         account = to_checksum_address(account)
         (mask,) = chain.read([clearinghouse.open_markets.call(account)])
         markets = _markets(mask)
         reads = chain.read(
             [clearinghouse.positions.call(account, m) for m in markets]
-            + [engine.vault_capacity.call(account, m) for m in markets]
+            + [self.ranking.vault_capacity.call(account, m) for m in markets]
             + [self.oracle.latest_prices.call(m) for m in markets]
         )
         count = len(markets)
@@ -138,18 +176,20 @@ class ChainAdlExecutor:
         for market in markets:
             if closed is not None:
                 break
-            (markets_left,) = chain.read([engine.rounds.call(account)])[0][2:3]
-            if markets_left & (1 << market) == 0:
+            round_state, state, (_, mark) = chain.read(
+                [engine.rounds.call(account), engine.market_rounds.call(account, market), self.oracle.latest_prices.call(market)]
+            )
+            if round_state[3] & (1 << market) == 0:  # Round.markets_left
                 continue
-            state = chain.read([engine.market_rounds.call(account, market)])[0]
             policy, price, bankrupt_size, size_left, deficit_left = state[:5]
             book = self.winner_states(account, market, bankrupt_size)
             hedged |= {w.account for w in book if is_hedged(w, price)}
-            to_resolve = MarketToResolve(policy, price, bankrupt_size, size_left, deficit_left)
+            to_resolve = MarketToResolve(policy, price, bankrupt_size, size_left, deficit_left, mark)
             for batch in plan_market(to_resolve, book, self.batch_size):
-                closed = self._send(engine.execute.call(account, market, batch.winners, batch.declaration.as_tuple(), batch.last), hits)
+                closed = self._send(engine.execute.call(account, market, batch.winners, batch.declaration.as_tuple()), hits)
         if closed is None:
-            raise RuntimeError(f"ADL round of {account} did not close")
+            self.open_rounds[account] = (minimum, hedged, hits)
+            return None
         closed.hits = hits
         return round_metrics(closed, minimum, hedged)
 
@@ -193,7 +233,8 @@ class ChainAdlExecutor:
                 hits.append(adl.Hit(fields["account"], fields["winner"], fields["market"], fields["size_closed"], fields["price"], fields["haircut"]))
             elif name == "AdlRoundClosed":
                 closed = adl.ClosedRound(
-                    fields["account"], fields["deficit"], fields["haircuts"], fields["notional_closed"], fields["notional_absorbed"], fields["residual"]
+                    fields["account"], fields["deficit"], fields["haircuts"], fields["notional_closed"], fields["notional_absorbed"],
+                    fields["residual"], fields["socialised"], fields["fallback"],
                 )
         return closed
 

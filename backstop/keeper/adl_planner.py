@@ -37,13 +37,21 @@ class WinnerState:
 
 @dataclass(frozen=True)
 class MarketToResolve:
-    """The round's state in one market (AdlEngine.market_rounds)."""
+    """The round's state in one market (AdlEngine.market_rounds) and the market's latest mark."""
 
     policy: int
     price: int
     bankrupt_size: int
     size_left: int
     deficit_left: int
+    # the latest mark: a winner's haircut room depends on it (adl.haircut_room)
+    mark: int
+
+    @classmethod
+    def on_model(cls, engine: adl.AdlModel, bankrupt: Account, market: int) -> MarketToResolve:
+        state = engine.market_round(bankrupt, market)
+        mark = engine.exchange.latest_prices(market)[1]
+        return cls(state.policy, state.price, state.bankrupt_size, state.size_left, state.deficit_left, mark)
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,6 @@ class Batch:
 
     winners: list[Account]
     declaration: Declaration
-    last: bool
 
 
 @dataclass(frozen=True)
@@ -165,7 +172,7 @@ def _queue_prefix(market: MarketToResolve, ordered) -> list[_Evaluated]:
         if size_left == 0 and deficit_left == 0:
             break
         size, haircut = adl.queue_share(size_left, deficit_left, abs(winner.size))
-        haircut = adl.capped_haircut(haircut, size, abs(winner.size), winner.profit, winner.value)
+        haircut = min(haircut, adl.haircut_room(winner.size, size, market.price, market.mark, winner.profit, winner.value))
         size_left -= size
         deficit_left -= haircut
         chosen.append(winner)
@@ -283,7 +290,7 @@ def _batches(winners: list[_Evaluated], declarations: list[Declaration], batch_s
     batches = []
     for start in range(0, len(winners), batch_size):
         end = min(start + batch_size, len(winners))
-        batches.append(Batch([w.account for w in winners[start:end]], declarations[start], end == len(winners)))
+        batches.append(Batch([w.account for w in winners[start:end]], declarations[start]))
     return batches
 
 
@@ -305,14 +312,15 @@ def level_wad(level: int) -> float:
 
 def resolve_on_model(engine: adl.AdlModel, bankrupt: Account, now: int, batch_size: int = DEFAULT_BATCH) -> adl.ClosedRound:
     """Opens `bankrupt`'s round on the model and executes the planned batches, market by market;
-    returns the closed round (its event and hits)."""
+    a round the book cannot resolve is finished one second past its deadline (the exchange's
+    clock then reads that time). Returns the closed round (its event and hits)."""
     exchange = engine.exchange
     engine.open_round(bankrupt, now)
     for market in range(exchange.market_count):
         if engine.round(bankrupt).markets_left & (1 << market) == 0:
             continue
-        state = engine.market_round(bankrupt, market)
-        to_resolve = MarketToResolve(state.policy, state.price, state.bankrupt_size, state.size_left, state.deficit_left)
-        for batch in plan_market(to_resolve, winner_states(exchange, bankrupt, market, now), batch_size):
-            engine.execute(bankrupt, market, batch.winners, batch.declaration, batch.last, now)
+        for batch in plan_market(MarketToResolve.on_model(engine, bankrupt, market), winner_states(exchange, bankrupt, market, now), batch_size):
+            engine.execute(bankrupt, market, batch.winners, batch.declaration, now)
+    if engine.round(bankrupt).markets_left:
+        engine.finish_round(bankrupt, engine.round(bankrupt).deadline + 1)
     return engine.closed_rounds[-1]

@@ -54,7 +54,7 @@ class TrackingModel(Model):
     (`arrays`) and the ADL winner book (`winner_book`) built on them.
 
     `account_value` is kept per account until the account is touched, the time differs, or a
-    price, funding index or market parameter changes (all it depends on): an ADL round reads each
+    price, funding or loss index or market parameter changes (all it depends on): an ADL round reads each
     winner's value twice, once to plan and once in the engine. The caches assume what a replay
     does: this model never rolls back (`transactional` stays False)."""
 
@@ -76,10 +76,10 @@ class TrackingModel(Model):
         self.arrays.dirty.add(account)
         self._values.pop(account, None)
 
-    def _trade(self, account, market, delta, price, reduce_only, adjustment=0):
+    def _trade(self, account, market, delta, price, reduce_only, adjustment=0, profit_charge=0):
         if (account, market) not in self.positions:
             self.market_accounts.setdefault(market, {})[account] = None
-        grew = super()._trade(account, market, delta, price, reduce_only, adjustment)
+        grew = super()._trade(account, market, delta, price, reduce_only, adjustment, profit_charge)
         self._touch(account)
         return grew
 
@@ -121,6 +121,16 @@ class TrackingModel(Model):
         self._values.clear()
         super()._set_market(market, params)
 
+    def socialise_loss(self, account, market, longs_pay, amount):
+        self._values.clear()
+        return super().socialise_loss(account, market, longs_pay, amount)
+
+    def side_indices(self, now: int) -> tuple[list[int], list[int]]:
+        """Per market, the index a long and a short settle against now (funding and spread loss)."""
+        markets = range(self.market_count)
+        funding = [self.current_funding_index(m, now) for m in markets]
+        return ([self._index_for(m, 1, funding[m]) for m in markets], [self._index_for(m, -1, funding[m]) for m in markets])
+
 
 class _TouchingFlags(dict):
     """`Model.bankrupt`, where setting an account's flag counts as touching the account (the winner
@@ -144,7 +154,7 @@ def build_model(config: ProtocolConfig, markets, policy: int, now: int) -> tuple
     LiquidationModel(model, config.liquidation_discount, config.liquidation_penalty, config.backstop_ratio)
     vault = VaultModel(model, VAULT, config.vault_lockup, config.vault_withdrawal_delay, config.vault_max_leverage,
                        config.vault_loss_cap_per_event, config.vault_loss_cap_per_day)
-    engine = AdlModel(model)
+    engine = AdlModel(model, config.adl_round_duration)
     defaults = {market.name: market for market in config.markets}
     for market_id, market in enumerate(markets):
         base = defaults.get(market.name, config.markets[0])
@@ -183,7 +193,7 @@ class ModelVenue:
         for account in model.touched:
             self._estimates.pop(account, None)
         model.touched.clear()
-        funding = [model.current_funding_index(m, now) for m in range(self.market_count)]
+        funding = model.side_indices(now)
         if len(accounts) >= VECTOR_SCREEN_MIN:
             accounts = model.arrays.not_cleared(accounts, marks, funding)
         healths = []
@@ -247,9 +257,10 @@ class ModelVenue:
 
     # ------------------------------------------------------------ the screen
 
-    def _clear_of_maintenance(self, account: str, marks: list[int], funding: list[int]) -> bool:
+    def _clear_of_maintenance(self, account: str, marks: list[int], funding: tuple[list[int], list[int]]) -> bool:
         """True if a float estimate puts the account comfortably above maintenance margin (or it
-        has no position); every account near or below the line gets an exact check."""
+        has no position); every account near or below the line gets an exact check. `funding`:
+        per market the longs' and the shorts' index (`TrackingModel.side_indices`)."""
         estimate = self._estimates.get(account)
         if estimate is None:
             estimate = self._estimate(account)
@@ -260,7 +271,8 @@ class ModelVenue:
         value = balance
         maintenance = 0.0
         for market, size, entry, snapshot, fraction in legs:
-            value += size * (marks[market] - entry) / NOTIONAL_SCALE - size * (funding[market] - snapshot) / NOTIONAL_SCALE
+            index = funding[0][market] if size > 0 else funding[1][market]
+            value += size * (marks[market] - entry) / NOTIONAL_SCALE - size * (index - snapshot) / NOTIONAL_SCALE
             maintenance += abs(size) * marks[market] * fraction / (NOTIONAL_SCALE * WAD)
         return value > maintenance * (1 + SCREEN_MARGIN) + 2
 
@@ -324,7 +336,7 @@ class AccountArrays:
             self._fill(row, account)
         return row
 
-    def not_cleared(self, accounts: list, marks: list[int], funding: list[int]) -> list:
+    def not_cleared(self, accounts: list, marks: list[int], funding: tuple[list[int], list[int]]) -> list:
         """`accounts` (in order) less those whose estimate clears the maintenance line by more than
         the per-account screen (`ModelVenue._clear_of_maintenance`) could ever get wrong."""
         self.sync()
@@ -337,9 +349,9 @@ class AccountArrays:
         keep = np.flatnonzero(~cleared[self._last_index])
         return [accounts[i] for i in keep.tolist()]
 
-    def value_bounds(self, marks: list[int], funding: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    def value_bounds(self, marks: list[int], funding: tuple[list[int], list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Per row, bounds of the exact account value (`Model.account_value` at these marks and
-        funding indices): low <= value <= high. Each PnL and funding term is floored (each at most
+        the longs' and shorts' indices): low <= value <= high. Each PnL and funding term is floored (each at most
         1 below its real value), and the float sums are within 1e-15 of their magnitude."""
         self.sync()
         value, magnitude, _ = self._estimates(marks, funding)
@@ -353,12 +365,13 @@ class AccountArrays:
         magnitude = np.abs(value)
         maintenance = np.zeros(count)
         for market in range(self.markets):
-            mark, index = float(marks[market]), float(funding[market])
+            mark = float(marks[market])
             size, entry, snapshot = sizes[market], entries[market], snapshots[market]
+            index = np.where(size > 0, float(funding[0][market]), float(funding[1][market]))
             value += size * (mark - entry) / NOTIONAL_SCALE - size * (index - snapshot) / NOTIONAL_SCALE
             held = np.abs(size)
             maintenance += held * mark * fractions[market] / (NOTIONAL_SCALE * WAD)
-            magnitude += held * (mark + np.abs(entry) + abs(index) + np.abs(snapshot)) / NOTIONAL_SCALE
+            magnitude += held * (mark + np.abs(entry) + np.abs(index) + np.abs(snapshot)) / NOTIONAL_SCALE
         return value, magnitude, maintenance
 
     def _grow(self, capacity: int) -> None:
@@ -395,7 +408,7 @@ class WinnerBook:
     every round.
 
     Winner states are kept for as long as nothing moves them: the time, the prices, the funding
-    indices and the market parameters (an "epoch": one step of a replay) and the account itself
+    and loss indices and the market parameters (an "epoch": one step of a replay) and the account itself
     (`TrackingModel.adl_touched`). Under a queue policy only the head of the queue is needed: the
     float bounds of `AccountArrays.value_bounds` give every position an upper bound of its queue key,
     and winners are taken in order of that bound and ranked exactly until no bound left can reach
@@ -494,7 +507,8 @@ class WinnerBook:
         model = self.model
         markets = range(model.market_count)
         epoch = (now, tuple(model.feeds.get(m) for m in markets), tuple(model.funding_index.get(m, 0) for m in markets),
-                 tuple(model.funding_updated_at.get(m, 0) for m in markets), tuple(model.markets.get(m) for m in markets))
+                 tuple(model.funding_updated_at.get(m, 0) for m in markets), tuple(model.markets.get(m) for m in markets),
+                 tuple(model.loss_index.get((m, side), 0) for m in markets for side in (0, 1)))
         touched = model.adl_touched
         if touched and self._sides:
             positions, sides = model.positions, self._sides
@@ -568,8 +582,7 @@ class _Queue:
                 arrays.row(account)
         now = book.now
         marks = [model.latest_prices(m)[1] for m in range(model.market_count)]
-        funding = [model.current_funding_index(m, now) for m in range(model.market_count)]
-        low, high = arrays.value_bounds(marks, funding)
+        low, high = arrays.value_bounds(marks, model.side_indices(now))
         count = len(low)
         size, entry = arrays.legs[0, market_id, :count], arrays.legs[1, market_id, :count]
         price = float(market.price)

@@ -80,13 +80,18 @@ class AdlExecutor(Protocol):
     """Resolves a bankrupt account by auto-deleveraging (the ADL engine's keeper side).
 
     `resolve` runs one ADL round for `account` and returns its metrics: a dict, or a dataclass
-    (such as backstop/keeper/adl_executor.py's RoundMetrics), read as a dict. The keeper and the
-    replay read these keys (collateral units, 1e6 = $1) and pass the others through:
-    "deficit" (the D the round covered), "notional_closed" (winners' positions force-closed) and
-    "winners_hit" (winners that paid a haircut or were closed).
+    (such as backstop/keeper/adl_executor.py's RoundMetrics), read as a dict; or None when the
+    book could not resolve the round, which then stays open until its deadline. `finish_due`
+    finishes every round the executor left open whose deadline has passed (the engine's
+    fallback) and returns their metrics. The keeper and the replay read these keys (collateral
+    units, 1e6 = $1) and pass the others through: "deficit" (the D the round covered),
+    "notional_closed" (winners' positions force-closed) and "winners_hit" (winners that paid a
+    haircut or were closed).
     """
 
-    def resolve(self, account: str) -> dict: ...
+    def resolve(self, account: str) -> dict | None: ...
+
+    def finish_due(self) -> list[dict]: ...
 
 
 class Venue(Protocol):
@@ -174,6 +179,9 @@ class Keeper:
         left out has none; None means unlimited."""
         venue, report = self.venue, KeeperReport()
         self._accrue_funding(report)
+        if self.adl is not None:
+            for metrics in self.adl.finish_due():
+                self._record_round(metrics, "finished at its deadline", report)
         watched = list(dict.fromkeys([*map(_checksum, accounts), venue.vault, *self.liquidators]))
         healths, marks, ratio, allowance = venue.read(watched)
         self._clear_recovered([h for h in healths if h.bankrupt and h.value >= 0], report)
@@ -326,9 +334,16 @@ class Keeper:
             self.log(f"ADL pending: {account} (deficit {_dollars(deficit)})")
             return
         metrics = self.adl.resolve(account)
+        if metrics is None:
+            report.adl_pending.append(account)
+            self.log(f"ADL round of {account} open (deficit {_dollars(deficit)}): the book cannot resolve it; it ends at its deadline")
+            return
+        self._record_round(metrics, "resolved", report)
+
+    def _record_round(self, metrics, how: str, report: KeeperReport) -> None:
         metrics = asdict(metrics) if is_dataclass(metrics) else dict(metrics)
         report.adl_rounds.append(metrics)
-        self.log(f"ADL resolved {account}: deficit {_dollars(metrics.get('deficit', deficit))}, "
+        self.log(f"ADL {how} {metrics.get('account')}: deficit {_dollars(metrics.get('deficit', 0))}, "
                  f"{_dollars(metrics.get('notional_closed', 0))} closed, {metrics.get('winners_hit', 0)} winners hit")
 
     # ------------------------------------------------------------ acting

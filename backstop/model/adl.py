@@ -25,7 +25,15 @@ POLICY_NAMES = {
 }
 POLICY_BY_NAME = {name: policy for policy, name in POLICY_NAMES.items()}
 MAX_CANDIDATES = 400  # AdlEngine.MAX_CANDIDATES
-MAX_UINT256 = 2**256 - 1
+MIN_ROUND_DURATION, MAX_ROUND_DURATION = 60, 7 * 86400  # AdlEngine's bounds of `round_duration`
+# AdlEngine's skip reasons (the AdlSkipped event's)
+SKIP_BANKRUPT = "winner bankrupt"
+SKIP_SIDE = "winner not on the opposite side"
+SKIP_UNPROFITABLE = "winner not profitable at the round price"
+SKIP_NO_VALUE = "winner has no account value"
+SKIP_ORDER = "winner out of policy order"
+SKIP_WEIGHT = "winner's weight above the declaration"
+SKIP_RESOLVED = "market already resolved"
 
 
 # ---------------------------------------------------------------- adl_math.vy
@@ -66,10 +74,14 @@ def queue_share(size_left: int, deficit_left: int, position: int) -> tuple[int, 
     return size, share(deficit_left, size, size_left) if size_left > 0 else deficit_left
 
 
-def capped_haircut(haircut: int, size: int, position: int, profit: int, value: int) -> int:
-    """A haircut capped by the winner's profit and account value; a partial close realises its PnL
-    rounded down, up to one unit below the marked value, so that unit stays with the winner."""
-    return min(haircut, profit, value - (1 if 0 < size < position else 0))
+def haircut_room(size: int, closed: int, price: int, mark: int, profit: int, value: int) -> int:
+    """adl_math.haircut_room: the most a winner holding `size` can pay while `closed` of it closes
+    at the round's `price`: its profit there, and what its account (worth `value` at `mark`) can
+    lose without going below zero, after the move given up by closing at `price` (rounded up) and
+    the rounding of the entry shift and of realised PnL (two units, one more per 1e12 base units)."""
+    signed_closed = closed if size > 0 else -closed
+    close_cost = max(-pnl(-signed_closed, price, mark), 0)
+    return min(profit, max(value - close_cost - 2 - abs(size) // NOTIONAL_SCALE, 0))
 
 
 def risk_aware_haircut_weight(profit: int, account_leverage: int, level: int) -> int:
@@ -97,9 +109,11 @@ def risk_aware_close_weight(size: int, price: int, net_notional: int, account_va
 class Round:
     deficit: int = 0
     haircuts: int = 0
+    markets: int = 0
     markets_left: int = 0
     notional_closed: int = 0
     notional_absorbed: int = 0
+    deadline: int = 0
 
 
 @dataclass
@@ -112,8 +126,6 @@ class MarketRound:
     deficit_share: int = 0
     size_absorbed: int = 0
     size_closed: int = 0
-    last_key: int = MAX_UINT256
-    last_account: Account = "0x" + "00" * 20
 
 
 @dataclass(frozen=True)
@@ -159,7 +171,19 @@ class ClosedRound:
     notional_closed: int
     notional_absorbed: int
     residual: int
+    socialised: int = 0
+    fallback: bool = False
     hits: list[Hit] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Skip:
+    """One AdlSkipped event."""
+
+    account: Account
+    winner: Account
+    market: int
+    reason: str
 
 
 def _address_number(account: Account) -> int:
@@ -169,35 +193,39 @@ def _address_number(account: Account) -> int:
 
 
 class AdlModel:
-    """Storage names as in the contract; `hits`, `absorptions` and `closed_rounds` are its events."""
+    """Storage names as in the contract; `hits`, `skips`, `absorptions` and `closed_rounds` are its events."""
 
-    def __init__(self, exchange: Model):
+    def __init__(self, exchange: Model, round_duration: int):
         self.exchange = exchange
         self.policy: dict[int, int] = {}
         self.rounds: dict[Account, Round] = {}
         self.market_rounds: dict[tuple[Account, int], MarketRound] = {}
         self.hits: list[Hit] = []
+        self.skips: list[Skip] = []
         self.round_hits: dict[Account, list[Hit]] = {}
         self.absorptions: list[tuple[Account, int, int]] = []
         self.closed_rounds: list[ClosedRound] = []
+        self._set_round_duration(round_duration)
         exchange.adl = self
 
     def snapshot(self) -> dict:
         return {
             "policy": dict(self.policy),
+            "round_duration": self.round_duration,
             "rounds": copy.deepcopy(self.rounds),
             "market_rounds": copy.deepcopy(self.market_rounds),
             "round_hits": {account: list(hits) for account, hits in self.round_hits.items()},
-            "lengths": (len(self.hits), len(self.absorptions), len(self.closed_rounds)),
+            "lengths": (len(self.hits), len(self.skips), len(self.absorptions), len(self.closed_rounds)),
         }
 
     def restore(self, saved: dict) -> None:
         self.policy = dict(saved["policy"])
+        self.round_duration = saved["round_duration"]
         self.rounds = copy.deepcopy(saved["rounds"])
         self.market_rounds = copy.deepcopy(saved["market_rounds"])
         self.round_hits = {account: list(hits) for account, hits in saved["round_hits"].items()}
-        hits, absorptions, closed = saved["lengths"]
-        del self.hits[hits:], self.absorptions[absorptions:], self.closed_rounds[closed:]
+        hits, skips, absorptions, closed = saved["lengths"]
+        del self.hits[hits:], self.skips[skips:], self.absorptions[absorptions:], self.closed_rounds[closed:]
 
     def round(self, account: Account) -> Round:
         return self.rounds.get(account, Round())
@@ -212,6 +240,14 @@ class AdlModel:
         _require(market < self.exchange.market_count, "AdlEngine: unknown market")
         _require(0 <= policy < len(POLICY_NAMES), "AdlEngine: unknown policy")
         self.policy[market] = policy
+
+    @atomic
+    def set_round_duration(self, duration: int) -> None:
+        self._set_round_duration(duration)
+
+    def _set_round_duration(self, duration: int) -> None:
+        _require(MIN_ROUND_DURATION <= duration <= MAX_ROUND_DURATION, "AdlEngine: round duration out of range")
+        self.round_duration = duration
 
     # ------------------------------------------------------------ rounds
 
@@ -235,7 +271,8 @@ class AdlModel:
             self.market_rounds[(account, market)] = MarketRound(
                 policy=self.policy.get(market, QUEUE_PNL_LEVERAGE), price=price, bankrupt_size=position.size, size_left=sizes[market],
             )
-        self.rounds[account] = Round(deficit=deficit, markets_left=open_mask)
+            exchange.set_adl_exposure(market, position.size < 0, True)
+        self.rounds[account] = Round(deficit=deficit, markets=open_mask, markets_left=open_mask, deadline=now + self.round_duration)
 
         total_loss = sum(losses.values())
         weights = losses if total_loss > 0 else sizes
@@ -248,56 +285,91 @@ class AdlModel:
             state.deficit_left = state.deficit_share = part
             if not is_queue(state.policy):
                 self._absorb(account, market, now)
-            self._resolve_if_done(account, market, False)
+            self._resolve_if_done(account, market, now)
         if open_mask == 0:
-            self._close_round(account)
+            self._close_round(account, now)
 
     @atomic
-    def execute(self, account: Account, market: int, winners: list[Account], declaration: Declaration, last: bool, now: int) -> None:
+    def execute(self, account: Account, market: int, winners: list[Account], declaration: Declaration, now: int) -> None:
         _require(self.round(account).markets_left & (1 << market) != 0, "AdlEngine: no open round in this market")
         state = copy.copy(self.market_rounds[(account, market)])
+        entries = [self._entry(winner, market, state, now) for winner in winners]
+        # The order, from the back: an entry is processed only if it ranks above every later valid entry.
+        best = None
+        for i in reversed(range(len(entries))):
+            winner, skip, candidate = entries[i]
+            if skip:
+                continue
+            rank = (candidate.key, -_address_number(winner))
+            if best is not None and not rank > best:
+                entries[i] = (winner, SKIP_ORDER, candidate)
+                continue
+            best = rank
+
         direction = 1 if state.bankrupt_size > 0 else -1
+        mark = self.exchange.latest_prices(market)[1]
         haircut_weight_left, close_weight_left = declaration.haircut_weight, declaration.close_weight
-        settlements, hits = [], []
+        transfers, hits, skips = [], [], []
         haircuts = closed = 0
-        for winner in winners:
-            _require(state.size_left > 0 or state.deficit_left > 0, "AdlEngine: market already resolved")
-            candidate = self._candidate(winner, market, state.price, state.bankrupt_size, state.policy, now)
-            _require(
-                candidate.key < state.last_key
-                or (candidate.key == state.last_key and _address_number(winner) > _address_number(state.last_account)),
-                "AdlEngine: winner out of policy order",
-            )
-            state.last_key, state.last_account = candidate.key, winner
-            position = abs(candidate.size)
-            if is_queue(state.policy):
-                size, haircut = queue_share(state.size_left, state.deficit_left, position)
-            else:
-                haircut_weight, close_weight = _weights(state, candidate, declaration)
-                _require(
-                    haircut_weight <= haircut_weight_left and close_weight <= close_weight_left,
-                    "AdlEngine: declared weights below the winners' weights",
-                )
-                haircut = share(state.deficit_left, haircut_weight, haircut_weight_left)
-                size = min(position, share(state.size_left, close_weight, close_weight_left))
-                haircut_weight_left -= haircut_weight
-                close_weight_left -= close_weight
-            haircut = capped_haircut(haircut, size, position, candidate.profit, candidate.value)
+        for winner, skip, candidate in entries:
+            if not skip and state.size_left == 0 and state.deficit_left == 0:
+                skip = SKIP_RESOLVED
+            position = abs(candidate.size) if candidate else 0
+            size = haircut = 0
+            if not skip:
+                if is_queue(state.policy):
+                    size, haircut = queue_share(state.size_left, state.deficit_left, position)
+                else:
+                    haircut_weight, close_weight = _weights(state, candidate, declaration)
+                    if haircut_weight > haircut_weight_left or close_weight > close_weight_left:
+                        skip = SKIP_WEIGHT
+                    else:
+                        haircut = share(state.deficit_left, haircut_weight, haircut_weight_left)
+                        size = min(position, share(state.size_left, close_weight, close_weight_left))
+                        haircut_weight_left -= haircut_weight
+                        close_weight_left -= close_weight
+            if skip:
+                skips.append(Skip(account, winner, market, skip))
+                continue
+            haircut = min(haircut, haircut_room(candidate.size, size, state.price, mark, candidate.profit, candidate.value))
             state.size_left -= size
             state.deficit_left -= haircut
             haircuts += haircut
             closed += size
-            settlements.append((winner, size * direction, haircut))
+            transfers.append((winner, size * direction, haircut))
             hits.append(Hit(account, winner, market, size, state.price, haircut))
 
-        self.exchange.transfer_positions(account, market, state.price, settlements, now)
+        if transfers:
+            self.exchange.transfer_positions(account, market, state.price, transfers, now)
         self.hits.extend(hits)
+        self.skips.extend(skips)
         self.round_hits.setdefault(account, []).extend(hits)
         state.size_closed += closed
         self.market_rounds[(account, market)] = state
         self.rounds[account].haircuts += haircuts
         self.rounds[account].notional_closed += notional(closed, state.price)
-        self._resolve_if_done(account, market, last)
+        self._resolve_if_done(account, market, now)
+
+    @atomic
+    def finish_round(self, account: Account, now: int) -> None:
+        exchange = self.exchange
+        current = self.rounds.get(account, Round())
+        _require(current.markets_left != 0, "AdlEngine: no open round")
+        _require(now > current.deadline, "AdlEngine: round before its deadline")
+        vault = exchange.insurance_account
+        weights = {}
+        for market in _markets(current.markets_left):
+            state = self.market_rounds[(account, market)]
+            mark = exchange.latest_prices(market)[1]
+            size = exchange.position(account, market).size
+            if size != 0 and account != vault:
+                exchange.transfer_positions(account, market, mark, [(vault, size, 0)], now)
+                current.notional_absorbed += notional(size, mark)
+                state.size_absorbed += abs(size)
+                self.absorptions.append((account, market, abs(size)))
+            weights[market] = state.deficit_left if state.deficit_left > 0 else notional(state.size_left, state.price)
+            exchange.set_adl_exposure(market, state.bankrupt_size < 0, False)
+        self._finish_round(account, current, weights, True, now)
 
     # ------------------------------------------------------------ views
 
@@ -361,43 +433,73 @@ class AdlModel:
         self.rounds[account].notional_absorbed += notional(size, state.price)
         self.absorptions.append((account, market, size))
 
-    def _resolve_if_done(self, account: Account, market: int, must_resolve: bool) -> None:
+    def _resolve_if_done(self, account: Account, market: int, now: int) -> None:
         state = self.market_rounds[(account, market)]
         if state.size_left > 0 or state.deficit_left > 0:
-            _require(not must_resolve, "AdlEngine: deficit or position left unresolved")
             return
+        self.exchange.set_adl_exposure(market, state.bankrupt_size < 0, False)
         current = self.rounds[account]
         current.markets_left &= ~(1 << market)
         if current.markets_left == 0:
-            self._close_round(account)
+            self._close_round(account, now)
 
-    def _close_round(self, account: Account) -> None:
-        exchange = self.exchange
+    def _close_round(self, account: Account, now: int) -> None:
         current = self.rounds[account]
-        _require(exchange.open_markets.get(account, 0) == 0, "AdlEngine: round leaves a position")
-        residual = exchange.balance(account)
+        weights = {market: self.market_rounds[(account, market)].deficit_share for market in _markets(current.markets)}
+        self._finish_round(account, current, weights, False, now)
+
+    def _finish_round(self, account: Account, current: Round, weights: dict[int, int], fallback: bool, now: int) -> None:
+        exchange = self.exchange
         vault = exchange.insurance_account
         if account != vault:
-            if residual > 0:
-                exchange.transfer_balance(account, vault, residual)
-            elif residual < 0:
-                exchange.transfer_balance(vault, account, -residual)
+            _require(exchange.open_markets.get(account, 0) == 0, "AdlEngine: round leaves a position")
+        value = exchange.account_value(account, now)
+        socialised = 0
+        if value < 0:
+            socialised = self._socialise(account, -value, current.markets, weights)
+            value += socialised
+        if account != vault:
+            if value > 0:
+                exchange.transfer_balance(account, vault, value)
+            elif value < 0:
+                exchange.transfer_balance(vault, account, -value)
         exchange.set_account_flags(account, False, False)
         hits = self.round_hits.pop(account, [])
-        self.closed_rounds.append(
-            ClosedRound(account, current.deficit, current.haircuts, current.notional_closed, current.notional_absorbed, residual, hits)
-        )
+        self.closed_rounds.append(ClosedRound(
+            account, current.deficit, current.haircuts, current.notional_closed, current.notional_absorbed, value,
+            socialised=socialised, fallback=fallback, hits=hits,
+        ))
         del self.rounds[account]
 
-    def _candidate(self, winner: Account, market: int, price: int, bankrupt_size: int, policy: int, now: int) -> Candidate:
+    def _socialise(self, account: Account, amount: int, markets: int, weights: dict[int, int]) -> int:
+        left, weight_left = amount, sum(weights.get(market, 0) for market in _markets(markets))
+        for market in _markets(markets):
+            weight = weights.get(market, 0)
+            if weight == 0:
+                continue
+            part = share(left, weight, weight_left)
+            weight_left -= weight
+            left -= self.exchange.socialise_loss(account, market, self.market_rounds[(account, market)].bankrupt_size < 0, part)
+        for market in _markets(markets):
+            if left == 0:
+                break
+            left -= self.exchange.socialise_loss(account, market, self.market_rounds[(account, market)].bankrupt_size < 0, left)
+        return amount - left
+
+    def _entry(self, winner: Account, market: int, state: MarketRound, now: int) -> tuple[Account, str, Candidate | None]:
+        """(winner, skip reason or "", the winner evaluated at the round's price)."""
         exchange = self.exchange
-        _require(not exchange.bankrupt.get(winner, False), "AdlEngine: winner bankrupt")
+        if exchange.bankrupt.get(winner, False):
+            return winner, SKIP_BANKRUPT, None
         position = exchange.position(winner, market)
-        _require(position.size != 0 and (position.size > 0) != (bankrupt_size > 0), "AdlEngine: winner not on the opposite side")
-        candidate = self._evaluate(winner, market, position, price, policy, now)
-        _require(candidate.profit > 0, "AdlEngine: winner not profitable")
-        _require(candidate.value > 0, "AdlEngine: winner has no account value")
-        return candidate
+        if position.size == 0 or (position.size > 0) == (state.bankrupt_size > 0):
+            return winner, SKIP_SIDE, None
+        candidate = self._evaluate(winner, market, position, state.price, state.policy, now)
+        if candidate.profit == 0:
+            return winner, SKIP_UNPROFITABLE, candidate
+        if candidate.value <= 0:
+            return winner, SKIP_NO_VALUE, candidate
+        return winner, "", candidate
 
     def _evaluate(self, account: Account, market: int, position: Position, price: int, policy: int, now: int) -> Candidate:
         exchange = self.exchange

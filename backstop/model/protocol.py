@@ -214,8 +214,11 @@ class Model:
         self.nonce_bitmap: dict[tuple[Account, int], int] = {}
         self.partly_filled: dict[Order, int] = {}
         self.bankrupt: dict[Account, bool] = {}
-        self.adl_rounds_open = 0
         self.in_adl_round: dict[Account, bool] = {}
+        # (market, 0 for the longs or 1 for the shorts) -> the loss spread over that side / the
+        # open ADL rounds that can charge it
+        self.loss_index: dict[tuple[int, int], int] = {}
+        self.adl_exposure: dict[tuple[int, int], int] = {}
         self._set_insurance_account(insurance_account)
         # The waterfall engines, attached by `LiquidationModel(...)` (backstop/model/liquidation.py),
         # `VaultModel(...)` (backstop/model/vault.py) and `AdlModel(...)` (backstop/model/adl.py); None until then.
@@ -405,7 +408,7 @@ class Model:
         self._accrue_funding(market, now)
         total_size = total_payment = 0
         for counterparty, size, payment in transfers:
-            self._trade(counterparty, market, size, price, False, -payment)
+            self._trade(counterparty, market, size, price, False, 0, payment)
             total_size += size
             total_payment += payment
         if total_size != 0:
@@ -414,24 +417,35 @@ class Model:
             self.settle(account, total_payment)
 
     def set_account_flags(self, account: Account, bankrupt: bool, in_adl_round: bool) -> None:
-        was_in_round = self.in_adl_round.get(account, False)
-        if in_adl_round and not was_in_round:
-            self.adl_rounds_open += 1
-        elif was_in_round and not in_adl_round:
-            self.adl_rounds_open -= 1
         self.bankrupt[account] = bankrupt
         self.in_adl_round[account] = in_adl_round
+
+    def set_adl_exposure(self, market: int, longs: bool, exposed: bool) -> None:
+        key = (market, 0 if longs else 1)
+        count = self.adl_exposure.get(key, 0) + (1 if exposed else -1)
+        _require(count >= 0, "")  # uint256 underflow
+        self.adl_exposure[key] = count
+
+    def socialise_loss(self, account: Account, market: int, longs_pay: bool, amount: int) -> int:
+        self._check_listed(market)
+        open_interest = self.long_open_interest.get(market, 0) if longs_pay else self.short_open_interest.get(market, 0)
+        if open_interest == 0 or amount == 0:
+            return 0
+        key = (market, 0 if longs_pay else 1)
+        self.loss_index[key] = self.loss_index.get(key, 0) + ceil_div(amount * NOTIONAL_SCALE, open_interest)
+        self.settle(account, amount)
+        return amount
 
     # ------------------------------------------------------------ Clearinghouse: views
 
     def withdrawal_allowed(self, account: Account, amount: int, now: int) -> bool:
-        if self.adl_rounds_open > 0 or self.bankrupt.get(account, False):
+        if self._withdrawal_waits(account):
             return False
         health = self._health(account, True, now)
         return health.value - amount >= health.initial_margin
 
     def withdrawable(self, account: Account, now: int) -> int:
-        if self.adl_rounds_open > 0 or self.bankrupt.get(account, False):
+        if self._withdrawal_waits(account):
             return 0
         health = self._health(account, True, now)
         return max(min(self.balance(account), health.value - health.initial_margin), 0)
@@ -506,14 +520,19 @@ class Model:
             self.nonce_bitmap[key] = word | (1 << bit)
             self.partly_filled[order] = filled
 
-    def _trade(self, account: Account, market: int, delta: int, price: int, reduce_only: bool, adjustment: int = 0) -> bool:
-        """Applies a size change at `price` and credits `adjustment` (an ADL haircut) with it;
+    def _trade(self, account: Account, market: int, delta: int, price: int, reduce_only: bool, adjustment: int = 0, profit_charge: int = 0) -> bool:
+        """Applies a size change at `price`, credits `adjustment` (a payment received in a position
+        transfer) and takes `profit_charge` (an ADL haircut) from the position's profit first;
         returns whether the account's risk in the market grew."""
         position = self.position(account, market)
         old_size, entry_price = position.size, position.entry_price
         new_size = old_size + delta
-        index = self.funding_index.get(market, 0)
-        settled = funding_payment(old_size, index, position.funding_snapshot) + adjustment
+        funding = self.funding_index.get(market, 0)
+        settled = funding_payment(old_size, self._index_for(market, old_size, funding), position.funding_snapshot) + adjustment
+
+        if profit_charge > 0:
+            shift = ceil_div(profit_charge * NOTIONAL_SCALE, abs(old_size))
+            entry_price = entry_price + shift if old_size > 0 else entry_price - shift
 
         if reduce_only:
             _require(
@@ -531,7 +550,7 @@ class Model:
             settled += pnl(old_size, entry_price, price)
             entry_price = price
 
-        self.positions[(account, market)] = Position(new_size, entry_price, index)
+        self.positions[(account, market)] = Position(new_size, entry_price, self._index_for(market, new_size, funding))
         self._update_open_interest(market, old_size, new_size)
         mask = self.open_markets.get(account, 0)
         self.open_markets[account] = mask & ~(1 << market) if new_size == 0 else mask | (1 << market)
@@ -574,6 +593,25 @@ class Model:
         delta = funding_index_delta(index_price, mark_price, params.funding_premium_cap, elapsed, params.funding_period)
         return self.funding_index.get(market, 0) + delta
 
+    def _index_for(self, market: int, size: int, funding_index: int) -> int:
+        """The index a position of `size` settles against: funding plus the loss spread over its side."""
+        if size > 0:
+            return funding_index + self.loss_index.get((market, 0), 0)
+        if size < 0:
+            return funding_index - self.loss_index.get((market, 1), 0)
+        return funding_index
+
+    def _withdrawal_waits(self, account: Account) -> bool:
+        """Bankrupt, or holding a side of a market that an open ADL round can charge."""
+        if self.bankrupt.get(account, False):
+            return True
+        for market in range(MAX_MARKETS):
+            if self.open_markets.get(account, 0) & (1 << market):
+                side = 0 if self.position(account, market).size > 0 else 1
+                if self.adl_exposure.get((market, side), 0) > 0:
+                    return True
+        return False
+
     def _health(self, account: Account, fresh: bool, now: int, margins: bool = True) -> AccountHealth:
         """Cross margin over the account's open markets, in ascending market id like the contract
         (`margins=False`: the value only, both margins left at 0).
@@ -590,8 +628,8 @@ class Model:
                 index_price, mark_price = self.fresh_prices(market, now) if fresh else self.latest_prices(market)
                 position = positions.get((account, market), _NO_POSITION)
                 params = self.markets[market]
-                funding_index = self._funding_index_now(market, index_price, mark_price, now)
                 size = position.size
+                funding_index = self._index_for(market, size, self._funding_index_now(market, index_price, mark_price, now))
                 value += size * (mark_price - position.entry_price) // NOTIONAL_SCALE
                 value += -size * (funding_index - position.funding_snapshot) // NOTIONAL_SCALE
                 if margins:

@@ -31,7 +31,7 @@ Then, per policy and k, from that snapshot:
   opposite side of the book (every short: position, account value, bankrupt flag, by multicall;
   the background shorts once per book, as they are the same in every round), plans with
   `backstop.keeper.adl_planner.plan_market` (the keeper's own code) and sends one `execute` with the
-  k winners and `last = True`; its `gasUsed` is the measurement. Its events must show k hits whose
+  k winners; its `gasUsed` is the measurement. Its events must show k hits whose
   haircuts add up to exactly D, and the round closed. The open positions are counted from the
   chain in every round.
 
@@ -288,12 +288,6 @@ def encode_static_call(function: Function, *args) -> Call:
     return Call(function, "0x" + (function.selector + b"".join(_word(w) for w in _flatten(args))).hex())
 
 
-def _call(chain: FastChain, call: Call):
-    """One view through a plain `eth_call` (for outputs longer than the multicall passes back)."""
-    raw = chain.request("eth_call", [{"to": call.function.address, "data": call.data}, "latest"])
-    return call.function.decode(bytes.fromhex(raw[2:]))
-
-
 def _must(failure, what: str) -> None:
     if failure is not None:
         raise RuntimeError(f"{what}: {failure}")
@@ -521,7 +515,7 @@ class AdlBench:
         _must(chain.send(self.relayer, self.liquidation.flag_bankruptcy.call(bankrupt)), "flag_bankruptcy")
         _must(chain.send(self.keeper, self.engine.open_round.call(bankrupt)), "open_round")
         (deficit, *_), = chain.read([self.engine.rounds.call(bankrupt)])
-        market_round = _call(chain, self.engine.market_rounds.call(bankrupt, MARKET))  # 320 bytes: too long for the multicall
+        market_round, (_, mark) = chain.read([self.engine.market_rounds.call(bankrupt, MARKET), self.oracle.latest_prices.call(MARKET)])
         policy_id, price, bankrupt_size, size_left, deficit_left = market_round[:5]
 
         # The opposite side of the book, as the keeper reads it; and a count of the open positions.
@@ -536,11 +530,11 @@ class AdlBench:
         n_open = book.background + sum(1 for size, *_ in round_reads if size != 0)
         states = book.background_states + [WinnerState(a, size, entry, value) for a, (size, entry, value, flagged) in zip(winners, round_reads)
                                            if not flagged]
-        batches = plan_market(MarketToResolve(policy_id, price, bankrupt_size, size_left, deficit_left), states, batch_size=MAX_CANDIDATES)
+        batches = plan_market(MarketToResolve(policy_id, price, bankrupt_size, size_left, deficit_left, mark), states, batch_size=MAX_CANDIDATES)
         if len(batches) != 1 or len(batches[0].winners) != k:
             return AdlMeasurement(policy, n_open, k, None, deficit, error=f"planner chose {[len(b.winners) for b in batches]} winners, expected [{k}]")
         batch = batches[0]
-        failure = chain.send(self.keeper, self.engine.execute.call(bankrupt, MARKET, batch.winners, batch.declaration.as_tuple(), batch.last))
+        failure = chain.send(self.keeper, self.engine.execute.call(bankrupt, MARKET, batch.winners, batch.declaration.as_tuple()))
         if failure is not None:
             return AdlMeasurement(policy, n_open, k, None, deficit, error=failure.reason)
         receipt = chain.last_receipt
@@ -637,8 +631,10 @@ def marginal_calls(low: dict[str, list[int]], high: dict[str, list[int]], span: 
     return rows
 
 
-_CONTRACT_LABELS = {"clearinghouse": "Clearinghouse", "liquidation": "LiquidationEngine", "adl_engine": "AdlEngine", "pool": "MarginPool", "oracle": "Oracle",
-                    "vault": "InsuranceVault", "token": "CollateralToken"}
+_CONTRACT_LABELS = {
+    "clearinghouse": "Clearinghouse", "liquidation": "LiquidationEngine", "adl_engine": "AdlEngine", "adl_ranking": "AdlRanking",
+    "pool": "MarginPool", "oracle": "Oracle", "vault": "InsuranceVault", "token": "CollateralToken",
+}
 
 
 def _policy_name(policy: str) -> str:

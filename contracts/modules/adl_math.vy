@@ -104,3 +104,21 @@ def risk_aware_close_weight(size: int256, price: uint256, net_notional: int256, 
     if exposure <= target:
         return 0
     return min(convert(abs(size), uint256), (exposure - target) * fixed_point.NOTIONAL_SCALE // price)
+
+
+@internal
+@pure
+def haircut_room(size: int256, closed: uint256, price: uint256, mark: uint256, profit: uint256, account_value: int256) -> uint256:
+    """
+    @dev The most a winner holding `size` can pay while `closed` of it is force-closed at the
+         round's `price`: its profit at that price, and what its account (worth `account_value`
+         at the latest `mark`) can lose without going below zero. Closing at the round's price
+         instead of the mark gives up the move in between on what is closed (rounded up); the
+         haircut moves the entry price (rounded against the winner) and the PnL realised and
+         marked round down: two units, and one more per 1e12 base units held.
+    """
+    signed_closed: int256 = convert(closed, int256) if size > 0 else -convert(closed, int256)
+    close_cost: int256 = max(-margin_math.pnl(-signed_closed, price, mark), 0)
+    rounding: int256 = 2 + convert(convert(abs(size), uint256) // fixed_point.NOTIONAL_SCALE, int256)
+    room: int256 = account_value - close_cost - rounding
+    return min(profit, convert(max(room, 0), uint256))

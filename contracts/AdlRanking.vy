@@ -1,0 +1,127 @@
+# pragma version ~=0.4.3
+# pragma nonreentrancy on
+"""
+@title AdlRanking
+@notice Read-only views that let anyone audit the ADL keeper: each position's ranking key under
+        its market's policy, its 1-5 ADL indicator, and how much of a position the insurance vault
+        could absorb. The AdlEngine cannot enumerate a market's accounts, so the keeper supplies
+        the winners of a round; with these views and the accounts from the clearinghouse's
+        PositionUpdate events, anyone can check that it followed the policy.
+@dev Computes exactly what the AdlEngine computes (modules/adl_candidates.vy), at the latest
+     marks. O(accounts passed): meant for eth_call, not for transactions.
+"""
+
+from interfaces import IAdlPolicies
+from interfaces import IOracle
+from interfaces import IWaterfallClearinghouse
+from modules import adl_candidates
+
+initializes: adl_candidates
+
+exports: (
+    adl_candidates.clearinghouse,
+    adl_candidates.oracle,
+)
+
+
+# ---------------------------------------------------------------- constants
+
+# @dev Largest list of accounts a view takes.
+MAX_RANKED: constant(uint256) = 10000
+
+
+# ---------------------------------------------------------------- storage
+
+# @dev The engine whose policies the views rank by.
+engine: public(immutable(IAdlPolicies))
+
+
+# ---------------------------------------------------------------- constructor
+
+@deploy
+def __init__(adl_engine: IAdlPolicies, clearing: IWaterfallClearinghouse, price_oracle: IOracle):
+    """
+    @notice Deploys the views for one ADL engine.
+    @param adl_engine The AdlEngine (its `policy` per market).
+    @param clearing The clearinghouse.
+    @param price_oracle The oracle.
+    """
+    engine = adl_engine
+    adl_candidates.__init__(clearing, price_oracle)
+
+
+# ---------------------------------------------------------------- views
+
+@external
+@view
+def ranking_keys(market: uint256, long_side: bool, accounts: DynArray[address, MAX_RANKED]) -> DynArray[uint256, MAX_RANKED]:
+    """
+    @notice The ADL ranking key of each account's position on one side of a market, at the
+            latest mark and under the market's policy: higher goes first (pro-rata: the profit,
+            the share of a haircut). Zero for an account that is not a winner on that side.
+    @dev Sort by key descending, then address ascending, for the canonical order a keeper must
+         follow under the queues and risk-aware. Pro-rata has no queue: `AdlEngine.execute` takes
+         its winners by address ascending, and the key only shows each one's haircut weight. Pass
+         the accounts from the clearinghouse's PositionUpdate events.
+    @param market The market id.
+    @param long_side True to rank the longs (who pay when a short goes bankrupt).
+    @param accounts The accounts to rank.
+    @return One key per account.
+    """
+    keys: DynArray[uint256, MAX_RANKED] = []
+    market_policy: uint256 = staticcall engine.policy(market)
+    for account: address in accounts:
+        keys.append(adl_candidates._ranking_key(account, market, long_side, market_policy))
+    return keys
+
+
+@external
+@view
+def adl_indicator(account: address, market: uint256, accounts: DynArray[address, MAX_RANKED]) -> uint256:
+    """
+    @notice A position's ADL indicator: the quintile of its place in its side's ranking, 5 for
+            the first fifth in line, 1 for the last; 0 if it is not a winner.
+    @dev `accounts` is the side's universe (including `account` or not); O(len(accounts)).
+    @param account The account.
+    @param market The market id.
+    @param accounts The accounts with positions in the market.
+    @return 0 to 5.
+    """
+    size: int256 = (staticcall adl_candidates.clearinghouse.positions(account, market)).size
+    market_policy: uint256 = staticcall engine.policy(market)
+    key: uint256 = adl_candidates._ranking_key(account, market, size > 0, market_policy)
+    if key == 0:
+        return 0
+    ahead: uint256 = 0
+    ranked: uint256 = 1
+    for other: address in accounts:
+        if other == account:
+            continue
+        other_key: uint256 = adl_candidates._ranking_key(other, market, size > 0, market_policy)
+        if other_key == 0:
+            continue
+        ranked += 1
+        if other_key > key or (other_key == key and convert(other, uint256) < convert(account, uint256)):
+            ahead += 1
+    return 5 - 5 * ahead // ranked
+
+
+@external
+@view
+def vault_capacity(account: address, market: uint256) -> uint256:
+    """
+    @notice How much of `account`'s position in `market` the vault could absorb now, within its
+            position and leverage limits, at the latest mark: the part of a bankrupt position no
+            policy needs to force-close.
+    @param account The account.
+    @param market The market id.
+    @return Base units, at most the position.
+    """
+    size: int256 = (staticcall adl_candidates.clearinghouse.positions(account, market)).size
+    if size == 0:
+        return 0
+    vault: address = staticcall adl_candidates.clearinghouse.insurance_account()
+    mark: uint256 = adl_candidates._latest_mark(market)
+    return min(convert(abs(size), uint256), adl_candidates._vault_capacity(vault, account, market, mark, size > 0))
+
+
