@@ -240,7 +240,7 @@ def adl_sections(result: AdlBenchResult, opcode: tuple[str, list, int] | None = 
         "Refunds (positions closed to zero) are at their cap, a fifth of the gas, in every row.",
     ]
 
-    targets = Section("ADL targets (issue 6)", [("target", "left"), ("measured", "left"), ("ok", "center")])
+    targets = Section("ADL targets (issues 6 and 13)", [("target", "left"), ("measured", "left"), ("ok", "center")])
     for policy in policies:
         ratio = result.ratio(policy, RATIO_K)
         if ratio is None:
@@ -277,6 +277,21 @@ def adl_sections(result: AdlBenchResult, opcode: tuple[str, list, int] | None = 
             targets.oks.append(ok)
 
     sections = [table, targets]
+    if result.fallbacks:
+        fallback = Section(
+            "ADL: gas of `AdlEngine.finish_round`, the fallback, by positions open",
+            [("n open", "right"), ("k winners never executed", "right"), ("finish_round gas", "right")],
+            [(f"{n:,}", str(k), f"{gas:,}") for n, k, gas in sorted(result.fallbacks)],
+            notes=["A round of the same book that nobody executes, ended one second past its deadline: the vault takes the "
+                   "bankrupt position at the mark and D is spread over the shorts through the clearinghouse's loss index. "
+                   "Its gas depends on the markets of the round, not on the positions open."],
+        )
+        measured = sorted(result.fallbacks)
+        if len(measured) > 1:
+            (small, _, low), (large, _, high) = measured[0], measured[-1]
+            targets.rows.append((f"finish_round: gas(n={large:,}) / gas(n={small:,}) ≤ {TARGET_RATIO:.2f}", f"{high / low:.3f}", _verdict(high / low <= TARGET_RATIO)))
+            targets.oks.append(high / low <= TARGET_RATIO)
+        sections.append(fallback)
     for title, rows in result.breakdowns:
         sections.append(Section(
             f"ADL: where the gas goes — {title}", [("call (from AdlEngine.execute)", "left"), ("calls per winner", "right"), ("gas per winner", "right")],

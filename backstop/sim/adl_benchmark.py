@@ -130,6 +130,8 @@ class AdlBenchResult:
     # (label, rows): per-call breakdowns of the marginal gas of one more winner
     breakdowns: list[tuple[str, list[tuple[str, float, int]]]] = field(default_factory=list)
     skipped: list[tuple[int, int, str]] = field(default_factory=list)  # (n, k, why)
+    # (positions open, k, gas of finish_round): the fallback of a round nobody executed
+    fallbacks: list[tuple[int, int, int]] = field(default_factory=list)
     # (policy, n, k) -> call path -> [count, gas] of the traced executes
     call_traces: dict = field(default_factory=dict)
 
@@ -493,28 +495,8 @@ class AdlBench:
     def measure(self, book: Book, policy: str, k: int, trace: bool = False) -> AdlMeasurement:
         """One round with k winners on `book` under `policy`, from the book's snapshot. With
         `trace`, the execute's call tree is kept in `result.call_traces`."""
+        bankrupt, winners, pads, deficit = self._open_round(book, policy, k)
         chain = self.chain
-        chain.revert(book.snapshot)
-        book.snapshot = chain.snapshot()
-        bankrupt = book.bankrupt[k]
-        winners = book.winners[:k]
-        pads = book.pads[:book.pads_for(k)]
-
-        _must(chain.send(self.owner, self.engine.set_policy.call(MARKET, POLICY_BY_NAME[_policy_name(policy)])), "set_policy")
-        self.set_price(self.p1)  # fresh again, whatever time passed
-        buy_signed = self.signer.sign(self.signer.order(bankrupt, MARKET, k * SIZE, self.p1, self.expiry))
-        fills = [fill_tuple(buy_signed, self.signer.sign(self.signer.order(w, MARKET, -SIZE, self.p1, self.expiry)), SIZE, self.p1)
-                 for w in winners]
-        for i, pad in enumerate(pads):
-            seller = book.background_longs[i % len(book.background_longs)]
-            fills.append(self.signer.fill(pad, seller, MARKET, PAD_SIZE, self.p1, self.expiry).abi)
-        self.settle(fills, f"n={book.n:,} k={k}: {len(fills)} fills")
-        self._expect_open_interest(len(book.background_longs) * SIZE + k * SIZE, f"round k={k}")
-
-        self.set_price(self.p2)
-        _must(chain.send(self.relayer, self.liquidation.flag_bankruptcy.call(bankrupt)), "flag_bankruptcy")
-        _must(chain.send(self.keeper, self.engine.open_round.call(bankrupt)), "open_round")
-        (deficit, *_), = chain.read([self.engine.rounds.call(bankrupt)])
         market_round, (_, mark) = chain.read([self.engine.market_rounds.call(bankrupt, MARKET), self.oracle.latest_prices.call(MARKET)])
         policy_id, price, bankrupt_size, size_left, deficit_left = market_round[:5]
 
@@ -546,6 +528,49 @@ class AdlBench:
         if trace:
             self.result.call_traces[(policy, n_open, k)] = self.trace_calls(receipt["transactionHash"])
         return measurement
+
+    def measure_fallback(self, book: Book, k: int) -> tuple[int, int]:
+        """(positions open, gas of `finish_round`) for a round of k winners on `book` that nobody
+        executes: past its deadline the vault takes the position and D is spread over the shorts."""
+        bankrupt, winners, pads, deficit = self._open_round(book, "queue", k)
+        chain = self.chain
+        n_open = book.background + sum(1 for size, *_ in self._read_accounts([*winners, bankrupt, *pads], health=False) if size != 0)
+        (duration,) = chain.read([self.engine.round_duration.call()])
+        chain.request("evm_increaseTime", [duration + 1])
+        _must(chain.send(self.relayer, self.engine.finish_round.call(bankrupt)), "finish_round")
+        receipt = chain.last_receipt
+        closed = [fields for name, fields in self.engine_events.decode(receipt["logs"]) if name == "AdlRoundClosed"]
+        if not closed or not closed[0]["fallback"] or closed[0]["socialised"] < deficit:
+            raise RuntimeError(f"finish_round did not end the round by the fallback: {closed}")
+        return n_open, int(receipt["gasUsed"], 16)
+
+    def _open_round(self, book: Book, policy: str, k: int) -> tuple[str, list[str], list[str], int]:
+        """From the book's snapshot: k winners sell to the bankrupt account at P1, the price falls
+        to P2, the account is flagged and its round opened under `policy`. Returns the bankrupt
+        account, the winners, the pads and D."""
+        chain = self.chain
+        chain.revert(book.snapshot)
+        book.snapshot = chain.snapshot()
+        bankrupt = book.bankrupt[k]
+        winners = book.winners[:k]
+        pads = book.pads[:book.pads_for(k)]
+
+        _must(chain.send(self.owner, self.engine.set_policy.call(MARKET, POLICY_BY_NAME[_policy_name(policy)])), "set_policy")
+        self.set_price(self.p1)  # fresh again, whatever time passed
+        buy_signed = self.signer.sign(self.signer.order(bankrupt, MARKET, k * SIZE, self.p1, self.expiry))
+        fills = [fill_tuple(buy_signed, self.signer.sign(self.signer.order(w, MARKET, -SIZE, self.p1, self.expiry)), SIZE, self.p1)
+                 for w in winners]
+        for i, pad in enumerate(pads):
+            seller = book.background_longs[i % len(book.background_longs)]
+            fills.append(self.signer.fill(pad, seller, MARKET, PAD_SIZE, self.p1, self.expiry).abi)
+        self.settle(fills, f"n={book.n:,} k={k}: {len(fills)} fills")
+        self._expect_open_interest(len(book.background_longs) * SIZE + k * SIZE, f"round k={k}")
+
+        self.set_price(self.p2)
+        _must(chain.send(self.relayer, self.liquidation.flag_bankruptcy.call(bankrupt)), "flag_bankruptcy")
+        _must(chain.send(self.keeper, self.engine.open_round.call(bankrupt)), "open_round")
+        (deficit, *_), = chain.read([self.engine.rounds.call(bankrupt)])
+        return bankrupt, winners, pads, deficit
 
     # ------------------------------------------------------------ where the gas goes
 
@@ -587,6 +612,11 @@ class AdlBench:
                 continue
             book = self.build_book(n, ks)
             traced = _traced_ks(book.ks) if breakdown and n == max(ns) else ()
+            k_fallback = RATIO_K if RATIO_K in book.ks else max(book.ks)
+            with self._timed(f"n={n:,}: the fallback at k = {k_fallback}"):
+                n_open, gas = self.measure_fallback(book, k_fallback)
+                self.result.fallbacks.append((n_open, k_fallback, gas))
+                self.log(f"fallback, n = {n_open:,}, k = {k_fallback}: finish_round {gas:,} gas")
             for policy in policies:
                 with self._timed(f"n={n:,}: {policy}: {len(book.ks)} rounds"):
                     for k in book.ks:
