@@ -535,8 +535,8 @@ class AdlBench:
         bankrupt, winners, pads, deficit = self._open_round(book, "queue", k)
         chain = self.chain
         n_open = book.background + sum(1 for size, *_ in self._read_accounts([*winners, bankrupt, *pads], health=False) if size != 0)
-        (duration,) = chain.read([self.engine.round_duration.call()])
-        chain.request("evm_increaseTime", [duration + 1])
+        (round_state,) = chain.read([self.engine.rounds.call(bankrupt)])
+        chain.request("evm_setNextBlockTimestamp", [round_state[6] + 1])  # Round.deadline
         _must(chain.send(self.relayer, self.engine.finish_round.call(bankrupt)), "finish_round")
         receipt = chain.last_receipt
         closed = [fields for name, fields in self.engine_events.decode(receipt["logs"]) if name == "AdlRoundClosed"]
