@@ -111,6 +111,12 @@ flag AccountFlag:
     # @dev in an open ADL round: only the ADL engine acts on it
     IN_ADL_ROUND
 
+flag Requirement:
+    # @dev the margin to open or grow risk and to withdraw
+    INITIAL
+    # @dev the margin below which an account is liquidated
+    MAINTENANCE
+
 struct MarketParams:
     # @dev initial margin fraction (1e18 = 100%), required to open or grow risk
     initial_margin: uint256
@@ -174,6 +180,16 @@ struct PositionTransfer:
     #      in the market (an ADL haircut): its entry price moves against it, so that its profit
     #      drops by at least this much before the size changes
     payment: uint256
+
+struct TradeOutcome:
+    # @dev the position's signed size after the trade
+    size: int256
+    # @dev its entry price after the trade
+    entry_price: uint256
+    # @dev whether its risk grew: a larger or flipped position
+    risk_grew: bool
+    # @dev the account's pool balance after the trade; UNKNOWN_BALANCE if the pool was not called
+    balance: int256
 
 struct AccountHealth:
     # @dev pool balance + unrealised PnL + unsettled funding, collateral units
@@ -556,27 +572,11 @@ def in_adl_round(account: address) -> bool:
 
 @external
 @view
-def withdrawal_allowed(account: address, amount: uint256) -> bool:
-    """
-    @notice Whether `account` may withdraw `amount`: it is not bankrupt, no open ADL round can
-            charge a side it holds, and its value after the withdrawal is at least its initial
-            margin (fresh prices).
-    @param account The account.
-    @param amount Token units to withdraw.
-    @return True if the withdrawal is allowed.
-    """
-    if self._withdrawal_waits(account):
-        return False
-    health: AccountHealth = self._health(account, True)
-    return health.value - convert(amount, int256) >= convert(health.initial_margin, int256)
-
-
-@external
-@view
 def withdrawable(account: address) -> uint256:
     """
     @notice The most `account` may withdraw now: its balance, less what keeps it at initial margin
-            at fresh prices; 0 under the same conditions `withdrawal_allowed` refuses.
+            at fresh prices; 0 while it is bankrupt or an open ADL round can charge a side it
+            holds. The pool refuses any withdrawal above it.
     @dev Reverts, as a withdrawal would, while a market the account holds is paused or stale.
     @param account The account.
     @return Token units.
@@ -584,7 +584,7 @@ def withdrawable(account: address) -> uint256:
     if self._withdrawal_waits(account):
         return 0
     balance: int256 = staticcall pool.balance_of(account)
-    health: AccountHealth = self._health_from(account, balance, True, True)
+    health: AccountHealth = self._health_from(account, balance, True, Requirement.INITIAL, MAX_MARKETS)
     headroom: int256 = min(balance, health.value - convert(health.initial_margin, int256))
     return convert(max(headroom, 0), uint256)
 
@@ -693,17 +693,13 @@ def _settle_fill(fill: Fill):
     sell_hash: bytes32 = self._use_order(fill.sell, fill.size)
     traded: int256 = convert(fill.size, int256)
     open_interest_before: uint256 = self.long_open_interest[market]
-    buyer_grew: bool = False
-    buyer_balance: int256 = 0
-    seller_grew: bool = False
-    seller_balance: int256 = 0
-    buyer_grew, buyer_balance = self._trade(buy.account, market, traded, fill.price, buy.reduce_only, 0, 0)
-    seller_grew, seller_balance = self._trade(sell.account, market, -traded, fill.price, sell.reduce_only, 0, 0)
+    buyer: TradeOutcome = self._trade(buy.account, market, traded, fill.price, buy.reduce_only, 0, 0)
+    seller: TradeOutcome = self._trade(sell.account, market, -traded, fill.price, sell.reduce_only, 0, 0)
     # The cap stops growth only: a fill that shrinks open interest is always allowed.
     open_interest: uint256 = self.long_open_interest[market]
     assert open_interest <= open_interest_before or open_interest <= self.markets[market].max_open_interest, "Clearinghouse: open interest cap"
-    self._check_margin_after_trade(buy.account, buyer_grew, buyer_balance)
-    self._check_margin_after_trade(sell.account, seller_grew, seller_balance)
+    self._check_margin_after_trade(buy.account, market, mark, buyer)
+    self._check_margin_after_trade(sell.account, market, mark, seller)
     log Trade(market=market, buyer=buy.account, seller=sell.account, size=fill.size, price=fill.price, buy_order=buy_hash, sell_order=sell_hash)
 
 
@@ -743,21 +739,21 @@ def _use_order(signed: SignedOrder, size: uint256) -> bytes32:
 
 
 @internal
-def _trade(account: address, market: uint256, delta: int256, price: uint256, reduce_only: bool, adjustment: int256, profit_charge: uint256) -> (bool, int256):
+def _trade(account: address, market: uint256, delta: int256, price: uint256, reduce_only: bool, adjustment: int256, profit_charge: uint256) -> TradeOutcome:
     """
     @dev Applies a signed size change at `price`: settles the position's funding (and socialised
          loss), realises PnL on the part closed, blends the entry price on the part added, and
          keeps open interest. `adjustment` (a payment received in a position transfer) is credited
          in the same pool call; `profit_charge` (an ADL haircut) is taken from the position's
-         profit before the size changes. Returns whether the account's risk in this market grew
-         (larger or flipped position), and its pool balance afterwards if the pool was called
-         (else UNKNOWN_BALANCE).
+         profit before the size changes. Returns the position after the trade, whether its risk
+         grew, and the account's pool balance if the pool was called.
     """
     position: Position = self._position(account, market)
     old_size: int256 = position.size
     new_size: int256 = old_size + delta
     funding: int256 = self.funding_index[market]
-    settled: int256 = margin_math.funding_payment(old_size, self._index_for(market, old_size, funding), position.funding_snapshot) + adjustment
+    index_before: int256 = self._index_for(market, old_size, funding)
+    settled: int256 = margin_math.funding_payment(old_size, index_before, position.funding_snapshot) + adjustment
 
     if profit_charge > 0:
         # The entry price moves against the position, so the profit any later round can charge
@@ -778,7 +774,11 @@ def _trade(account: address, market: uint256, delta: int256, price: uint256, red
         settled += margin_math.pnl(old_size, position.entry_price, price)
         position.entry_price = price
 
-    self._store_position(account, market, new_size, position.entry_price, self._index_for(market, new_size, funding))
+    # A position that keeps its side keeps its side's index: no second loss-index read.
+    index_after: int256 = index_before
+    if old_size == 0 or new_size == 0 or (old_size > 0) != (new_size > 0):
+        index_after = self._index_for(market, new_size, funding)
+    self._store_position(account, market, new_size, position.entry_price, index_after)
     self._update_open_interest(market, old_size, new_size)
     state: uint256 = self._account_state[account]
     new_state: uint256 = state & ~(1 << market) if new_size == 0 else state | (1 << market)
@@ -789,7 +789,7 @@ def _trade(account: address, market: uint256, delta: int256, price: uint256, red
         balance = extcall pool.settle(account, settled)
     log PositionUpdate(account=account, market=market, size=new_size, entry_price=position.entry_price, settled=settled)
     grew: bool = abs(new_size) > abs(old_size) or (old_size != 0 and new_size != 0 and (old_size > 0) != (new_size > 0))
-    return grew, balance
+    return TradeOutcome(size=new_size, entry_price=position.entry_price, risk_grew=grew, balance=balance)
 
 
 @internal
@@ -804,12 +804,22 @@ def _update_open_interest(market: uint256, old_size: int256, new_size: int256):
 
 @internal
 @view
-def _check_margin_after_trade(account: address, risk_grew: bool, balance: int256):
+def _check_margin_after_trade(account: address, market: uint256, mark: uint256, trade: TradeOutcome):
+    """
+    @dev Grown risk needs fresh prices and the initial margin; otherwise the value alone is
+         checked. The traded market counts from the trade itself: its funding has just settled,
+         so it adds its PnL at the mark (and its margin) without reading the position again.
+    """
+    balance: int256 = trade.balance
     if balance == UNKNOWN_BALANCE:
         balance = staticcall pool.balance_of(account)
-    # Grown risk needs fresh prices and the initial margin; otherwise the value alone is checked.
-    health: AccountHealth = self._health_from(account, balance, risk_grew, risk_grew)
-    if risk_grew:
+    requirements: Requirement = empty(Requirement)
+    if trade.risk_grew:
+        requirements = Requirement.INITIAL
+    health: AccountHealth = self._health_from(account, balance, trade.risk_grew, requirements, market)
+    health.value += margin_math.pnl(trade.size, trade.entry_price, mark)
+    if trade.risk_grew:
+        health.initial_margin += margin_math.margin_requirement(trade.size, mark, self.markets[market].initial_margin)
         assert health.value >= convert(health.initial_margin, int256), "Clearinghouse: below initial margin"
     else:
         assert health.value >= 0, "Clearinghouse: trade would bankrupt the account"
@@ -969,17 +979,18 @@ def _health(account: address, fresh: bool) -> AccountHealth:
     @dev Cross-margin health over the account's open markets. `fresh` demands fresh, unpaused
          prices (for checks that let risk grow); otherwise the latest prices are used.
     """
-    return self._health_from(account, staticcall pool.balance_of(account), fresh, True)
+    return self._health_from(account, staticcall pool.balance_of(account), fresh, Requirement.INITIAL | Requirement.MAINTENANCE, MAX_MARKETS)
 
 
 @internal
 @view
-def _health_from(account: address, balance: int256, fresh: bool, margins: bool) -> AccountHealth:
+def _health_from(account: address, balance: int256, fresh: bool, requirements: Requirement, skipped_market: uint256) -> AccountHealth:
     """
-    @dev `_health` from a known pool balance; without `margins` both requirements stay zero.
+    @dev `_health` from a known pool balance, computing only the `requirements` asked for (the
+         others stay zero), over the open markets but `skipped_market` (MAX_MARKETS: none).
     """
     health: AccountHealth = AccountHealth(value=balance, initial_margin=0, maintenance_margin=0)
-    open_mask: uint256 = self._account_state[account] & OPEN_MARKETS_MASK
+    open_mask: uint256 = self._account_state[account] & OPEN_MARKETS_MASK & ~(1 << skipped_market)
     for market: uint256 in range(MAX_MARKETS):
         if open_mask == 0:
             break
@@ -993,10 +1004,10 @@ def _health_from(account: address, balance: int256, fresh: bool, margins: bool) 
         funding_index: int256 = self._index_for(market, position.size, self._funding_index_now(market, index_price, mark_price))
         health.value += margin_math.pnl(position.size, position.entry_price, mark_price)
         health.value += margin_math.funding_payment(position.size, funding_index, position.funding_snapshot)
-        if not margins:
-            continue
-        health.initial_margin += margin_math.margin_requirement(position.size, mark_price, self.markets[market].initial_margin)
-        health.maintenance_margin += margin_math.margin_requirement(position.size, mark_price, self.markets[market].maintenance_margin)
+        if Requirement.INITIAL in requirements:
+            health.initial_margin += margin_math.margin_requirement(position.size, mark_price, self.markets[market].initial_margin)
+        if Requirement.MAINTENANCE in requirements:
+            health.maintenance_margin += margin_math.margin_requirement(position.size, mark_price, self.markets[market].maintenance_margin)
     return health
 
 

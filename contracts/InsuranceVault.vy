@@ -250,7 +250,7 @@ def claim(request_id: uint256) -> uint256:
     assets: uint256 = min(request.assets, self._convert_to_assets(request.shares, self._total_assets(), False))
     if assets > 0:
         assert staticcall pool.balance_of(self) >= convert(assets, int256), "InsuranceVault: collateral tied up in positions, retry later"
-        assert staticcall clearinghouse.withdrawal_allowed(self, assets), "InsuranceVault: claim would breach the vault's margin, retry later"
+        assert assets <= staticcall clearinghouse.withdrawable(self), "InsuranceVault: claim would breach the vault's margin, retry later"
     self.requests[request_id] = empty(WithdrawalRequest)
     erc20._burn(self, request.shares)
     if assets > 0:

@@ -144,7 +144,7 @@ def withdraw(amount: uint256):
     assert amount > 0, "MarginPool: zero amount"
     balance: int256 = self._balances[msg.sender]
     assert balance >= convert(amount, int256), "MarginPool: amount above balance"
-    assert staticcall self.clearinghouse.withdrawal_allowed(msg.sender, amount), "MarginPool: withdrawal below initial margin"
+    assert amount <= staticcall self.clearinghouse.withdrawable(msg.sender), "MarginPool: withdrawal below initial margin"
     balance -= convert(amount, int256)
     self._balances[msg.sender] = balance
     self.total_withdrawn += amount

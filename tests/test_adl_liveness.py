@@ -27,9 +27,9 @@ SOL_PRICE = 200 * WAD
 
 
 def can_withdraw(mirror, who, amount=usd(1)) -> bool:
-    allowed = mirror.read(mirror.c.clearinghouse.withdrawal_allowed.call(_addr(who), amount))
-    assert allowed == mirror.model.withdrawal_allowed(_addr(who), amount, mirror.now())
-    return allowed
+    allowed = mirror.read(mirror.c.clearinghouse.withdrawable.call(_addr(who)))
+    assert allowed == mirror.model.withdrawable(_addr(who), mirror.now())
+    return amount <= allowed
 
 
 def _addr(who):

@@ -274,13 +274,13 @@ def test_model__failed_checks_raise_contract_reason_and_change_nothing(change, r
 def test_withdraw__below_initial_margin_reverts():
     model = new_model(alice=usd(20_000), bob=usd(20_000))
     trade(model, ALICE, BOB, ONE)
-    assert not model.withdrawal_allowed(ALICE, usd(10_001), T0)
+    assert model.withdrawable(ALICE, T0) == usd(10_000)
     model.withdraw(ALICE, usd(10_000), T0)  # value 10_000 = initial margin: allowed
     with pytest.raises(ModelRevert, match="MarginPool: withdrawal below initial margin"):
         model.withdraw(ALICE, 1, T0)
     assert model.total_held() == usd(30_000)
     with pytest.raises(ModelRevert, match="Oracle: stale price"):
-        model.withdrawal_allowed(ALICE, 1, T0 + 61)
+        model.withdrawable(ALICE, T0 + 61)
 
 
 def test_settle_fills__all_or_nothing():
@@ -370,6 +370,6 @@ def test_flag_bankruptcy__negative_value_freezes_account():
     move_price(model, 111_000, now)  # bob: 20_000 - 22_000
     assert model.liquidation.flag_bankruptcy(BOB, now) == usd(2_000)
     assert model.bankrupt[BOB]
-    assert not model.withdrawal_allowed(BOB, 1, now)
+    assert model.withdrawable(BOB, now) == 0
     with pytest.raises(ModelRevert, match="LiquidationEngine: account bankrupt"):
         model.liquidation.liquidate(CAROL, BOB, BTC, ONE, now)

@@ -340,7 +340,7 @@ class Model:
     def withdraw(self, account: Account, amount: int, now: int) -> None:
         _require(amount > 0, "MarginPool: zero amount")
         _require(self.balance(account) >= amount, "MarginPool: amount above balance")
-        _require(self.withdrawal_allowed(account, amount, now), "MarginPool: withdrawal below initial margin")
+        _require(amount <= self.withdrawable(account, now), "MarginPool: withdrawal below initial margin")
         self.balance_of[account] = self.balance(account) - amount
         self.total_withdrawn += amount
 
@@ -437,12 +437,6 @@ class Model:
         return amount
 
     # ------------------------------------------------------------ Clearinghouse: views
-
-    def withdrawal_allowed(self, account: Account, amount: int, now: int) -> bool:
-        if self._withdrawal_waits(account):
-            return False
-        health = self._health(account, True, now)
-        return health.value - amount >= health.initial_margin
 
     def withdrawable(self, account: Account, now: int) -> int:
         if self._withdrawal_waits(account):

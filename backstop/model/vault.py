@@ -97,7 +97,7 @@ class VaultModel:
         assets = min(request.assets, self.convert_to_assets(request.shares, self.total_assets(now)))
         if assets > 0:
             _require(self.exchange.balance(self.address) >= assets, "InsuranceVault: collateral tied up in positions, retry later")
-            _require(self.exchange.withdrawal_allowed(self.address, assets, now), "InsuranceVault: claim would breach the vault's margin, retry later")
+            _require(assets <= self.exchange.withdrawable(self.address, now), "InsuranceVault: claim would breach the vault's margin, retry later")
         del self.requests[request_id]
         self.balance_of[self.address] -= request.shares
         self.total_supply -= request.shares
