@@ -321,16 +321,16 @@ def protocol_invariants(request, accounts):
         assert long_side == short_side == sum(x for x in sizes if x > 0) == -sum(x for x in sizes if x < 0)
 
 
-def common_book(mirror, alice, bob, carol, dave, erin, stranger, alice_collateral=usd(12 * K)):
-    """The book of the module docstring, BTC left at 86k."""
+def common_book(mirror, alice, bob, carol, dave, erin, stranger, alice_collateral=usd(12 * K), erin_short=btc("0.6")):
+    """The book of the module docstring, BTC left at 86k (erin's collateral is 10k per BTC short)."""
     mirror.fund(alice, alice_collateral)
     mirror.fund(bob, usd(8 * K))
     mirror.fund(carol, usd(20 * K))
-    mirror.fund(erin, usd(6 * K))
+    mirror.fund(erin, erin_short * usd(10 * K) // WAD)
     mirror.fund(dave, usd(100 * K))
     mirror.trade((alice, bob, BTC, btc("0.5"), BTC_PRICE), (alice, carol, BTC, btc("0.5"), BTC_PRICE), sender=stranger)
     mirror.walk(BTC, 90 * K * WAD)
-    mirror.trade((dave, erin, BTC, btc("0.6"), 90 * K * WAD), sender=stranger)
+    mirror.trade((dave, erin, BTC, erin_short, 90 * K * WAD), sender=stranger)
     mirror.walk(BTC, 86 * K * WAD)
     assert mirror.model.account_value(alice.address, mirror.now()) == alice_collateral - usd(14 * K)
 
@@ -609,18 +609,23 @@ def test_execute__order_is_checked_within_a_call_not_across_calls(bankrupt_alice
 
 # ---------------------------------------------------------------- the vault's own account
 
+def vault_in_deficit(mirror, alice, bob, dave, stranger):
+    """dave's 10k in the vault; alice long 0.5 BTC at 100k on 6k against bob (100k); at 91k the
+    vault takes her over, at 65k the vault is worth -1.5k. Returns the vault."""
+    mirror.deposit(dave, usd(10 * K))
+    mirror.fund(alice, usd(6 * K))
+    mirror.fund(bob, usd(100 * K))
+    mirror.trade((alice, bob, BTC, WAD // 2, BTC_PRICE), sender=stranger)
+    mirror.walk(BTC, 91 * K * WAD)
+    assert mirror.backstop(stranger, alice)[1] == ""
+    mirror.walk(BTC, 65 * K * WAD, 2)
+    return mirror.protocol.vault
+
 def test_open_round__bankrupt_vault_is_resolved_by_the_winners(mirror, alice, bob, dave, erin, stranger):
     # dave's 10k in the vault; alice long 0.5 BTC at 100k on 6k against bob; at 91k the vault takes
     # her over (worth 1.5k: the vault holds 11.5k and the long). At 65k the long has lost 13k: the
     # vault is worth -1.5k and is flagged.
-    mirror.deposit(dave, usd(10 * K))
-    mirror.fund(alice, usd(6 * K))
-    mirror.fund(bob, usd(100 * K))
-    mirror.trade((alice, bob, BTC, WAD // 2, BTC_PRICE), sender=bob)
-    mirror.walk(BTC, 91 * K * WAD)
-    assert mirror.backstop(stranger, alice)[1] == ""
-    mirror.walk(BTC, 65 * K * WAD, 2)
-    vault = mirror.protocol.vault
+    vault = vault_in_deficit(mirror, alice, bob, dave, stranger)
     assert value(mirror, vault) == -usd(1_500)
     tx, deficit = mirror.flag_bankruptcy(vault, sender=stranger)
     assert deficit == usd(1_500)

@@ -17,7 +17,7 @@ from backstop.model.adl import PRO_RATA
 from conftest import BTC, SOL, WAD
 from test_adl import (  # noqa: F401  (fixtures are found by name in this module)
     BELOW_MARGIN, EXTRAS, K, AdlMirror, balance, bankrupt_alice, btc, common_book, mirror, protocol_invariants, refuse_and_flag, size,
-    usd, value,
+    usd, value, vault_in_deficit,
 )
 from test_insurance_vault import BTC_PRICE, dave, erin, fast  # noqa: F401
 
@@ -30,6 +30,17 @@ def can_withdraw(mirror, who, amount=usd(1)) -> bool:
     allowed = mirror.read(mirror.c.clearinghouse.withdrawable.call(_addr(who)))
     assert allowed == mirror.model.withdrawable(_addr(who), mirror.now())
     return amount <= allowed
+
+
+def alice_refused_at_88k(mirror, alice, bob, stranger):
+    """alice long 1 BTC at 100k on 10k against bob (20k); at 88k she is -2k, the empty vault refuses
+    her, and her round opens."""
+    mirror.fund(alice, usd(10 * K))
+    mirror.fund(bob, usd(20 * K))
+    mirror.trade((alice, bob, BTC, WAD, BTC_PRICE), sender=stranger)
+    mirror.walk(BTC, 88 * K * WAD)
+    refuse_and_flag(mirror, alice, stranger)
+    mirror.open_round(alice)
 
 
 def _addr(who):
@@ -90,14 +101,9 @@ def test_user_made_round_closes_and_bystander_withdraws(user_made_round, alice, 
 
 def test_round_closes_while_price_keeps_falling(mirror, alice, bob, carol, dave, erin, liquidator, stranger):
     # alice long 1 BTC at 100k on 10k against bob; at 88k she is -2k and the empty vault refuses her.
-    mirror.fund(alice, usd(10 * K))
-    mirror.fund(bob, usd(20 * K))
     mirror.fund(erin, usd(20 * K))
     mirror.fund(liquidator, usd(10 * K))
-    mirror.trade((alice, bob, BTC, WAD, BTC_PRICE), sender=stranger)
-    mirror.walk(BTC, 88 * K * WAD)
-    refuse_and_flag(mirror, alice, stranger)
-    mirror.open_round(alice)
+    alice_refused_at_88k(mirror, alice, bob, stranger)
     [batch] = mirror.plan(alice, BTC)
     assert batch.winners == [bob.address]
     # Before the keeper's call bob takes his profit: erin takes his short over at 87k, below the
@@ -194,15 +200,7 @@ def test_front_runner_cannot_make_a_keeper_batch_revert(bankrupt_alice, alice, b
 def test_dust_never_makes_the_vault_negative(mirror, alice, bob, carol, dave, erin, stranger):
     # The common book with erin short 0.7: pro-rata closes 1 BTC in three parts and alice realises
     # one unit more than her 14k loss. The vault holds nothing.
-    mirror.fund(alice, usd(12 * K))
-    mirror.fund(bob, usd(8 * K))
-    mirror.fund(carol, usd(20 * K))
-    mirror.fund(erin, usd(7 * K))
-    mirror.fund(dave, usd(100 * K))
-    mirror.trade((alice, bob, BTC, btc("0.5"), BTC_PRICE), (alice, carol, BTC, btc("0.5"), BTC_PRICE), sender=stranger)
-    mirror.walk(BTC, 90 * K * WAD)
-    mirror.trade((dave, erin, BTC, btc("0.7"), 90 * K * WAD), sender=stranger)
-    mirror.walk(BTC, 86 * K * WAD)
+    common_book(mirror, alice, bob, carol, dave, erin, stranger, erin_short=btc("0.7"))
     refuse_and_flag(mirror, alice, stranger)
     mirror.set_policy(BTC, PRO_RATA)
     mirror.open_round(alice)
@@ -246,15 +244,10 @@ def test_finish_round__deficit_spread_over_the_winners_side_in_proportion_to_siz
     # alice long 1 BTC at 100k on 10k against bob; at 88k the empty vault refuses her (-2k). Before
     # the keeper acts bob buys back from dave at 87k, and erin sells carol 3 BTC at 87k: the shorts,
     # dave 1 and erin 3, entered below the round's price (88k) and are no winners.
-    mirror.fund(alice, usd(10 * K))
-    mirror.fund(bob, usd(20 * K))
     mirror.fund(carol, usd(100 * K))
     mirror.fund(dave, usd(20 * K))
     mirror.fund(erin, usd(40 * K))
-    mirror.trade((alice, bob, BTC, WAD, BTC_PRICE), sender=stranger)
-    mirror.walk(BTC, 88 * K * WAD)
-    refuse_and_flag(mirror, alice, stranger)
-    mirror.open_round(alice)
+    alice_refused_at_88k(mirror, alice, bob, stranger)
     mirror.trade((bob, dave, BTC, WAD, 87 * K * WAD), (carol, erin, BTC, 3 * WAD, 87 * K * WAD), sender=stranger)
     assert mirror.plan(alice, BTC) == []
     mirror.wait_past(mirror.adl_model.round(alice.address).deadline)
@@ -299,15 +292,8 @@ def test_finish_round__the_vaults_own_round_keeps_its_position(mirror, alice, bo
     # the vault is -1.5k and flagged. bob, the only short, closes his 0.5 against erin at 64k before
     # the keeper acts: erin is no winner at the round's price (65k), and nobody can take the vault's
     # own position. At the deadline the vault keeps it and the 1.5k goes over the shorts (erin).
-    mirror.deposit(dave, usd(10 * K))
-    mirror.fund(alice, usd(6 * K))
-    mirror.fund(bob, usd(100 * K))
     mirror.fund(erin, usd(100 * K))
-    mirror.trade((alice, bob, BTC, WAD // 2, BTC_PRICE), sender=stranger)
-    mirror.walk(BTC, 91 * K * WAD)
-    assert mirror.backstop(stranger, alice)[1] == ""
-    mirror.walk(BTC, 65 * K * WAD, 2)
-    vault = mirror.protocol.vault
+    vault = vault_in_deficit(mirror, alice, bob, dave, stranger)
     mirror.flag_bankruptcy(vault, sender=stranger)
     mirror.open_round(vault)
     mirror.trade((bob, erin, BTC, WAD // 2, 64 * K * WAD), sender=stranger)
