@@ -25,7 +25,8 @@ def account_state(mirror, account):
 
 
 def vault_state(mirror):
-    return account_state(mirror, mirror.protocol.vault), mirror.vault_model.lost_today
+    vault = mirror.vault_model
+    return account_state(mirror, mirror.protocol.vault), (vault.last_report_value, vault.locked_profit, vault.unlock_end, vault.day_high)
 
 
 def crash_btc(mirror, percent):
@@ -50,7 +51,7 @@ def test_backstop__below_the_line_anyone_hands_every_position_to_the_vault(mirro
     takeover = tx.one("Takeover")
     assert (takeover.vault, takeover.value, takeover.markets) == (mirror.vault_address, 1_500 * USDC, 2)
     recorded = tx.one("TakeoverRecorded")
-    assert (recorded.account, recorded.loss, recorded.lost_today) == (alice.address, 0, 0)
+    assert (recorded.account, recorded.loss, recorded.drawdown) == (alice.address, 0, 0)
     # The vault holds every position at the mark, and all of alice's remaining value as collateral.
     vault = mirror.vault_address
     assert (mirror.model.position(vault, BTC).size, mirror.model.position(vault, BTC).entry_price) == (WAD // 2, 91_000 * WAD)
@@ -63,9 +64,17 @@ def test_backstop__below_the_line_anyone_hands_every_position_to_the_vault(mirro
         "MarginPool: amount above balance", alice, mirror.c.pool.withdraw.call(1),
         lambda now: mirror.model.withdraw(alice.address, 1, now),
     )
-    # The buffer is the depositors' income.
-    assert Fraction(*mirror.price()) > Fraction(*price)
+    # The buffer is the depositors' income: locked by the takeover's report, it reaches the share
+    # price only as it unlocks, linearly over `profit_unlock_time`.
+    assert tx.one("ProfitLocked").gain == 1_500 * USDC
+    assert Fraction(*mirror.price()) == Fraction(*price)
+    vault = mirror.vault_model
+    mirror.wait(vault.profit_unlock_time // 3)
+    elapsed = mirror.now() - vault.last_report
+    assert vault.total_assets(mirror.now()) == 50_000 * USDC + 1_500 * USDC * elapsed // vault.profit_unlock_time  # a third
+    mirror.wait(mirror.vault_model.profit_unlock_time)
     assert mirror.vault_model.total_assets(mirror.now()) == 51_500 * USDC
+    assert Fraction(*mirror.price()) > Fraction(*price)
 
 
 def test_backstop__between_the_line_and_maintenance_only_a_keeper(mirror, alice, bob, dave, keeper, stranger):
@@ -97,23 +106,24 @@ def test_backstop__healthy_account_reverts_for_anyone(mirror, alice, bob, carol,
     )
 
 
-def test_backstop__vault_profits_when_the_price_recovers(mirror, alice, bob, dave, erin, stranger):
+def test_backstop__vault_profits_when_the_price_recovers(mirror, alice, bob, dave, stranger):
     mirror.deposit(dave, 50_000 * USDC)
     open_long(mirror, alice, bob, 6_000 * USDC)
     price_before = Fraction(*mirror.price())
     crash_btc(mirror, 91)
     assert mirror.backstop(stranger, alice)[1] == ""
-    after_takeover = mirror.vault_model.total_assets(mirror.now())
-    move_btc(mirror, -7)  # the taken-over long loses first: negative yield
+    move_btc(mirror, -7)  # the taken-over long loses 3,185 first: more than the 1.5k buffer held back
+    assert mirror.vault_model.total_assets(mirror.now()) == mirror.vault_value() == 48_315 * USDC  # at once
     assert Fraction(*mirror.price()) < price_before
-    mirror.walk_mark(BTC, BTC_PRICE, 1)  # then BTC is back at 100k
-    assert mirror.vault_model.total_assets(mirror.now()) == after_takeover + 4_500 * USDC == 56_000 * USDC
+    mirror.walk_mark(BTC, BTC_PRICE, 1)  # then BTC is back at 100k: worth 56k, a gain on the last report
+    assert mirror.vault_value() == 56_000 * USDC
+    tx, locked = mirror.process_report(stranger)
+    assert tx.one("ProfitLocked").gain == 4_500 * USDC and locked <= 6_000 * USDC
+    assert Fraction(*mirror.price()) < Fraction(56_000 * USDC + 1, mirror.vault_model.total_supply + 10**6)
+    # Once unlocked, dave's shares are worth the takeover's buffer and the recovery.
+    mirror.wait(mirror.vault_model.unlock_end - mirror.now())
+    assert mirror.read(mirror.c.vault.convertToAssets.call(mirror.shares(dave))) == 56_000 * USDC - 1
     assert Fraction(*mirror.price()) > price_before
-    # dave's shares are worth the takeover's buffer and the recovery; erin, arriving now, pays for them.
-    assert mirror.read(mirror.c.vault.previewRedeem.call(mirror.shares(dave))) == 56_000 * USDC - 1
-    shares = mirror.deposit(erin, 56_000 * USDC)
-    assert 56_000 * USDC - 1 <= mirror.read(mirror.c.vault.previewRedeem.call(shares)) <= 56_000 * USDC
-    assert mirror.read(mirror.c.vault.previewRedeem.call(mirror.shares(dave))) >= 56_000 * USDC - 1
 
 
 def test_backstop__bankrupt_account_inside_the_loss_cap_is_covered(mirror, alice, bob, dave, stranger):
@@ -129,26 +139,35 @@ def test_backstop__bankrupt_account_inside_the_loss_cap_is_covered(mirror, alice
     assert refusal == ""
     assert tx.one("Takeover").value == -1_000 * USDC
     recorded = tx.one("TakeoverRecorded")
-    assert (recorded.loss, recorded.lost_today) == (1_000 * USDC, 1_000 * USDC)
+    assert (recorded.loss, recorded.drawdown) == (1_000 * USDC, 1_000 * USDC)  # the deficit is today's drawdown
     assert account_state(mirror, alice) == (0, [Position()] * 3)
     assert not mirror.model.bankrupt[alice.address]  # resolved: no ADL needed
     assert mirror.vault_model.total_assets(mirror.now()) == 49_000 * USDC
     assert Fraction(*mirror.price()) < Fraction(*price)
 
 
-def test_liquidate__penalty_raises_the_vaults_share_price(mirror, alice, bob, dave, liquidator):
+def test_liquidate__penalty_raises_the_vaults_share_price_as_it_unlocks(mirror, alice, bob, dave, liquidator, stranger):
     mirror.deposit(dave, 50_000 * USDC)
     open_long(mirror, alice, bob, 6_000 * USDC)
     mirror.fund(liquidator, 100_000 * USDC)
     crash_btc(mirror, 91)
     price = mirror.price()
-    worth = mirror.read(mirror.c.vault.previewRedeem.call(mirror.shares(dave)))
+    worth = mirror.read(mirror.c.vault.convertToAssets.call(mirror.shares(dave)))
     tx, _ = mirror.liquidate(liquidator, alice, BTC, WAD)
     assert tx.one("Liquidation").penalty == 455 * USDC
-    assert mirror.vault_model.total_assets(mirror.now()) == 50_455 * USDC
+    assert mirror.vault_value() == 50_455 * USDC
+    assert mirror.price() == price  # not yet: income reaches the share price through a report, locked
+    tx, locked = mirror.process_report(stranger)
+    assert locked == 455 * USDC and mirror.price() == price
+    unlock = mirror.vault_model.profit_unlock_time
+    assert mirror.vault_model.unlock_end == mirror.now() + unlock
+    mirror.wait(unlock // 5)
+    elapsed = mirror.now() - mirror.vault_model.last_report
+    assert mirror.vault_model.total_assets(mirror.now()) == 50_000 * USDC + 455 * USDC * elapsed // unlock  # a fifth, linearly
+    mirror.wait(unlock)
     assert Fraction(*mirror.price()) > Fraction(*price)
     # dave's shares gain the penalty, less what the virtual shares keep (a fraction of a unit here).
-    assert worth + 455 * USDC - 1 <= mirror.read(mirror.c.vault.previewRedeem.call(mirror.shares(dave))) <= worth + 455 * USDC
+    assert worth + 455 * USDC - 1 <= mirror.read(mirror.c.vault.convertToAssets.call(mirror.shares(dave))) <= worth + 455 * USDC
 
 
 # ---------------------------------------------------------------- refusals: nothing moves
@@ -225,7 +244,7 @@ def test_backstop__daily_loss_cap_accumulates_and_resets_the_next_day(mirror, al
     open_long(mirror, carol, bob, 6_000 * USDC)
     crash_btc(mirror, 86)  # both -1k
     tx, refusal = mirror.backstop(stranger, alice)
-    assert refusal == "" and tx.one("TakeoverRecorded").lost_today == 1_000 * USDC
+    assert refusal == "" and tx.one("TakeoverRecorded").drawdown == 1_000 * USDC
     assert mirror.read(mirror.c.vault.loss_allowance.call()) == 500 * USDC
     tx, refusal = mirror.backstop(stranger, carol)
     assert refusal == LOSS_CAP and tx.one("BankruptcyFlagged").account == carol.address
@@ -234,8 +253,8 @@ def test_backstop__daily_loss_cap_accumulates_and_resets_the_next_day(mirror, al
     assert mirror.read(mirror.c.vault.loss_allowance.call()) == 1_000 * USDC
     mirror.refresh()
     tx, refusal = mirror.backstop(stranger, carol)
-    assert refusal == "" and tx.one("TakeoverRecorded").lost_today == 1_000 * USDC
-    assert mirror.vault_model.loss_day == mirror.now() // DAY
+    assert refusal == "" and tx.one("TakeoverRecorded").drawdown == 1_000 * USDC
+    assert mirror.vault_model.high_day == mirror.now() // DAY
     assert not mirror.model.bankrupt[carol.address]
 
 

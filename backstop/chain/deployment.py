@@ -68,6 +68,11 @@ class ProtocolConfig:
     # over the winners' side). An hour: time for a keeper to work through any book, short for the
     # accounts the round can charge, which wait to withdraw meanwhile.
     adl_round_duration: int = 3600
+    # @dev Seconds over which the vault's income (takeover buffers, penalties, fees, gains) unlocks
+    # into its share price. Longer than a depositor's shortest stay (lock-up 7 days + delay 1 day),
+    # so that one who enters just before a known gain and leaves as soon as she can takes at most
+    # 8/30 of her pro-rata share of it.
+    vault_profit_unlock: int = 30 * 24 * 3600
     # @dev keeper role holders besides the keeper passed to `deploy_protocol`
     keepers: tuple[str, ...] = ()
     # @dev The vault's position limit per market caps its concentration in one market: about 1-2x the
@@ -126,7 +131,7 @@ def deploy_protocol(project, owner, keeper, config: ProtocolConfig = ProtocolCon
     )
     vault = owner.deploy(
         project.InsuranceVault, token, pool, clearinghouse, config.vault_lockup, config.vault_withdrawal_delay,
-        config.vault_max_leverage, config.vault_loss_cap_per_event, config.vault_loss_cap_per_day,
+        config.vault_max_leverage, config.vault_loss_cap_per_event, config.vault_loss_cap_per_day, config.vault_profit_unlock,
     )
     adl_engine = owner.deploy(project.AdlEngine, clearinghouse, oracle, config.adl_round_duration)
     adl_ranking = owner.deploy(project.AdlRanking, adl_engine, clearinghouse, oracle)
@@ -191,6 +196,7 @@ SECTIONS = {
         "max_leverage": ("vault_max_leverage", WAD),
         "loss_cap_per_event": ("vault_loss_cap_per_event", USDC),
         "loss_cap_per_day": ("vault_loss_cap_per_day", USDC),
+        "profit_unlock": ("vault_profit_unlock", 1),
     },
     "adl": {"round_duration": ("adl_round_duration", 1)},
 }

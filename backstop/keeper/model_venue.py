@@ -153,7 +153,7 @@ def build_model(config: ProtocolConfig, markets, policy: int, now: int) -> tuple
     model = TrackingModel(config.max_move, config.staleness, VAULT)
     LiquidationModel(model, config.liquidation_discount, config.liquidation_penalty, config.backstop_ratio)
     vault = VaultModel(model, VAULT, config.vault_lockup, config.vault_withdrawal_delay, config.vault_max_leverage,
-                       config.vault_loss_cap_per_event, config.vault_loss_cap_per_day)
+                       config.vault_loss_cap_per_event, config.vault_loss_cap_per_day, config.vault_profit_unlock)
     engine = AdlModel(model, config.adl_round_duration)
     defaults = {market.name: market for market in config.markets}
     for market_id, market in enumerate(markets):

@@ -15,8 +15,9 @@ Deploys the protocol on the connected chain (a fresh local Anvil by default) and
   shrinking (PnL realised);
 - `LiquidationEngine.liquidate` of an account below maintenance margin, full and partial (half),
   by a liquidator taking its first position in the market and by one that already holds one;
-- `InsuranceVault`: a first and a repeat `deposit`, `request_redeem` and `claim` (the vault then
-  holds a taken-over position, so the claim's margin check runs), and `LiquidationEngine.backstop`:
+- `InsuranceVault`: a first and a repeat `deposit`, an EIP-7540 `requestRedeem` and its claim by
+  `redeem` (the vault then holds a taken-over position, so the claim's margin check runs, and its
+  buffer is locked income, so every report has income to unlock), and `LiquidationEngine.backstop`:
   the vault taking over an account below the backstop line;
 - the deployed size of every contract: its code as `eth_getCode` returns it (runtime code plus
   immutables), against 19,660 bytes, 80% of EIP-170's 24,576.
@@ -327,11 +328,11 @@ def measure_vault(bench: Bench, config: ProtocolConfig, victim: str, counterpart
 
     advance(config.vault_lockup)
     refresh_prices(bench)
-    receipt = measure(bench, "vault request_redeem", lambda: vault.request_redeem(vault.balanceOf(depositor) // 2, sender=depositor))
+    shares = vault.balanceOf(depositor) // 2
+    measure(bench, "vault requestRedeem", lambda: vault.requestRedeem(shares, depositor, depositor, sender=depositor))
     advance(config.vault_withdrawal_delay)
     refresh_prices(bench)
-    request_id = receipt.events.filter(vault.WithdrawalRequested)[0].request_id
-    measure(bench, "vault claim — vault holds a position", lambda: vault.claim(request_id, sender=depositor))
+    measure(bench, "vault claim (redeem) — vault holds a position", lambda: vault.redeem(shares, depositor, depositor, sender=depositor))
 
 
 def refresh_prices(bench: Bench) -> None:
