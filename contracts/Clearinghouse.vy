@@ -4,7 +4,9 @@
 @title Clearinghouse
 @notice Markets, positions, signed orders, funding and margin of the perpetual exchange. Settles
         matched EIP-712 signed orders inside a price band around the oracle, keeps every account's
-        cross margin over all markets and accrues funding lazily.
+        cross margin over all markets, charges trading fees for the insurance vault and accrues
+        funding lazily. Markets and their parameters come from the MarketConfigurator
+        (contracts/MarketConfigurator.vy), which checks them against hard bounds.
         The waterfall that resolves a failing account lives in two contracts of its own, which
         act on the books only through this contract's role-guarded hooks:
         - the LiquidationEngine (contracts/LiquidationEngine.vy): liquidation through the market,
@@ -52,6 +54,14 @@ event Trade:
     price: uint256
     buy_order: bytes32
     sell_order: bytes32
+    # @dev trading fees paid by each side, collateral units (in `settled` of their PositionUpdate)
+    buyer_fee: uint256
+    seller_fee: uint256
+
+event FeesCollected:
+    # @dev the insurance vault, credited once per `settle_fills` with every fee of its fills
+    insurance_account: indexed(address)
+    amount: uint256
 
 event PositionUpdate:
     account: indexed(address)
@@ -96,6 +106,9 @@ event UpdateMarket:
 event UpdateInsuranceAccount:
     insurance_account: address
 
+event UpdateMarketConfigurator:
+    market_configurator: address
+
 event UpdateLiquidationEngine:
     liquidation_engine: address
 
@@ -130,6 +143,10 @@ struct MarketParams:
     funding_premium_cap: uint256
     # @dev seconds over which the full premium is paid
     funding_period: uint256
+    # @dev fee of the resting side of a fill, fraction of its notional (1e18 = 100%)
+    maker_fee: uint256
+    # @dev fee of the side that took liquidity, fraction of its notional; at least the maker fee
+    taker_fee: uint256
 
 struct Position:
     # @dev signed base units (1e18): long > 0, short < 0
@@ -170,6 +187,9 @@ struct Fill:
     # @dev base units traded, positive
     size: uint256
     price: uint256
+    # @dev the submitter's word on which order took liquidity: it pays the taker fee, the other
+    #      the maker fee. Either order accepts the taker fee; the vault earns the same either way.
+    buyer_is_taker: bool
 
 struct PositionTransfer:
     # @dev the account taking the other side of the transfer: a liquidator, the vault or an ADL winner
@@ -254,6 +274,8 @@ loss_index: public(HashMap[uint256, uint256[2]])
 adl_exposure: public(HashMap[uint256, uint256[2]])
 # @dev The insurance vault: credited with liquidation penalties, takes over failing accounts.
 insurance_account: public(address)
+# @dev The MarketConfigurator: lists markets and sets their parameters, checked against its bounds.
+market_configurator: public(address)
 # @dev The LiquidationEngine: may move positions and balances and flag accounts through the hooks.
 liquidation_engine: public(address)
 # @dev The AdlEngine: may move positions and balances and flag accounts through the hooks.
@@ -265,6 +287,8 @@ _batch_index_price: transient(HashMap[uint256, uint256])
 _batch_mark_price: transient(HashMap[uint256, uint256])
 _batch_markets_read: transient(uint256)
 _batch_open: transient(bool)
+# @dev Inside `settle_fills` only: the fees of its fills so far, credited to the vault at its end.
+_batch_fees: transient(uint256)
 
 
 # ---------------------------------------------------------------- constructor
@@ -287,37 +311,6 @@ def __init__(price_oracle: IOracle, margin_pool: IMarginPool, insurance: address
 # ---------------------------------------------------------------- owner
 
 @external
-def list_market(params: MarketParams) -> uint256:
-    """
-    @notice Lists a new market under the next id.
-    @dev Owner only. The oracle must already have a feed for that id before anyone trades.
-    @param params Risk and funding parameters.
-    @return The new market id.
-    """
-    ownable._check_owner()
-    market: uint256 = self.market_count
-    assert market < MAX_MARKETS, "Clearinghouse: too many markets"
-    self.market_count = market + 1
-    self.funding_updated_at[market] = block.timestamp
-    self._set_market(market, params)
-    return market
-
-
-@external
-def set_market_params(market: uint256, params: MarketParams):
-    """
-    @notice Updates a listed market's parameters.
-    @dev Owner only. Funding accrues at the old parameters up to now first.
-    @param market The market id.
-    @param params New risk and funding parameters.
-    """
-    ownable._check_owner()
-    self._check_listed(market)
-    self._accrue_funding(market)
-    self._set_market(market, params)
-
-
-@external
 def set_insurance_account(insurance: address):
     """
     @notice Sets the insurance vault: penalty recipient and taker of failing accounts.
@@ -326,6 +319,41 @@ def set_insurance_account(insurance: address):
     """
     ownable._check_owner()
     self._set_insurance_account(insurance)
+
+
+@external
+def set_market_configurator(configurator: address):
+    """
+    @notice Sets the MarketConfigurator, the only contract that may list markets and set their
+            parameters (`set_market`).
+    @dev Owner only. Zero freezes the markets' parameters.
+    @param configurator The MarketConfigurator.
+    """
+    ownable._check_owner()
+    self.market_configurator = configurator
+    log UpdateMarketConfigurator(market_configurator=configurator)
+
+
+@external
+def set_market(market: uint256, params: MarketParams):
+    """
+    @notice Lists a market under the next id, or replaces a listed market's parameters after
+            accruing its funding at the old ones up to now.
+    @dev MarketConfigurator only: it has checked `params` against their bounds.
+    @param market The next id (`market_count`) to list, or a listed market.
+    @param params Risk, funding and fee parameters.
+    """
+    assert msg.sender == self.market_configurator, "Clearinghouse: caller is not the market configurator"
+    count: uint256 = self.market_count
+    if market == count:
+        assert market < MAX_MARKETS, "Clearinghouse: too many markets"
+        self.market_count = count + 1
+        self.funding_updated_at[market] = block.timestamp
+    else:
+        self._check_listed(market)
+        self._accrue_funding(market)
+    self.markets[market] = params
+    log UpdateMarket(market=market, params=params)
 
 
 @external
@@ -361,21 +389,25 @@ def settle_fills(fills: DynArray[Fill, MAX_FILLS]):
     @dev Anyone may submit: the signatures are the authorisation. Each fill needs a buy and a sell
          order of the same market, signed by their accounts, unexpired, with enough remaining size,
          at a price within both limits and within the market's band around the fresh oracle mark.
-         Afterwards each account must be at or above initial margin if its risk grew, and keep a
-         non-negative value otherwise.
+         Each side pays a trading fee on its notional (the taker fee for the order the fill says
+         took liquidity, the maker fee for the other), settled with its trade; the batch's fees
+         reach the insurance vault in one credit at the end (`FeesCollected`). Afterwards each
+         account must be at or above initial margin if its risk grew, and keep a non-negative
+         value otherwise, fees included.
     @param fills The fills, settled in order.
     """
     self._batch_open = True
     for fill: Fill in fills:
         self._settle_fill(fill)
-    read: uint256 = self._batch_markets_read
-    for market: uint256 in range(MAX_MARKETS):
-        if read == 0:
-            break
-        if read & (1 << market) != 0:
-            read &= ~(1 << market)
-            self._batch_index_price[market] = 0
-            self._batch_mark_price[market] = 0
+    fees: uint256 = self._batch_fees
+    if fees > 0:
+        # One credit per batch: the vault's balance is written once, not once per fill.
+        insurance: address = self.insurance_account
+        extcall pool.settle(insurance, convert(fees, int256))
+        log FeesCollected(insurance_account=insurance, amount=fees)
+        self._batch_fees = 0
+    # A cached price is read only under its bit, so clearing the bits forgets the cache: a second
+    # `settle_fills` in the same transaction reads the oracle afresh.
     self._batch_markets_read = 0
     self._batch_open = False
 
@@ -693,14 +725,20 @@ def _settle_fill(fill: Fill):
     sell_hash: bytes32 = self._use_order(fill.sell, fill.size)
     traded: int256 = convert(fill.size, int256)
     open_interest_before: uint256 = self.long_open_interest[market]
-    buyer: TradeOutcome = self._trade(buy.account, market, traded, fill.price, buy.reduce_only, 0, 0)
-    seller: TradeOutcome = self._trade(sell.account, market, -traded, fill.price, sell.reduce_only, 0, 0)
+    maker_fee: uint256 = self.markets[market].maker_fee
+    taker_fee: uint256 = self.markets[market].taker_fee
+    # A fee is a fraction of the notional, rounded up like a margin requirement (pool's favour).
+    buyer_fee: uint256 = margin_math.margin_requirement(traded, fill.price, taker_fee if fill.buyer_is_taker else maker_fee)
+    seller_fee: uint256 = margin_math.margin_requirement(traded, fill.price, maker_fee if fill.buyer_is_taker else taker_fee)
+    self._batch_fees += buyer_fee + seller_fee
+    buyer: TradeOutcome = self._trade(buy.account, market, traded, fill.price, buy.reduce_only, -convert(buyer_fee, int256), 0)
+    seller: TradeOutcome = self._trade(sell.account, market, -traded, fill.price, sell.reduce_only, -convert(seller_fee, int256), 0)
     # The cap stops growth only: a fill that shrinks open interest is always allowed.
     open_interest: uint256 = self.long_open_interest[market]
     assert open_interest <= open_interest_before or open_interest <= self.markets[market].max_open_interest, "Clearinghouse: open interest cap"
     self._check_margin_after_trade(buy.account, market, mark, buyer)
     self._check_margin_after_trade(sell.account, market, mark, seller)
-    log Trade(market=market, buyer=buy.account, seller=sell.account, size=fill.size, price=fill.price, buy_order=buy_hash, sell_order=sell_hash)
+    log Trade(market=market, buyer=buy.account, seller=sell.account, size=fill.size, price=fill.price, buy_order=buy_hash, sell_order=sell_hash, buyer_fee=buyer_fee, seller_fee=seller_fee)
 
 
 @internal
@@ -743,8 +781,8 @@ def _trade(account: address, market: uint256, delta: int256, price: uint256, red
     """
     @dev Applies a signed size change at `price`: settles the position's funding (and socialised
          loss), realises PnL on the part closed, blends the entry price on the part added, and
-         keeps open interest. `adjustment` (a payment received in a position transfer) is credited
-         in the same pool call; `profit_charge` (an ADL haircut) is taken from the position's
+         keeps open interest. `adjustment` (a payment received in a position transfer; negative,
+         a trading fee) is credited in the same pool call; `profit_charge` (an ADL haircut) is taken from the position's
          profit before the size changes. Returns the position after the trade, whether its risk
          grew, and the account's pool balance if the pool was called.
     """
@@ -1023,19 +1061,6 @@ def _check_waterfall():
 @view
 def _check_listed(market: uint256):
     assert market < self.market_count, "Clearinghouse: unknown market"
-
-
-@internal
-def _set_market(market: uint256, params: MarketParams):
-    assert params.maintenance_margin > 0, "Clearinghouse: zero maintenance margin"
-    assert params.initial_margin > params.maintenance_margin, "Clearinghouse: initial margin must exceed maintenance"
-    assert params.initial_margin <= fixed_point.WAD, "Clearinghouse: initial margin above 100%"
-    assert params.price_band > 0 and params.price_band < fixed_point.WAD, "Clearinghouse: price band out of range"
-    assert params.max_open_interest > 0, "Clearinghouse: zero open interest cap"
-    assert params.funding_premium_cap <= fixed_point.WAD, "Clearinghouse: funding cap above 100%"
-    assert params.funding_period > 0, "Clearinghouse: zero funding period"
-    self.markets[market] = params
-    log UpdateMarket(market=market, params=params)
 
 
 @internal

@@ -6,6 +6,7 @@ Profiles (pick one with BACKSTOP_FUZZ=<name>, default `ci`):
 """
 
 import os
+from dataclasses import replace
 
 import ape
 
@@ -56,7 +57,11 @@ owner, keeper, insurance, alice, bob, carol, liquidator, stranger = (_persona(n,
 
 @pytest.fixture(scope="session")
 def config():
-    return ProtocolConfig()
+    """The default deployment without trading fees: a mechanism's test then sees its own numbers
+    only. Fees have their own tests (test_fees.py, test_vault_safety.py, which lists the default
+    fees again) and the state machine draws them; the crash replay runs the defaults."""
+    defaults = ProtocolConfig()
+    return replace(defaults, markets=tuple(replace(market, maker_fee=0, taker_fee=0) for market in defaults.markets))
 
 
 @pytest.fixture(scope="session")
@@ -72,8 +77,8 @@ def _contract(name):
     return contract
 
 
-token, oracle, pool, clearinghouse, liquidation, vault = (
-    _contract(name) for name in ("token", "oracle", "pool", "clearinghouse", "liquidation", "vault")
+token, oracle, pool, clearinghouse, configurator, liquidation, vault = (
+    _contract(name) for name in ("token", "oracle", "pool", "clearinghouse", "configurator", "liquidation", "vault")
 )
 
 

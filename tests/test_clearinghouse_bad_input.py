@@ -6,6 +6,8 @@ A few positive tests pin down the behaviour the negative ones lean on: partial f
 cancellation.
 """
 
+import dataclasses
+
 import ape
 import pytest
 from eth_keys import keys
@@ -13,7 +15,7 @@ from eth_utils.abi import get_abi_output_types
 from hexbytes import HexBytes
 
 from backstop.chain.orders import domain_separator, fill_tuple, order_digest, order_tuple, sign_order
-from backstop.model.protocol import Order
+from backstop.model.protocol import MarketParams, Order
 from conftest import BTC, ETH, SOL, USDC, WAD
 
 BTC_PRICE = 100_000 * WAD
@@ -136,8 +138,8 @@ def settle(clearinghouse, fills, sender):
 
 
 def market_params(config, market=BTC, **changes) -> tuple:
-    names = ["initial_margin", "maintenance_margin", "price_band", "max_open_interest", "funding_premium_cap", "funding_period"]
-    params = dict(zip(names, config.markets[market].params()))
+    names = [field.name for field in dataclasses.fields(MarketParams)]
+    params = dict(zip(names, config.markets[market].params(), strict=True))
     params.update(changes)
     return tuple(params[name] for name in names)
 
@@ -418,9 +420,9 @@ def test_settle_fills__unknown_market(clearinghouse, signer, snapshot_state, ali
         assert snapshot_state(fill.buy, fill.sell) == before, market
 
 
-def test_settle_fills__listed_market_without_feed(clearinghouse, owner, config, signer, snapshot_state, alice, bob, stranger, expiry):
+def test_settle_fills__listed_market_without_feed(clearinghouse, configurator, owner, config, signer, snapshot_state, alice, bob, stranger, expiry):
     market = clearinghouse.market_count()
-    clearinghouse.list_market(market_params(config), sender=owner)
+    configurator.list_market(market_params(config), sender=owner)
     fill = signer.fill(alice.address, bob.address, market, WAD, 10 * WAD, expiry)
     before = snapshot_state(fill.buy, fill.sell, markets=(BTC, ETH, SOL, market))
     with ape.reverts("Oracle: unknown market"):
@@ -487,6 +489,9 @@ def test_settle_fills__below_initial_margin_across_markets(clearinghouse, signer
     with ape.reverts("Clearinghouse: below initial margin"):
         settle(clearinghouse, [fill.abi], stranger)
     assert snapshot_state(fill.buy, fill.sell) == before
+    settle(clearinghouse, [signer.fill(bob.address, dave.address, ETH, 5 * WAD // 4, ETH_PRICE, expiry).abi], stranger)
+    health = clearinghouse.account_health(dave)
+    assert health.value == health.initial_margin == 1_000 * USDC
 
 
 def test_settle_fills__no_collateral(clearinghouse, signer, snapshot_state, alice, stranger, expiry):
@@ -497,8 +502,8 @@ def test_settle_fills__no_collateral(clearinghouse, signer, snapshot_state, alic
     assert snapshot_state(fill.buy, fill.sell) == before
 
 
-def test_settle_fills__open_interest_cap(clearinghouse, owner, config, signer, snapshot_state, alice, bob, stranger, expiry):
-    clearinghouse.set_market_params(BTC, market_params(config, max_open_interest=WAD // 10), sender=owner)
+def test_settle_fills__open_interest_cap(clearinghouse, configurator, owner, config, signer, snapshot_state, alice, bob, stranger, expiry):
+    configurator.set_market_params(BTC, market_params(config, max_open_interest=WAD // 10), sender=owner)
     fill = signer.fill(alice.address, bob.address, BTC, WAD // 10 + 1, BTC_PRICE, expiry)
     before = snapshot_state(fill.buy, fill.sell)
     with ape.reverts("Clearinghouse: open interest cap"):
@@ -631,14 +636,14 @@ def test_cancel_order__cancels_every_order_with_its_nonce(clearinghouse, signer,
     assert snapshot_state(fill.buy, fill.sell) == before
 
 
-def test_settle_fills__position_beyond_its_packed_range(clearinghouse, oracle, token, pool, owner, config, signer, snapshot_state, alice, bob, stranger, expiry):
+def test_settle_fills__position_beyond_its_packed_range(clearinghouse, configurator, oracle, token, pool, owner, config, signer, snapshot_state, alice, bob, stranger, expiry):
     """A position is packed as a 128-bit size beside a 128-bit entry price: a size of 2**127 is
     refused, one unit less fills. In a market priced at 1e-12 collateral per base unit that is a
     notional of about 170 million."""
     market = clearinghouse.market_count()
     price = 10**6
     oracle.initialize_feed(market, price, price, sender=owner)
-    clearinghouse.list_market(market_params(config, max_open_interest=2**255), sender=owner)
+    configurator.list_market(market_params(config, max_open_interest=2**255), sender=owner)
     for account in (alice, bob):
         token.mint(account, 10**14, sender=owner)
         token.approve(pool, 10**14, sender=account)
@@ -655,11 +660,12 @@ def test_settle_fills__position_beyond_its_packed_range(clearinghouse, oracle, t
 
 # ---------------------------------------------------------------- owner-only setters
 
-@pytest.mark.parametrize("setter", ["list_market", "set_market_params", "set_liquidation_params", "set_insurance_account"])
-def test_owner_setters__not_owner(clearinghouse, liquidation, config, snapshot_state, keeper, alice, stranger, setter):
+@pytest.mark.parametrize("setter", ["list_market", "set_market_params", "set_market_configurator", "set_liquidation_params", "set_insurance_account"])
+def test_owner_setters__not_owner(clearinghouse, configurator, liquidation, config, snapshot_state, keeper, alice, stranger, setter):
     calls = {
-        "list_market": lambda sender: clearinghouse.list_market(market_params(config), sender=sender),
-        "set_market_params": lambda sender: clearinghouse.set_market_params(BTC, market_params(config, price_band=WAD // 2), sender=sender),
+        "list_market": lambda sender: configurator.list_market(market_params(config), sender=sender),
+        "set_market_params": lambda sender: configurator.set_market_params(BTC, market_params(config, price_band=WAD // 2), sender=sender),
+        "set_market_configurator": lambda sender: clearinghouse.set_market_configurator(stranger, sender=sender),
         "set_liquidation_params": lambda sender: liquidation.set_liquidation_params(WAD // 50, WAD // 40, sender=sender),
         "set_insurance_account": lambda sender: clearinghouse.set_insurance_account(stranger, sender=sender),
     }
@@ -671,48 +677,66 @@ def test_owner_setters__not_owner(clearinghouse, liquidation, config, snapshot_s
 
 
 INVALID_PARAMS = [
-    ({"maintenance_margin": 0}, "Clearinghouse: zero maintenance margin"),
-    ({"initial_margin": WAD // 20}, "Clearinghouse: initial margin must exceed maintenance"),
-    ({"initial_margin": WAD // 40}, "Clearinghouse: initial margin must exceed maintenance"),
-    ({"initial_margin": WAD + 1, "maintenance_margin": WAD // 2}, "Clearinghouse: initial margin above 100%"),
-    ({"price_band": 0}, "Clearinghouse: price band out of range"),
-    ({"price_band": WAD}, "Clearinghouse: price band out of range"),
-    ({"max_open_interest": 0}, "Clearinghouse: zero open interest cap"),
-    ({"funding_premium_cap": WAD + 1}, "Clearinghouse: funding cap above 100%"),
-    ({"funding_period": 0}, "Clearinghouse: zero funding period"),
+    ({"maintenance_margin": 0}, "MarketConfigurator: zero maintenance margin"),
+    ({"initial_margin": WAD // 20}, "MarketConfigurator: initial margin must exceed maintenance"),
+    ({"initial_margin": WAD // 40}, "MarketConfigurator: initial margin must exceed maintenance"),
+    ({"initial_margin": WAD + 1, "maintenance_margin": WAD // 2}, "MarketConfigurator: initial margin above 100%"),
+    ({"price_band": 0}, "MarketConfigurator: price band out of range"),
+    ({"price_band": WAD}, "MarketConfigurator: price band out of range"),
+    ({"max_open_interest": 0}, "MarketConfigurator: zero open interest cap"),
+    ({"funding_premium_cap": WAD + 1}, "MarketConfigurator: funding cap above 100%"),
+    ({"funding_period": 0}, "MarketConfigurator: zero funding period"),
+    ({"taker_fee": WAD // 100 + 1}, "MarketConfigurator: taker fee above the cap"),
+    ({"maker_fee": 6 * 10**14, "taker_fee": 5 * 10**14}, "MarketConfigurator: maker fee above taker fee"),
 ]
 
 
-def test_list_market__invalid_params(clearinghouse, owner, config, snapshot_state):
+def test_list_market__invalid_params(configurator, owner, config, snapshot_state):
     before = snapshot_state()
     for changes, reason in INVALID_PARAMS:
         with ape.reverts(reason):
-            clearinghouse.list_market(market_params(config, **changes), sender=owner)
+            configurator.list_market(market_params(config, **changes), sender=owner)
     assert snapshot_state() == before
 
 
-def test_set_market_params__invalid_params(clearinghouse, owner, config, snapshot_state):
+def test_set_market_params__invalid_params(configurator, owner, config, snapshot_state):
     before = snapshot_state()
     for changes, reason in INVALID_PARAMS:
         with ape.reverts(reason):
-            clearinghouse.set_market_params(BTC, market_params(config, **changes), sender=owner)
+            configurator.set_market_params(BTC, market_params(config, **changes), sender=owner)
     assert snapshot_state() == before
 
 
-def test_set_market_params__unknown_market(clearinghouse, owner, config, snapshot_state):
+def test_set_market_params__fees_at_their_cap(clearinghouse, configurator, owner, config):
+    params = market_params(config, maker_fee=WAD // 100, taker_fee=WAD // 100)
+    configurator.set_market_params(BTC, params, sender=owner)
+    assert tuple_of(clearinghouse.markets(BTC)) == params
+    assert configurator.max_trading_fee() == WAD // 100
+
+
+def test_set_market_params__unknown_market(clearinghouse, configurator, owner, config, snapshot_state):
     before = snapshot_state()
-    with ape.reverts("Clearinghouse: unknown market"):
-        clearinghouse.set_market_params(clearinghouse.market_count(), market_params(config), sender=owner)
+    with ape.reverts("MarketConfigurator: unknown market"):
+        configurator.set_market_params(clearinghouse.market_count(), market_params(config), sender=owner)
     assert snapshot_state() == before
 
 
-def test_list_market__too_many_markets(clearinghouse, owner, config, snapshot_state):
+def test_list_market__too_many_markets(clearinghouse, configurator, owner, config, snapshot_state):
     for _ in range(16 - clearinghouse.market_count()):
-        clearinghouse.list_market(market_params(config), sender=owner)
+        configurator.list_market(market_params(config), sender=owner)
     assert clearinghouse.market_count() == 16
     before = snapshot_state()
     with ape.reverts("Clearinghouse: too many markets"):
-        clearinghouse.list_market(market_params(config), sender=owner)
+        configurator.list_market(market_params(config), sender=owner)
+    assert snapshot_state() == before
+
+
+def test_set_market__not_the_configurator(clearinghouse, owner, config, snapshot_state, keeper, stranger):
+    """The owner too must go through the configurator's bounds."""
+    before = snapshot_state()
+    for sender in (owner, keeper, stranger):
+        with ape.reverts("Clearinghouse: caller is not the market configurator"):
+            clearinghouse.set_market(BTC, market_params(config, maintenance_margin=0), sender=sender)
     assert snapshot_state() == before
 
 
@@ -732,11 +756,14 @@ def test_set_insurance_account__zero(clearinghouse, owner, snapshot_state):
     assert snapshot_state() == before
 
 
-def test_owner_setters__owner_succeeds(clearinghouse, liquidation, owner, config, stranger):
+def test_owner_setters__owner_succeeds(clearinghouse, configurator, liquidation, owner, config, stranger):
     params = market_params(config, price_band=WAD // 10)
-    receipt = clearinghouse.set_market_params(BTC, params, sender=owner)
+    receipt = configurator.set_market_params(BTC, params, sender=owner)
     assert tuple_of(clearinghouse.markets(BTC)) == params
     assert len(list(receipt.events.filter(clearinghouse.UpdateMarket))) == 1
+    receipt = clearinghouse.set_market_configurator(stranger, sender=owner)
+    assert clearinghouse.UpdateMarketConfigurator(market_configurator=stranger) in receipt.events
+    assert clearinghouse.market_configurator() == stranger.address
     receipt = liquidation.set_liquidation_params(WAD // 50, WAD // 40, sender=owner)
     assert liquidation.UpdateLiquidationParams(discount=WAD // 50, penalty=WAD // 40) in receipt.events
     assert (liquidation.liquidation_discount(), liquidation.liquidation_penalty()) == (WAD // 50, WAD // 40)

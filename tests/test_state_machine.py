@@ -186,6 +186,7 @@ class Env:
     oracle: object
     pool: object
     ch: object
+    configurator: object
     liquidation: object
     owner: str
     keeper: str
@@ -227,7 +228,7 @@ def env(request, chain, protocol, accounts, owner, keeper, alice, bob, carol, li
         traders = [alice.address, bob.address, carol.address, accounts[8].address, accounts[9].address]
         contracts = {name: fc.contract(c.address, _abi(c)) for name, c in
                      (("token", protocol.token), ("oracle", protocol.oracle), ("pool", protocol.pool), ("ch", protocol.clearinghouse),
-                      ("liquidation", protocol.liquidation))}
+                      ("configurator", protocol.configurator), ("liquidation", protocol.liquidation))}
         ch = contracts["ch"]
         insurance, market_count = fc.read([ch.insurance_account.call(), ch.market_count.call()])
         chain_id = int(fc.request("eth_chainId"), 16)
@@ -472,12 +473,14 @@ class ProtocolMachine(RuleBasedStateMachine):
         notional = free * WAD // self.model.markets[market].initial_margin
         return max(notional * NOTIONAL_SCALE // max(price, 1), 10**12)
 
-    def settle(self, label: str, fills: list[tuple[Order, tuple, Order, tuple, int, int]]) -> Outcome:
-        """`settle_fills` of (buy, signed buy, sell, signed sell, size, price) on both sides."""
-        abi = [(b_signed, s_signed, size, price) for _, b_signed, _, s_signed, size, price in fills]
-        model_fills = [(b, s, size, price) for b, _, s, _, size, price in fills]
+    def settle(self, label: str, fills: list[tuple]) -> Outcome:
+        """`settle_fills` of (buy, signed buy, sell, signed sell, size, price[, buyer_is_taker]) on
+        both sides; the buyer takes liquidity unless the fill says otherwise."""
+        fills = [(*f, True) if len(f) == 6 else f for f in fills]
+        abi = [(b_signed, s_signed, size, price, taker) for _, b_signed, _, s_signed, size, price, taker in fills]
+        model_fills = [(b, s, size, price, taker) for b, _, s, _, size, price, taker in fills]
 
-        for b, _, s, _, _, _ in fills:
+        for b, _, s, *_ in fills:
             self.watch += [b, s]
         return self.act(label, self.env.traders[0], self.env.ch.settle_fills.call(abi),
                         lambda now: self.model.settle_fills([ModelFill(*f) for f in model_fills], now))
@@ -570,7 +573,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             sell = self.new_order(seller, market, -(size + extra), max(price - slack, 0), reduce_only=sell_reduce_only)
             fills.append((buy, self.sign(buy), sell, self.sign(sell), size, price))
         self.settle("trade", fills)
-        for buy, b_signed, sell, s_signed, _, _ in fills:
+        for buy, b_signed, sell, s_signed, *_ in fills:
             self.keep_resting(buy, b_signed)
             self.keep_resting(sell, s_signed)
 
@@ -645,10 +648,11 @@ class ProtocolMachine(RuleBasedStateMachine):
         price = order.limit_price if at_limit else max(self.mark(order.market) * (10_000 + price_bp) // 10_000, 1)
         counter = self.new_order(counterparty, order.market, -size if order.size > 0 else size, price)
         counter_signed = self.sign(counter)
+        # The resting order is the maker: the fresh one takes its liquidity.
         if order.size > 0:
-            fill = (order, signed, counter, counter_signed, size, price)
+            fill = (order, signed, counter, counter_signed, size, price, False)
         else:
-            fill = (counter, counter_signed, order, signed, size, price)
+            fill = (counter, counter_signed, order, signed, size, price, True)
         self.settle("fill_resting", [fill])
         if self.model.filled_size(order) >= abs(order.size):
             self.resting.remove((order, signed))
@@ -971,19 +975,22 @@ class ProtocolMachine(RuleBasedStateMachine):
                      lambda now: self.model.liquidation.liquidate(self.env.liquidator, a, market, WAD, now))
         else:
             params = self.model.markets[0]
-            self.act("unknown market: set params", self.env.owner, self.env.ch.set_market_params.call(market, tuple(vars(params).values())),
+            self.act("unknown market: set params", self.env.owner, self.env.configurator.set_market_params.call(market, tuple(vars(params).values())),
                      lambda now: self.model.set_market_params(market, params, now))
 
     @action(market=market_id, im_bp=st.integers(200, 3_000), mm_share=rarely(st.integers(100, 120), st.integers(10, 99), 8),
             band_bp=rarely(st.just(0), st.integers(50, 1_000), 20),
             oi_cap=rarely(st.integers(0, 10**4).map(lambda x: x * WAD // 10), st.just(10**9 * WAD), 4),
-            cap_bp=st.integers(0, 500), period=rarely(st.just(0), st.sampled_from([3_600, 8 * 3_600]), 20))
-    def set_market_params(self, market, im_bp, mm_share, band_bp, oi_cap, cap_bp, period):
-        """New risk and funding parameters (maintenance as a share of initial; rarely invalid). A
-        higher margin can put accounts below maintenance at once."""
+            cap_bp=st.integers(0, 500), period=rarely(st.just(0), st.sampled_from([3_600, 8 * 3_600]), 20),
+            taker_fee_bp=rarely(st.integers(101, 200), st.integers(0, 100), 20), maker_share=rarely(st.integers(101, 150), st.integers(0, 100), 20))
+    def set_market_params(self, market, im_bp, mm_share, band_bp, oi_cap, cap_bp, period, taker_fee_bp, maker_share):
+        """New risk, funding and fee parameters (maintenance as a share of initial, maker fee as a
+        share of taker; rarely invalid). A higher margin can put accounts below maintenance at once."""
         im = im_bp * WAD // 10_000
-        params = MarketParams(im, im * mm_share // 100, band_bp * WAD // 10_000, oi_cap, cap_bp * WAD // 10_000, period)
-        self.act("set_market_params", self.env.owner, self.env.ch.set_market_params.call(market, tuple(vars(params).values())),
+        taker_fee = taker_fee_bp * WAD // 10_000
+        params = MarketParams(im, im * mm_share // 100, band_bp * WAD // 10_000, oi_cap, cap_bp * WAD // 10_000, period,
+                              taker_fee * maker_share // 100, taker_fee)
+        self.act("set_market_params", self.env.owner, self.env.configurator.set_market_params.call(market, tuple(vars(params).values())),
                  lambda now: self.model.set_market_params(market, params, now))
 
     @action(max_move_bp=rarely(st.sampled_from([0, 10_000, 20_000]), st.integers(1_000, 5_000), 10),

@@ -29,6 +29,10 @@ class MarketConfig:
     max_open_interest: int = 10**9 * WAD
     funding_premium_cap: int = WAD // 100
     funding_period: int = 8 * 3600
+    # @dev Trading fees, fractions of the notional, paid to the insurance vault: 0.02% for the resting
+    # order and 0.05% for the one that takes liquidity, a major venue's base tier.
+    maker_fee: int = 2 * 10**14
+    taker_fee: int = 5 * 10**14
     vault_max_position: int = 10**6 * WAD
 
     def params(self) -> tuple:
@@ -40,6 +44,8 @@ class MarketConfig:
             self.max_open_interest,
             self.funding_premium_cap,
             self.funding_period,
+            self.maker_fee,
+            self.taker_fee,
         )
 
 
@@ -109,6 +115,7 @@ class Protocol:
     oracle: object
     pool: object
     clearinghouse: object
+    configurator: object
     liquidation: object
     vault: object
     adl_engine: object
@@ -119,13 +126,14 @@ class Protocol:
 
 
 def deploy_protocol(project, owner, keeper, config: ProtocolConfig = ProtocolConfig()) -> Protocol:
-    """Deploys token, oracle, pool, clearinghouse, liquidation engine, insurance vault, ADL engine and
-    its ranking views from `owner`, wires them, lists the markets and grants `keeper` and every address in
+    """Deploys token, oracle, pool, clearinghouse, market configurator, liquidation engine, insurance
+    vault, ADL engine and its ranking views from `owner`, wires them, lists the markets and grants `keeper` and every address in
     `config.keepers` the keeper role on the oracle, the liquidation engine and the ADL engine."""
     token = owner.deploy(project.CollateralToken, "Backstop USD", "bUSD")
     oracle = owner.deploy(project.Oracle, config.max_move, config.staleness)
     pool = owner.deploy(project.MarginPool, token)
     clearinghouse = owner.deploy(project.Clearinghouse, oracle, pool, owner)
+    configurator = owner.deploy(project.MarketConfigurator, clearinghouse)
     liquidation = owner.deploy(
         project.LiquidationEngine, clearinghouse, oracle, config.liquidation_discount, config.liquidation_penalty, config.backstop_ratio
     )
@@ -136,6 +144,7 @@ def deploy_protocol(project, owner, keeper, config: ProtocolConfig = ProtocolCon
     adl_engine = owner.deploy(project.AdlEngine, clearinghouse, oracle, config.adl_round_duration)
     adl_ranking = owner.deploy(project.AdlRanking, adl_engine, clearinghouse, oracle)
     pool.set_clearinghouse(clearinghouse, sender=owner)
+    clearinghouse.set_market_configurator(configurator, sender=owner)
     clearinghouse.set_insurance_account(vault, sender=owner)
     clearinghouse.set_liquidation_engine(liquidation, sender=owner)
     clearinghouse.set_adl_engine(adl_engine, sender=owner)
@@ -145,10 +154,11 @@ def deploy_protocol(project, owner, keeper, config: ProtocolConfig = ProtocolCon
         adl_engine.set_keeper(keeper_address, True, sender=owner)
     for market_id, market in enumerate(config.markets):
         oracle.initialize_feed(market_id, market.price, market.price, sender=owner)
-        clearinghouse.list_market(market.params(), sender=owner)
+        configurator.list_market(market.params(), sender=owner)
         vault.set_max_position(market_id, market.vault_max_position, sender=owner)
     return Protocol(
-        token=token, oracle=oracle, pool=pool, clearinghouse=clearinghouse, liquidation=liquidation, vault=vault, adl_engine=adl_engine,
+        token=token, oracle=oracle, pool=pool, clearinghouse=clearinghouse, configurator=configurator, liquidation=liquidation, vault=vault,
+        adl_engine=adl_engine,
         adl_ranking=adl_ranking,
     )
 
@@ -208,6 +218,8 @@ MARKET_KEYS = {
     "max_open_interest": WAD,
     "funding_premium_cap": WAD,
     "funding_period": 1,
+    "maker_fee": WAD,
+    "taker_fee": WAD,
     "vault_max_position": WAD,
 }
 DEFAULT_CONFIG_PATH = Path("config/local.toml")

@@ -58,6 +58,6 @@ def sign_order(order: Order, private_key: str, separator: bytes) -> tuple:
     return (order_tuple(order), signature.v + 27, signature.r, signature.s)
 
 
-def fill_tuple(buy_signed: tuple, sell_signed: tuple, size: int, price: int) -> tuple:
+def fill_tuple(buy_signed: tuple, sell_signed: tuple, size: int, price: int, buyer_is_taker: bool = True) -> tuple:
     """The Fill struct as an ABI tuple."""
-    return (buy_signed, sell_signed, size, price)
+    return (buy_signed, sell_signed, size, price, buyer_is_taker)

@@ -23,6 +23,7 @@ class Fill:
     size: int
     price: int
     abi: tuple
+    buyer_is_taker: bool = True
 
 
 @dataclass
@@ -43,8 +44,11 @@ class OrderSigner:
     def sign(self, order: Order) -> tuple:
         return sign_order(order, self.keys[order.account], self.separator)
 
-    def fill(self, buyer: str, seller: str, market: int, size: int, price: int, expiry: int, *, buy_reduce_only: bool = False, sell_reduce_only: bool = False) -> Fill:
-        """A fill of two fresh orders, each for exactly `size` at limit `price`."""
+    def fill(self, buyer: str, seller: str, market: int, size: int, price: int, expiry: int, *, buy_reduce_only: bool = False,
+             sell_reduce_only: bool = False, buyer_is_taker: bool = True) -> Fill:
+        """A fill of two fresh orders, each for exactly `size` at limit `price`; the buyer takes
+        liquidity (pays the taker fee) unless `buyer_is_taker` is False."""
         buy = self.order(buyer, market, size, price, expiry, buy_reduce_only)
         sell = self.order(seller, market, -size, price, expiry, sell_reduce_only)
-        return Fill(buy, sell, size, price, fill_tuple(self.sign(buy), self.sign(sell), size, price))
+        abi = fill_tuple(self.sign(buy), self.sign(sell), size, price, buyer_is_taker)
+        return Fill(buy, sell, size, price, abi, buyer_is_taker)

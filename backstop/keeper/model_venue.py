@@ -160,7 +160,7 @@ def build_model(config: ProtocolConfig, markets, policy: int, now: int) -> tuple
         base = defaults.get(market.name, config.markets[0])
         model.initialize_feed(market_id, market.price, market.price, now)
         params = MarketParams(market.initial_margin, market.maintenance_margin, base.price_band, base.max_open_interest,
-                              base.funding_premium_cap, base.funding_period)
+                              base.funding_premium_cap, base.funding_period, base.maker_fee, base.taker_fee)
         model.list_market(params, now)
         vault.set_max_position(market_id, base.vault_max_position)
         engine.set_policy(market_id, policy)

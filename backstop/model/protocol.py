@@ -27,6 +27,7 @@ WAD = 10**18  # fixed_point.WAD
 NOTIONAL_SCALE = 10**30  # fixed_point.NOTIONAL_SCALE
 MAX_MARKETS = 16  # Clearinghouse.MAX_MARKETS
 NONCES_PER_WORD = 128  # Clearinghouse.NONCES_PER_WORD
+MAX_TRADING_FEE = 10**16  # MarketConfigurator.MAX_TRADING_FEE
 ZERO_ADDRESS = "0x" + "0" * 40  # empty(address)
 Account = Hashable  # any id; drivers use the checksummed address strings
 class ModelRevert(Exception):
@@ -121,6 +122,8 @@ class MarketParams:
     max_open_interest: int
     funding_premium_cap: int
     funding_period: int
+    maker_fee: int = 0
+    taker_fee: int = 0
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,20 @@ class Fill(NamedTuple):
     sell: Order
     size: int
     price: int
+    buyer_is_taker: bool = True
+
+
+def _check_market_params(params: MarketParams) -> None:
+    """The MarketConfigurator's hard bounds."""
+    _require(params.maintenance_margin > 0, "MarketConfigurator: zero maintenance margin")
+    _require(params.initial_margin > params.maintenance_margin, "MarketConfigurator: initial margin must exceed maintenance")
+    _require(params.initial_margin <= WAD, "MarketConfigurator: initial margin above 100%")
+    _require(0 < params.price_band < WAD, "MarketConfigurator: price band out of range")
+    _require(params.max_open_interest > 0, "MarketConfigurator: zero open interest cap")
+    _require(params.funding_premium_cap <= WAD, "MarketConfigurator: funding cap above 100%")
+    _require(params.funding_period > 0, "MarketConfigurator: zero funding period")
+    _require(params.taker_fee <= MAX_TRADING_FEE, "MarketConfigurator: taker fee above the cap")
+    _require(params.maker_fee <= params.taker_fee, "MarketConfigurator: maker fee above taker fee")
 
 
 _NO_POSITION = Position()
@@ -358,20 +375,24 @@ class Model:
 
     # ------------------------------------------------------------ Clearinghouse: owner
 
+    # ------------------------------------------------------------ MarketConfigurator (and the hook it drives)
+
     @atomic
     def list_market(self, params: MarketParams, now: int) -> int:
+        _check_market_params(params)
         market = self.market_count
         _require(market < MAX_MARKETS, "Clearinghouse: too many markets")
         self.market_count = market + 1
         self.funding_updated_at[market] = now
-        self._set_market(market, params)
+        self.markets[market] = params
         return market
 
     @atomic
     def set_market_params(self, market: int, params: MarketParams, now: int) -> None:
-        self._check_listed(market)
+        _require(market < self.market_count, "MarketConfigurator: unknown market")
+        _check_market_params(params)
         self._accrue_funding(market, now)
-        self._set_market(market, params)
+        self.markets[market] = params
 
     @atomic
     def set_insurance_account(self, insurance: Account) -> None:
@@ -380,14 +401,17 @@ class Model:
     # ------------------------------------------------------------ Clearinghouse: trading
 
     @atomic
-    def settle_fills(self, fills, now: int) -> None:
-        """All fills or none; each fill has .buy, .sell (orders), .size and .price."""
-        for fill in fills:
-            self._settle_fill(fill.buy, fill.sell, fill.size, fill.price, now)
+    def settle_fills(self, fills, now: int) -> int:
+        """All fills or none; each fill has .buy, .sell (orders), .size, .price and .buyer_is_taker.
+        Returns the fees credited to the insurance account."""
+        fees = sum(self._settle_fill(fill.buy, fill.sell, fill.size, fill.price, fill.buyer_is_taker, now) for fill in fills)
+        if fees > 0:
+            self.settle(self.insurance_account, fees)
+        return fees
 
-    def settle_fill(self, buy: Order, sell: Order, size: int, price: int, now: int) -> None:
-        """`settle_fills` with one fill."""
-        self.settle_fills([Fill(buy, sell, size, price)], now)
+    def settle_fill(self, buy: Order, sell: Order, size: int, price: int, now: int, buyer_is_taker: bool = True) -> int:
+        """`settle_fills` with one fill; returns its fees."""
+        return self.settle_fills([Fill(buy, sell, size, price, buyer_is_taker)], now)
 
     @atomic
     def cancel_order(self, account: Account, order: Order) -> None:
@@ -465,7 +489,7 @@ class Model:
 
     # ------------------------------------------------------------ Clearinghouse: internals
 
-    def _settle_fill(self, buy: Order, sell: Order, size: int, price: int, now: int) -> None:
+    def _settle_fill(self, buy: Order, sell: Order, size: int, price: int, buyer_is_taker: bool, now: int) -> int:
         market = buy.market
         _require(sell.market == market, "Clearinghouse: orders for different markets")
         self._check_listed(market)
@@ -482,8 +506,11 @@ class Model:
         self._use_order(buy, size, now)
         self._use_order(sell, size, now)
         open_interest_before = self.long_open_interest.get(market, 0)
-        buyer_grew = self._trade(buy.account, market, size, price, buy.reduce_only)
-        seller_grew = self._trade(sell.account, market, -size, price, sell.reduce_only)
+        params = self.markets[market]
+        buyer_fee = margin_requirement(size, price, params.taker_fee if buyer_is_taker else params.maker_fee)
+        seller_fee = margin_requirement(size, price, params.maker_fee if buyer_is_taker else params.taker_fee)
+        buyer_grew = self._trade(buy.account, market, size, price, buy.reduce_only, -buyer_fee)
+        seller_grew = self._trade(sell.account, market, -size, price, sell.reduce_only, -seller_fee)
         open_interest = self.long_open_interest[market]
         _require(
             open_interest <= open_interest_before or open_interest <= self.markets[market].max_open_interest,
@@ -491,6 +518,7 @@ class Model:
         )
         self._check_margin_after_trade(buy.account, buyer_grew, now)
         self._check_margin_after_trade(sell.account, seller_grew, now)
+        return buyer_fee + seller_fee
 
     def _use_order(self, order: Order, size: int, now: int) -> None:
         _require(not self.bankrupt.get(order.account, False), "Clearinghouse: account bankrupt")
@@ -516,7 +544,7 @@ class Model:
 
     def _trade(self, account: Account, market: int, delta: int, price: int, reduce_only: bool, adjustment: int = 0, profit_charge: int = 0) -> bool:
         """Applies a size change at `price`, credits `adjustment` (a payment received in a position
-        transfer) and takes `profit_charge` (an ADL haircut) from the position's profit first;
+        transfer; negative, a trading fee) and takes `profit_charge` (an ADL haircut) from the position's profit first;
         returns whether the account's risk in the market grew."""
         position = self.position(account, market)
         old_size, entry_price = position.size, position.entry_price
@@ -636,16 +664,6 @@ class Model:
 
     def _check_listed(self, market: int) -> None:
         _require(market < self.market_count, "Clearinghouse: unknown market")
-
-    def _set_market(self, market: int, params: MarketParams) -> None:
-        _require(params.maintenance_margin > 0, "Clearinghouse: zero maintenance margin")
-        _require(params.initial_margin > params.maintenance_margin, "Clearinghouse: initial margin must exceed maintenance")
-        _require(params.initial_margin <= WAD, "Clearinghouse: initial margin above 100%")
-        _require(0 < params.price_band < WAD, "Clearinghouse: price band out of range")
-        _require(params.max_open_interest > 0, "Clearinghouse: zero open interest cap")
-        _require(params.funding_premium_cap <= WAD, "Clearinghouse: funding cap above 100%")
-        _require(params.funding_period > 0, "Clearinghouse: zero funding period")
-        self.markets[market] = params
 
     def _set_insurance_account(self, insurance: Account) -> None:
         _require(insurance != ZERO_ADDRESS, "Clearinghouse: zero insurance account")

@@ -82,6 +82,7 @@ class ChainReplay(Replay):
         moves the oracle to the first prices. All later blocks share a timestamp until the path
         moves time on (Anvil's block interval 0), so a step's actions all happen at its time."""
         chain, ch, oracle, vault = self.chain, self.c["clearinghouse"], self.c["oracle"], self.c["vault"]
+        configurator = self.c["configurator"]
         chain.request("anvil_autoImpersonateAccount", [True])
         chain.set_block_interval(0)
         chain.request("evm_mine")
@@ -90,11 +91,11 @@ class ChainReplay(Replay):
             if market_id < self.deployed_markets:
                 (params,) = chain.read([ch.markets.call(market_id)])
                 if params[:2] != (market.initial_margin, market.maintenance_margin):
-                    txs.append((self.owner, ch.set_market_params.call(market_id, (market.initial_margin, market.maintenance_margin, *params[2:]))))
+                    txs.append((self.owner, configurator.set_market_params.call(market_id, (market.initial_margin, market.maintenance_margin, *params[2:]))))
             else:
                 config = MarketConfig(market.name, market.price, market.initial_margin, market.maintenance_margin)
                 txs.append((self.owner, oracle.initialize_feed.call(market_id, market.price, market.price)))
-                txs.append((self.owner, ch.list_market.call(config.params())))
+                txs.append((self.owner, configurator.list_market.call(config.params())))
                 txs.append((self.owner, vault.set_max_position.call(market_id, config.vault_max_position)))
         self._send_all(txs, FUNDING_GAS, "market set-up")
         self.push_prices([market.price for market in self.scenario.markets])
