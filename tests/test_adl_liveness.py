@@ -83,9 +83,9 @@ def test_user_made_round_closes_and_bystander_withdraws(user_made_round, alice, 
     mirror.wait(30 * 86400)  # thirty days later
     mirror.refresh()
     mirror.withdraw(liquidator, usd(1))
-    request_id, _ = mirror.request(dave, mirror.shares(dave))
+    mirror.request(dave, mirror.shares(dave))
     mirror.wait(mirror.vault_model.withdrawal_delay)
-    assert mirror.claim(dave, request_id) == usd(100 * K)  # the vault holds nothing the round can charge
+    assert mirror.claim(dave) == usd(100 * K)  # the vault holds nothing the round can charge
     # Long past its deadline, anyone ends the round: the vault takes alice's 1 SOL at the mark.
     tx = mirror.finish_round(alice, stranger)
     closed = tx.one("AdlRoundClosed")
@@ -334,10 +334,10 @@ def test_gate__a_winner_exposed_to_the_round_waits_until_its_market_resolves(use
 def test_gate__vault_depositor_claims_while_a_round_is_open(user_made_round, alice, dave):
     mirror = user_made_round
     mirror.wait(mirror.vault_model.lockup_period)
-    request_id, recorded = mirror.request(dave, mirror.shares(dave))
+    recorded = mirror.request(dave, mirror.shares(dave))
     mirror.wait(mirror.vault_model.withdrawal_delay)
     assert mirror.adl_model.round(alice.address).markets_left  # the round is still open
-    assert mirror.claim(dave, request_id) == recorded == usd(100 * K)
+    assert mirror.claim(dave) == recorded == usd(100 * K)
 
 
 def test_gate__the_vault_waits_only_while_it_holds_a_side_a_round_can_charge(mirror, alice, bob, carol, dave, erin, stranger):
