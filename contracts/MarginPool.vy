@@ -138,16 +138,21 @@ def withdraw(amount: uint256):
     """
     @notice Withdraws collateral from the caller's balance to the caller.
     @dev Reverts unless the account stays at or above initial margin after the withdrawal, as
-         judged by the clearinghouse with fresh prices.
+         judged by the clearinghouse with fresh prices (`Clearinghouse.withdrawable`), and while
+         the pool's books hold less than `amount` (an open deficit; see the check below).
     @param amount Token units, positive and at most the caller's balance.
     """
     assert amount > 0, "MarginPool: zero amount"
     balance: int256 = self._balances[msg.sender]
     assert balance >= convert(amount, int256), "MarginPool: amount above balance"
     assert amount <= staticcall self.clearinghouse.withdrawable(msg.sender), "MarginPool: withdrawal below initial margin"
+    # While a bankrupt account's deficit is open, the positive balances add up to more than the
+    # pool holds: the last withdrawals wait, with a reason, until the waterfall covers it.
+    withdrawn: uint256 = self.total_withdrawn + amount
+    assert withdrawn <= self.total_deposited, "MarginPool: pool short until an open deficit is covered"
     balance -= convert(amount, int256)
     self._balances[msg.sender] = balance
-    self.total_withdrawn += amount
+    self.total_withdrawn = withdrawn
     assert extcall collateral.transfer(msg.sender, amount, default_return_value=True), "MarginPool: transfer failed"
     log Withdrawal(account=msg.sender, amount=amount, balance=balance)
 

@@ -313,3 +313,23 @@ def test_donation__changes_no_balance_nor_total_held(pool, token, owner, fund, a
     pool.withdraw(1_000 * USDC, sender=alice)
     assert pool.total_held() == 0
     assert token.balanceOf(pool) == 5_000 * USDC
+
+
+def test_withdraw__pool_short_while_a_deficit_is_open(pool, token, clearinghouse, fund, alice, bob):
+    """An account 300 under water (its loss realised, nobody has covered it yet) leaves the positive
+    balances 300 above what the pool holds: the last withdrawal waits with a reason instead of
+    failing in the token, and goes through once the deficit is covered."""
+    fund(alice, 1_000 * USDC)
+    fund(bob, 1_000 * USDC)
+    ch = ape.accounts[clearinghouse.address]  # impersonated: the pool's only settler
+    ape.chain.set_balance(clearinghouse.address, 10**18)  # gas money for the impersonated sender
+    pool.settle(alice, -1_300 * USDC, sender=ch)
+    pool.settle(bob, 1_300 * USDC, sender=ch)
+    assert (pool.balance_of(alice), pool.balance_of(bob), pool.total_held()) == (-300 * USDC, 2_300 * USDC, 2_000 * USDC)
+    with ape.reverts("MarginPool: pool short until an open deficit is covered"):
+        pool.withdraw(2_300 * USDC, sender=bob)
+    assert (pool.balance_of(bob), token.balanceOf(pool)) == (2_300 * USDC, 2_000 * USDC)
+    pool.withdraw(2_000 * USDC, sender=bob)
+    fund(alice, 300 * USDC)  # the deficit covered
+    pool.withdraw(300 * USDC, sender=bob)
+    assert (pool.balance_of(alice), pool.balance_of(bob), pool.total_held()) == (0, 0, 0)

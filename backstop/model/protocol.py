@@ -358,6 +358,7 @@ class Model:
         _require(amount > 0, "MarginPool: zero amount")
         _require(self.balance(account) >= amount, "MarginPool: amount above balance")
         _require(amount <= self.withdrawable(account, now), "MarginPool: withdrawal below initial margin")
+        _require(self.total_withdrawn + amount <= self.total_deposited, "MarginPool: pool short until an open deficit is covered")
         self.balance_of[account] = self.balance(account) - amount
         self.total_withdrawn += amount
 
