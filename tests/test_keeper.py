@@ -42,8 +42,9 @@ STORY = Scenario(
 def synthetic_scenario(traders: int, steps: int, seed: int = 1) -> Scenario:
     """A crash built by hand until the scenario generator exists: crowded longs at 2x up to 9.5x
     (4.5x where initial margin is 20%), market makers short against them at 2x, 5% liquidators
-    with deep pockets; BTC falls 15%, ETH 30%, SOL 60%, DOGE 70% over two thirds of the path and
-    recovers a third of the fall; liquidation depth is thin, $50k per market per step."""
+    with deep pockets; BTC falls 15%, ETH 30%, SOL 60%, DOGE 65% over two thirds of the path, by
+    the same ratio every step (at most 23% a step: the default oracle allows 25% a window), and
+    recovers a third of the fall in log price; liquidation depth is thin, $50k per market per step."""
     rng = random.Random(seed)
     liquidators = max(1, traders // 20)
     makers = max(1, traders // 4)
@@ -61,13 +62,13 @@ def synthetic_scenario(traders: int, steps: int, seed: int = 1) -> Scenario:
         collateral.append(deposit)
     kinds += ["market_maker"] * makers + ["liquidator"] * liquidators
     collateral += [max(notional // 2, 10_000 * USDC) for notional in maker_notional] + [2_000_000 * USDC] * liquidators
-    bottom = (0.85, 0.70, 0.40, 0.30)
+    bottom = (0.85, 0.70, 0.40, 0.35)
     path = []
     for step in range(steps):
-        # Down in a straight line to the bottom at two thirds of the path, then a third of the way back.
+        # Down in a straight line (in log price) to the bottom at two thirds of the path, then a third of the way back.
         turn = 2 * steps // 3
         depth = (step + 1) / turn if step < turn else 1 - (step + 1 - turn) / (steps - turn) / 3
-        prices = tuple(int(m.price * (1 - (1 - low) * depth)) for m, low in zip(MARKETS, bottom))
+        prices = tuple(int(m.price * low**depth) for m, low in zip(MARKETS, bottom))
         path.append(PriceStep(time=300 * (step + 1), prices=prices, liquidation_depth=(50_000 * USDC,) * len(MARKETS)))
     return Scenario(seed, MARKETS, tuple(Trader(k, c) for k, c in zip(kinds, collateral)), tuple(trades), tuple(path),
                     vault_deposit=max(100_000, traders * 2_000) * USDC)

@@ -11,7 +11,8 @@ from backstop.sim.policy_study import policy_metrics
 from backstop.sim.scenario import MAX_STEP_MOVE, account_values, generate, positions, summary
 
 BTC, ETH, SOL = 0, 1, 2
-MAX_MOVE = 0.20  # the oracle's default max move per update
+ORACLE = ProtocolConfig()
+MAX_WINDOW_MOVE = ORACLE.max_window_move / 10**18  # the default oracle's largest move within a window
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,20 @@ def test_path_moves_less_than_the_oracle_allows_but_for_the_alts_gap(alt_crash, 
     for step, (before, after) in enumerate(zip(path, path[1:])):
         for market, (old, new) in enumerate(zip(before.prices, after.prices)):
             if not (market == SOL and step in gaps):
-                assert abs(new - old) < MAX_MOVE * old
+                assert abs(new - old) < MAX_WINDOW_MOVE * old
+
+
+@pytest.mark.parametrize("steps", [4, 12, 48])
+def test_default_path_fits_the_default_oracles_window(steps):
+    """The default crash replays on the default oracle: its steps are a window apart (the replay's
+    updates of a step share one window) and none moves a price by more than the window's limit,
+    the alt's gap included."""
+    for seed in range(10):
+        path = generate(traders=50, seed=seed, steps=steps).path
+        assert all(after.time - before.time >= ORACLE.move_window for before, after in zip(path, path[1:]))
+        for before, after in zip(path, path[1:]):
+            for old, new in zip(before.prices, after.prices):
+                assert abs(new - old) * 10**18 <= ORACLE.max_window_move * old
 
 
 @pytest.mark.parametrize("steps", [4, 8, 48])

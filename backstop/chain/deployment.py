@@ -53,7 +53,17 @@ class MarketConfig:
 class ProtocolConfig:
     """Protocol-wide parameters and the markets to list, in id order."""
 
-    max_move: int = WAD // 5
+    # @dev The oracle's move limits, per block and per window, each against the price the block or
+    # the window started with. 3% a block: below every default market's maintenance margin less the
+    # liquidation penalty and discount (5% - 1% - 1% in BTC and ETH), so an account above
+    # maintenance cannot be pushed below zero, nor short of the fees of its liquidation, before
+    # anyone can liquidate it in a later block (the wash pair of issue 14). 25% a minute: the
+    # default crash (backstop/sim/scenario.py) moves a price by at most 20% a step (the alt's gap;
+    # any other step less than 19%), and its steps are a minute apart; the replay splits a step
+    # into updates of one block each.
+    max_block_move: int = 3 * WAD // 100
+    move_window: int = 60
+    max_window_move: int = WAD // 4
     staleness: int = 3600
     liquidation_discount: int = WAD // 100
     liquidation_penalty: int = WAD // 100
@@ -127,10 +137,11 @@ class Protocol:
 
 def deploy_protocol(project, owner, keeper, config: ProtocolConfig = ProtocolConfig()) -> Protocol:
     """Deploys token, oracle, pool, clearinghouse, market configurator, liquidation engine, insurance
-    vault, ADL engine and its ranking views from `owner`, wires them, lists the markets and grants `keeper` and every address in
+    vault, ADL engine and its ranking views from `owner`, wires them (the oracle accrues the
+    clearinghouse's funding), lists the markets and grants `keeper` and every address in
     `config.keepers` the keeper role on the oracle, the liquidation engine and the ADL engine."""
     token = owner.deploy(project.CollateralToken, "Backstop USD", "bUSD")
-    oracle = owner.deploy(project.Oracle, config.max_move, config.staleness)
+    oracle = owner.deploy(project.Oracle, config.max_block_move, config.move_window, config.max_window_move, config.staleness)
     pool = owner.deploy(project.MarginPool, token)
     clearinghouse = owner.deploy(project.Clearinghouse, oracle, pool, owner)
     configurator = owner.deploy(project.MarketConfigurator, clearinghouse)
@@ -145,6 +156,7 @@ def deploy_protocol(project, owner, keeper, config: ProtocolConfig = ProtocolCon
     adl_ranking = owner.deploy(project.AdlRanking, adl_engine, clearinghouse, oracle)
     pool.set_clearinghouse(clearinghouse, sender=owner)
     clearinghouse.set_market_configurator(configurator, sender=owner)
+    oracle.set_clearinghouse(clearinghouse, sender=owner)
     clearinghouse.set_insurance_account(vault, sender=owner)
     clearinghouse.set_liquidation_engine(liquidation, sender=owner)
     clearinghouse.set_adl_engine(adl_engine, sender=owner)
@@ -194,7 +206,12 @@ class ConfigError(click.ClickException):
 # leverage are 1e18 fixed point (0.05 -> 5e16), collateral amounts are dollars (1e6 units), times
 # are seconds.
 SECTIONS = {
-    "oracle": {"max_move": ("max_move", WAD), "staleness": ("staleness", 1)},
+    "oracle": {
+        "max_block_move": ("max_block_move", WAD),
+        "move_window": ("move_window", 1),
+        "max_window_move": ("max_window_move", WAD),
+        "staleness": ("staleness", 1),
+    },
     "liquidation": {
         "discount": ("liquidation_discount", WAD),
         "penalty": ("liquidation_penalty", WAD),

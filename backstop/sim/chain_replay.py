@@ -9,8 +9,9 @@ the end.
 Speed (1,000 traders, 48 steps, inside five minutes on two cores): everything goes through
 `FastChain` (raw JSON-RPC, reads batched into one multicall), traders are impersonated instead of
 signing transactions, independent transactions are mined a hundred to a block (on Anvil each
-block costs more than the transactions in it, and more the longer the chain), and all blocks of a
-step share one timestamp. On ape's own Anvil every transaction is step-traced, which makes batches
+block costs more than the transactions in it, and more the longer the chain; price updates go one
+to a block, as the oracle limits a block's move however many updates it holds), and all blocks of
+a step share one timestamp. On ape's own Anvil every transaction is step-traced, which makes batches
 of fills several times slower; `backstop.chain.anvil.PrivateAnvil` starts one without tracing (load
 a state dump of a deployment into it, or deploy to it with
 `APE_FOUNDRY_HOST=<its uri> ape run deploy`).
@@ -139,11 +140,14 @@ class ChainReplay(Replay):
             self.chain.mine_at(self.walk_start + seconds)
 
     def push_prices(self, targets: Sequence[int]) -> None:
+        """The updates to `targets`, each in a block of its own (the oracle measures every update of
+        a block against the price the block started with)."""
         oracle = self.c["oracle"]
-        max_move, *current = self.chain.read([oracle.max_move.call()] + [oracle.latest_prices.call(m) for m in range(len(targets))])
-        updates = price_updates([mark for _, mark in current], targets, max_move)
-        txs = [(self.keeper_address, oracle.push_prices.call([(m, p, p) for m, p in enumerate(prices)])) for prices in updates]
-        self._send_all(txs, FUNDING_GAS, "price updates")
+        max_block_move, max_window_move, *current = self.chain.read(
+            [oracle.max_block_move.call(), oracle.max_window_move.call()] + [oracle.latest_prices.call(m) for m in range(len(targets))]
+        )
+        for prices in price_updates([mark for _, mark in current], targets, max_block_move, max_window_move):
+            self._send_all([(self.keeper_address, oracle.push_prices.call([(m, p, p) for m, p in enumerate(prices)]))], FUNDING_GAS, "price update")
 
     def vault_equity(self) -> int:
         return self.venue.vault_equity()

@@ -92,6 +92,7 @@ class ModelReplay(Replay):
         self.vault_address = VAULT
         self.now = START
         self.walk_start = START
+        self.block = 0  # the model's block number: only the oracle's per-block limit reads it
 
     def clock(self) -> int:
         return self.now
@@ -124,9 +125,11 @@ class ModelReplay(Replay):
         self.now = max(self.now, self.walk_start + seconds)
 
     def push_prices(self, targets: Sequence[int]) -> None:
-        current = [self.model.latest_prices(m)[1] for m in range(len(targets))]
-        for prices in price_updates(current, targets, self.model.max_move):
-            self.model.push_prices([(m, p, p) for m, p in enumerate(prices)], self.now)
+        model = self.model
+        current = [model.latest_prices(m)[1] for m in range(len(targets))]
+        for prices in price_updates(current, targets, model.max_block_move, model.max_window_move):
+            self.block += 1  # each update in a block of its own, as on chain
+            model.push_prices([(m, p, p) for m, p in enumerate(prices)], self.now, self.block)
 
     def vault_equity(self) -> int:
         return self.venue.vault_equity()

@@ -17,6 +17,7 @@ import coincurve
 from Crypto.Hash import keccak as _keccak
 
 from backstop.keeper.waterfall import USDC, WAD, Keeper, KeeperReport
+from backstop.model.protocol import reachable_price
 from backstop.sim.scenario import Scenario
 
 Progress = Callable[[int, int, str], None]
@@ -136,8 +137,8 @@ class Replay:
         return self.result(invariants, timings)
 
     def walk_path(self, progress: Progress) -> None:
-        """Each step: time moves to the step's, prices move to its marks (within the oracle's max
-        move per update), the keeper runs the waterfall with the step's liquidation depth."""
+        """Each step: time moves to the step's, prices move to its marks (within the oracle's move
+        limits, an update per block), the keeper runs the waterfall with the step's liquidation depth."""
         total = len(self.scenario.path)
         watched = [*self.traders]
         for index, step in enumerate(self.scenario.path):
@@ -236,17 +237,17 @@ class Replay:
         }
 
 
-def toward(price: int, target: int, max_move: int) -> int:
-    """The price one oracle update can reach on the way from `price` to `target`."""
-    step = price * max_move // WAD  # floor: |move| x WAD <= max_move x old price, as the oracle checks
-    return max(min(target, price + step), price - step)
-
-
-def price_updates(current: Sequence[int], targets: Sequence[int], max_move: int) -> list[list[int]]:
-    """The oracle updates (all markets in each, so all stay fresh) that reach `targets`."""
+def price_updates(current: Sequence[int], targets: Sequence[int], max_block_move: int, max_window_move: int) -> list[list[int]]:
+    """The oracle updates (all markets in each, so all stay fresh), one block each, that walk the
+    prices from `current` to `targets` within the oracle's limits, in a move window that opens
+    with the first of them. Raises ValueError if the window's limit stops the walk short."""
     prices, updates = list(current), []
     while not updates or prices != list(targets):
-        prices = [toward(price, target, max_move) for price, target in zip(prices, targets)]
+        moved = [reachable_price(price, target, max_block_move, start, max_window_move)
+                 for price, target, start in zip(prices, targets, current)]
+        if updates and moved == prices:
+            raise ValueError(f"the oracle's window limit ({max_window_move / WAD:.2%}) stops the walk from {list(current)} to {list(targets)} at {prices}")
+        prices = moved
         updates.append(prices)
     return updates
 

@@ -115,8 +115,9 @@ MARKET_PROFILES = {
 # Market makers sell the crowd's alts and ETH and hedge the delta with a long here.
 HEDGE_MARKET = "BTC-PERP"
 
-# The oracle refuses an update that moves a price by more than 20%; every step but the alt's gap stays
-# under this (the replay splits the gap into several updates within its block, as keepers would push it).
+# The default oracle refuses a move of more than 25% within its one-minute window (a step, with the
+# default `step_seconds`); every step but the alt's gap (20% by default) stays under this. The replay
+# splits each step into updates of one block each, within the oracle's 3% per block.
 MAX_STEP_MOVE = 0.19
 # Where the low falls (fraction of the path) and how much of the fall (in log price) is recovered after it.
 LOW_AT = 0.6
@@ -172,9 +173,9 @@ def generate(
     gaps: in the one block at GAP_AT (70%) of the way to the low it falls by exactly `alt_gap`
     (-20%: twice its 10% maintenance buffer), as on 10 October when alts fell 40-90% within
     minutes while oracles and liquidators lagged; the rest of its fall follows the curve. Every
-    other step moves a price by less than 19% (the oracle refuses 20% in one update; the replay
-    splits the gap into several updates within its block), so with few steps a deep crash stops
-    short of its low. Liquidation depth (notional liquidators take per block and market) is
+    other step moves a price by less than 19% (the default oracle refuses more than 25% within a
+    minute; the replay splits each step into updates of one block each, within its 3% per block),
+    so with few steps a deep crash stops short of its low. Liquidation depth (notional liquidators take per block and market) is
     `depth_fraction` of the market's open interest, times (1 - progress) ** `depth_exponent` where
     progress runs from 0 at the first price to 1 at the market's low (in log price), never below
     `depth_floor` of it. `vault_fraction` of the traders' collateral goes into the insurance vault.
