@@ -111,14 +111,19 @@ class ModelReplay(Replay):
         if self.scenario.vault_deposit:
             self.vault.deposit(self.depositor, self.scenario.vault_deposit, self.now)
             self.deposited += self.scenario.vault_deposit
-        self.vault_equity_start = self.vault_equity() / USDC
+        self.vault_equity_start = self.vault_equity()
 
     def open_positions(self) -> None:
-        expiry = self.now + ONE_YEAR
-        for nonce, trade in enumerate(self.scenario.trades):
-            buy = Order(self.traders[trade.buyer], trade.market, trade.size, trade.price, nonce, expiry)
-            sell = Order(self.traders[trade.seller], trade.market, -trade.size, trade.price, nonce, expiry)
-            self.model.settle_fill(buy, sell, trade.size, trade.price, self.now)
+        """The opening trades block by block of the run-up, each block at its marks."""
+        expiry, nonce = self.now + ONE_YEAR, 0
+        for block, trades in enumerate(self.scenario.trades_by_block()):
+            self.push_prices(list(self.scenario.block_prices(block)))
+            for trade in trades:
+                buy = Order(self.traders[trade.buyer], trade.market, trade.size, trade.price, nonce, expiry)
+                sell = Order(self.traders[trade.seller], trade.market, -trade.size, trade.price, nonce, expiry)
+                self.model.settle_fill(buy, sell, trade.size, trade.price, self.now)
+                nonce += 1
+        self.push_prices(list(self.scenario.path[0].prices))
 
     def advance_to(self, seconds: int) -> None:
         self.now = max(self.now, self.walk_start + seconds)
