@@ -124,6 +124,10 @@ class KeeperReport:
     backstopped_accounts: list[str] = field(default_factory=list)
     # (account, the vault's reason) for every takeover the vault refused
     refusals: list[tuple[str, str]] = field(default_factory=list)
+    # (account, liquidator, discount, penalty) of every liquidation, collateral units
+    liquidation_fees: list[tuple[str, str, int, int]] = field(default_factory=list)
+    # (account, value handed to the vault: negative for a deficit it covered) of every takeover
+    takeovers: list[tuple[str, int]] = field(default_factory=list)
     # account -> deficit, for every bankrupt account that went on to ADL
     bankrupt: dict[str, int] = field(default_factory=dict)
     # the ADL executor's metrics, one dict per round
@@ -259,6 +263,7 @@ class Keeper:
                 event = next(fields for name, fields in outcome if name == "Liquidation")
                 notional = event["size"] * event["price"] // NOTIONAL_SCALE
                 report.liquidated[market] += notional
+                report.liquidation_fees.append((account, liquidator, event["discount"], event["penalty"]))
                 if account not in report.liquidated_accounts:
                     report.liquidated_accounts.append(account)
                 free_margin[liquidator] += event["discount"]
@@ -308,6 +313,7 @@ class Keeper:
                     for market, size in positions[account].items():
                         report.backstopped[market] += abs(size) * marks[market] // NOTIONAL_SCALE
                     report.backstopped_accounts.append(account)
+                    report.takeovers.append((account, fields["value"]))
                     self.log(f"backstopped {account}: the vault took {len(positions[account])} positions and value {_dollars(fields['value'])}")
                 elif name == "TakeoverRefused":
                     report.refusals.append((account, fields["reason"]))
