@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import shutil
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 import click
@@ -44,7 +44,14 @@ def connected(network: str) -> Iterator:
     from ape.logging import LogLevel, logger
 
     logger.set_level(LogLevel.WARNING)
-    with networks.parse_network_choice(network) as provider:
+    with ExitStack() as stack:
+        try:
+            provider = stack.enter_context(networks.parse_network_choice(network))
+        except Exception as error:  # ape's providers fail in many ways (timeouts, refusals, bad URLs): one sentence for all
+            host = os.environ.get("APE_FOUNDRY_HOST")
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise click.ClickException(f"no chain reachable on {network}{f' at {host}' if host else ''} ({reason}); "
+                                       "start one or pass --network with a live RPC") from None
         yield provider
 
 

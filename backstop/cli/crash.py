@@ -30,8 +30,10 @@ from backstop.cli.options import (claim_out_dir, config_option, network_option, 
               help="Run the waterfall after every block (--no-keeper: leave it to a `run keeper` beside a persistent node).")
 @click.option("--step-pause", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Seconds to wait after each block, so that a keeper beside the replay sees every price.")
+@click.option("--deployment-file", type=click.Path(path_type=Path), default=None,
+              help="On a persistent node: where the deployment is written for `run keeper` (default: deployments/<network>.json).")
 @out_options(Path("reports/crash"))
-def crash(traders, seed, steps, policy, config, scale_vault, network, keeper_acts, step_pause, out, force):
+def crash(traders, seed, steps, policy, config, scale_vault, network, keeper_acts, step_pause, deployment_file, out, force):
     """Replay a crash on a fresh deployment and write the report."""
     out = claim_out_dir(out, force)
     config = vault_limits_for(config, traders, scale_vault)
@@ -58,7 +60,7 @@ def crash(traders, seed, steps, policy, config, scale_vault, network, keeper_act
         click.echo(f"deployed on {provider.network.name} at block {deployment['deploy_block']}; "
                    + ("replaying on the node itself" if persistent else "replaying on a private copy of the chain"))
         if persistent:
-            write_json(Path("deployments") / f"{provider.network.name}.json", deployment)
+            write_json(deployment_file or Path("deployments") / f"{provider.network.name}.json", deployment)
         with replay_chain(provider, persistent) as fast:
             set_policy(fast, deployment, owner, POLICY_BY_NAME[policy])
             watched = [address for address, _ in scenario_keys(seed, traders)] + [deployment["contracts"]["vault"]["address"]]

@@ -48,6 +48,8 @@ def keeper(deployment_path, network, alias, liquidators, interval, passes, from_
         document = json.loads(deployment_path.read_text())
     except FileNotFoundError:
         raise click.ClickException(f"deployment file {deployment_path} not found: run `bin/backstop run deploy` first") from None
+    except ValueError as error:
+        raise click.ClickException(f"{deployment_path} is not a deployment file (not JSON: {error})") from None
     from backstop.cli.chain_session import connected
 
     with connected(network) as provider:

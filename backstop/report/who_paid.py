@@ -31,6 +31,7 @@ ROW_NAMES = {
 }
 ROW_ORDER = ("crowded_long", "whale", "market_maker", "basis_short", "liquidator", VAULT, POOL, "total")
 DEFINITIONS = {
+    "accounts": "accounts of that kind in the scenario (in the refusals table: distinct accounts the vault refused)",
     "put in": "collateral the accounts deposited before the crash (the vault: its depositors' deposit)",
     "value at the end": "the accounts' value at the last block: pool balance + unrealised PnL + unsettled funding, at the last marks",
     "PnL": "value at the end − put in; it is the sum of the columns after it",

@@ -554,10 +554,10 @@ def positions(scenario: Scenario) -> list[list[int]]:
 
 def entry_prices(scenario: Scenario) -> list[list[int]]:
     """Entry price per trader and market after the opening trades, blended as the clearinghouse
-    blends them (0 without a position)."""
+    blends them, in the order the replays open them (block by block; 0 without a position)."""
     sizes = [[0] * len(scenario.markets) for _ in scenario.traders]
     entries = [[0] * len(scenario.markets) for _ in scenario.traders]
-    for trade in scenario.trades:
+    for trade in (trade for block in scenario.trades_by_block() for trade in block):
         for trader, delta in ((trade.buyer, trade.size), (trade.seller, -trade.size)):
             old = sizes[trader][trade.market]
             entries[trader][trade.market] = blended_entry_price(old, entries[trader][trade.market], delta, trade.price)
