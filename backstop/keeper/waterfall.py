@@ -26,7 +26,7 @@ model.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Callable, Mapping, Protocol, Sequence
 
 from eth_utils import to_checksum_address
@@ -332,7 +332,9 @@ class Keeper:
             self.log(f"ADL pending: {account} (deficit {_dollars(deficit)})")
             return
         metrics = self.adl.resolve(account)
-        metrics = asdict(metrics) if is_dataclass(metrics) else dict(metrics)
+        # Shallow: dataclasses.asdict deep-copies each round's per-winner dict (thousands of
+        # entries a round at 10,000 traders), a tenth of a model replay's time.
+        metrics = {f.name: getattr(metrics, f.name) for f in fields(metrics)} if is_dataclass(metrics) else dict(metrics)
         report.adl_rounds.append(metrics)
         self.log(f"ADL resolved {account}: deficit {_dollars(metrics.get('deficit', deficit))}, "
                  f"{_dollars(metrics.get('notional_closed', 0))} closed, {metrics.get('winners_hit', 0)} winners hit")
