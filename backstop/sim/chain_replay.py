@@ -137,7 +137,6 @@ class ChainReplay(Replay):
             batches = [(self.keeper_address, ch.settle_fills.call(fills[start:start + FILLS_PER_TX]))
                        for start in range(0, len(fills), FILLS_PER_TX)]
             self._send_all(batches, FILLS_GAS, f"opening trades of run-up block {block} (batches of {FILLS_PER_TX} fills)")
-        self.push_prices(list(self.scenario.path[0].prices))
         _, self.walk_start = chain.block()
 
     def advance_to(self, seconds: int) -> None:

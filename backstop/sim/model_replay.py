@@ -70,7 +70,6 @@ class ModelReplay(Replay):
                 sell = Order(self.traders[trade.seller], trade.market, -trade.size, trade.price, nonce, expiry)
                 self.model.settle_fill(buy, sell, trade.size, trade.price, self.now)
                 nonce += 1
-        self.push_prices(list(self.scenario.path[0].prices))
 
     def advance_to(self, seconds: int) -> None:
         self.now = max(self.now, self.walk_start + seconds)

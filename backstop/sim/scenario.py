@@ -92,8 +92,9 @@ class Scenario:
         return groups
 
     def block_prices(self, block: int) -> tuple[int, ...]:
-        """The marks at which the trades of run-up block `block` open."""
-        return self.run_up[block] if self.run_up else self.path[0].prices
+        """The marks at which the trades of run-up block `block` open (without a run-up: the
+        markets' first prices)."""
+        return self.run_up[block] if self.run_up else tuple(market.price for market in self.markets)
 
 
 # ---------------------------------------------------------------- markets and how they crash
