@@ -139,3 +139,15 @@ def test_risk_aware_levels_are_the_bisections():
                 lambda level: [risk_aware_close_weight(w.size, price, w.net_notional, w.value, level) for w in book], needed
             )
             assert _highest_close_level(book, price, needed) == expected
+
+
+def test_scenario_keys_are_key_pairs_with_checksummed_addresses():
+    """The fast derivation (coincurve, pysha3, cchecksum) gives what eth_account derives."""
+    from eth_account import Account
+
+    from backstop.sim.replay import scenario_keys
+
+    keys = scenario_keys(9, 40)
+    assert len({address for address, _ in keys}) == 40
+    assert all(Account.from_key(key).address == address for address, key in keys)
+    assert scenario_keys(9, 40, role="vault depositor") != keys

@@ -28,11 +28,13 @@ CHAIN_LIMIT = 2_000
 @click.option("--chain/--no-chain", "on_chain", default=None,
               help=f"Also replay the first seed on chain and check it agrees with the model (default: on up to {CHAIN_LIMIT:,} traders).")
 @click.option("--processes", type=click.IntRange(min=1), default=2, show_default=True, help="Model replays at once.")
+@click.option("--vault-sweep/--no-vault-sweep", default=True, show_default=True,
+              help="Also replay the first seed with the vault at 5%, 10% and 40% of the traders' collateral (3 more replays per policy).")
 @config_option
 @scale_option
 @network_option
 @out_options(Path("reports/compare"))
-def compare(traders, seed, steps, seeds, policies, on_chain, processes, config, scale_vault, network, out, force):
+def compare(traders, seed, steps, seeds, policies, on_chain, processes, vault_sweep, config, scale_vault, network, out, force):
     """Compare the ADL policies on many seeds of one crash."""
     from backstop.model.adl import POLICY_BY_NAME, POLICY_NAMES
 
@@ -50,8 +52,9 @@ def compare(traders, seed, steps, seeds, policies, on_chain, processes, config, 
     from backstop.sim.sweep import ProcessRunner
 
     started = time.perf_counter()
-    with progress_bar("model replays", len(study_cases(traders, steps, seed_list, policies, VAULT_FRACTIONS))) as progress:
-        study = run_study(traders, steps, seed_list, policies, config, scale_vault, runner=ProcessRunner(processes), progress=progress)
+    fractions = VAULT_FRACTIONS if vault_sweep else ()
+    with progress_bar("model replays", len(study_cases(traders, steps, seed_list, policies, fractions))) as progress:
+        study = run_study(traders, steps, seed_list, policies, config, scale_vault, fractions, ProcessRunner(processes), progress)
     study["timings"] = {"model": time.perf_counter() - started}
     click.echo(f"model: {study['replays']} replays in {study['timings']['model']:.1f} s")
 
