@@ -188,3 +188,18 @@ def test_a_crash_onto_a_persistent_node_leaves_positions_a_keeper_beside_it_acts
     assert status == 0, output
     summary = output.strip().splitlines()[-1]
     assert summary.startswith("keeper stopped after 1 passes over") and "backstopped $0.00," not in summary, summary
+
+
+def test_a_node_that_breaks_mid_run_ends_the_command_in_its_own_sentence():
+    import click
+
+    from backstop.chain.fast_chain import NodeConnectionError
+    from backstop.cli.errors import Command
+
+    def broken():
+        raise NodeConnectionError("the node at http://127.0.0.1:1 broke the connection or stopped answering, on a request of 13,000,000 bytes (BrokenPipeError: [Errno 32] Broken pipe)")
+
+    result = CliRunner().invoke(click.command(cls=Command)(broken))
+    assert result.exit_code == 1 and result.output == (
+        "Error: the node at http://127.0.0.1:1 broke the connection or stopped answering, on a request of 13,000,000 bytes "
+        "(BrokenPipeError: [Errno 32] Broken pipe)\n")

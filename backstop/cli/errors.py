@@ -25,6 +25,8 @@ class Command(click.Command):
             where = f" ({error.filename})" if getattr(error, "filename", None) else ""
             raise click.ClickException(f"cannot read or write a file{where}: {error.strerror or error}") from None
         except Exception as error:
+            if type(error).__name__ == "NodeConnectionError":  # mid-run: the node went away or refused a request
+                raise click.ClickException(_first_line(error)) from None
             if _is_chain_error(error):
                 raise click.ClickException(f"no chain reachable ({_first_line(error)}); start one or pass --network with a live RPC") from None
             raise
