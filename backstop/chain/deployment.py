@@ -11,7 +11,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import click
-from eth_utils import is_address, to_checksum_address
 
 WAD = 10**18
 USDC = 10**6
@@ -326,6 +325,9 @@ def _scaled(path: Path, where: str, value, scale: int) -> int:
 
 
 def _keepers(path: Path, table) -> tuple[str, ...]:
+    # eth_utils costs a third of a second to import: only a file that lists keepers pays it.
+    from eth_utils import is_address, to_checksum_address
+
     addresses = _table(path, "roles", table, ["keepers"]).get("keepers", [])
     if not isinstance(addresses, list) or not all(isinstance(a, str) and is_address(a) for a in addresses):
         raise ConfigError(f"{path}: [roles] keepers must be a list of addresses, not {addresses!r}")
