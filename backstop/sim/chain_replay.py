@@ -26,7 +26,7 @@ from backstop.chain.deployment import MarketConfig
 from backstop.chain.fast_chain import FastChain
 from backstop.chain.trading import ONE_YEAR, OrderSigner
 from backstop.keeper.chain_venue import ChainVenue, send_in_blocks
-from backstop.keeper.waterfall import USDC, AdlExecutor, Keeper
+from backstop.keeper.waterfall import AdlExecutor, Keeper
 from backstop.sim.replay import FinalState, Progress, Replay, price_updates
 from backstop.sim.scenario import Scenario
 

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 from backstop.chain.deployment import ProtocolConfig
 from backstop.keeper.adl_executor import ModelAdlExecutor
 from backstop.keeper.model_venue import VAULT, ModelVenue, build_model
-from backstop.keeper.waterfall import USDC, Keeper, remember_checksummed
+from backstop.keeper.waterfall import Keeper, remember_checksummed
 from backstop.model.protocol import Order
 from backstop.sim.replay import FinalState, Progress, Replay, price_updates
 from backstop.sim.scenario import Scenario
