@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from backstop.cli.errors import Command
-from backstop.cli.options import (claim_out_dir, config_option, network_option, out_options, policy_choice, scale_option, scenario_options,
+from backstop.cli.options import (chosen_policies, claim_out_dir, config_option, network_option, out_options, policy_choice, scale_option, scenario_options,
                                   vault_limits_for)
 
 # Largest crowd replayed on chain by default (about a minute per policy per thousand traders).
@@ -36,10 +36,10 @@ CHAIN_LIMIT = 2_000
 @out_options(Path("reports/compare"))
 def compare(traders, seed, steps, seeds, policies, on_chain, processes, vault_sweep, config, scale_vault, network, out, force):
     """Compare the ADL policies on many seeds of one crash."""
-    from backstop.model.adl import POLICY_BY_NAME, POLICY_NAMES
+    from backstop.model.adl import POLICY_NAMES
 
     out = claim_out_dir(out, force)
-    policies = [POLICY_BY_NAME[name] for name in dict.fromkeys(policies)] or sorted(POLICY_NAMES)
+    policies = chosen_policies(policies)
     on_chain = traders <= CHAIN_LIMIT if on_chain is None else on_chain
     seed_list = list(range(seed, seed + seeds))
     click.echo(f"study: {traders:,} traders, seeds {seed_list[0]}..{seed_list[-1]}, {steps} blocks; "

@@ -67,6 +67,11 @@ def policy_choice() -> click.Choice:
     return click.Choice(sorted(POLICY_BY_NAME, key=POLICY_BY_NAME.get))
 
 
+def chosen_policies(names) -> list[int]:
+    """The policy ids of repeated --policy options, in the order given; every policy if none."""
+    return [POLICY_BY_NAME[name] for name in dict.fromkeys(names)] or sorted(POLICY_BY_NAME.values())
+
+
 def claim_out_dir(out: Path, force: bool) -> Path:
     """`out`, checked before any work: a folder (created if missing) that holds no other run's
     report unless `force`; a ClickException naming the problem otherwise."""

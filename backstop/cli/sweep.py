@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from backstop.cli.errors import Command
-from backstop.cli.options import claim_out_dir, config_option, out_options, policy_choice, scale_option
+from backstop.cli.options import chosen_policies, claim_out_dir, config_option, out_options, policy_choice, scale_option
 
 
 @click.command(cls=Command)
@@ -31,10 +31,8 @@ from backstop.cli.options import claim_out_dir, config_option, out_options, poli
 @out_options(Path("reports/sweep"))
 def sweep(crowds, seeds, seed, steps, policies, vaults, scheduler, workers, serial, config, scale_vault, out, force):
     """Sweep seeds x policies x vault sizes x crowd sizes on the model."""
-    from backstop.model.adl import POLICY_BY_NAME, POLICY_NAMES
-
     out = claim_out_dir(out, force)
-    policy_ids = [POLICY_BY_NAME[name] for name in dict.fromkeys(policies)] or sorted(POLICY_NAMES)
+    policy_ids = chosen_policies(policies)
 
     from backstop.cli.progress import progress_bar
     from backstop.cli.writing import write_json
