@@ -99,8 +99,10 @@ def overshoot(out_dir: Path, name: str, metrics: list[dict]) -> str:
     axes.bar([p + 0.2 for p in positions], absorbed, width=0.4, color="tab:purple", label="absorbed by the vault / D")
     needed = [m["min_notional_closed"] / m["deficit"] if m["deficit"] else 0.0 for m in metrics]
     axes.scatter([p - 0.2 for p in positions], needed, color="black", marker="_", s=500, zorder=3, label="least that had to close / D")
-    for position, value in zip(positions, closed):
+    for position, value, taken in zip(positions, closed, absorbed):
         axes.annotate(f"{value:.1f}x closed", (position - 0.2, value), ha="center", va="bottom", fontsize="small")
+        axes.annotate(f"{taken:.1f}x absorbed", (position + 0.2, taken), ha="center", va="bottom", fontsize="small")
+    axes.set_ylim(0, 1.3 * max([*closed, *absorbed, *needed, 1.0]))  # room for the labels and the legend
     for position, m in zip(positions, metrics):
         if not m["deficit"]:
             axes.annotate("no ADL round", (position, 0), ha="center", va="bottom")
