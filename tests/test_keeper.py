@@ -231,14 +231,18 @@ def test_replay_on_chain__small_crash_end_to_end_keeps_the_invariants(clean_node
 
     assert ticks == [(step, 6) for step in range(1, 7)]
     assert [(i["name"], i["held"]) for i in result["invariants"] if not i["held"]] == []
-    assert result["scenario"] == {"seed": 1, "traders": 10, "steps": 6, "markets": ["BTC-PERP", "ETH-PERP", "SOL-PERP", "DOGE-PERP"]}
+    assert {key: result["scenario"][key] for key in ("seed", "traders", "steps", "run_up_blocks", "markets")} == {
+        "seed": 1, "traders": 10, "steps": 6, "run_up_blocks": 0, "markets": ["BTC-PERP", "ETH-PERP", "SOL-PERP", "DOGE-PERP"]}
     assert result["times"] == [300 * (step + 1) for step in range(6)] and len(result["prices"]) == len(result["vault_equity"]) == 6
     totals, layers = result["totals"], result["layers_by_step"]
-    for layer in ("liquidated", "backstopped", "adl_closed"):
-        assert totals[layer] == pytest.approx(sum(step[layer] for step in layers))
+    for layer in ("liquidated", "backstopped", "adl_closed", "adl_absorbed"):
+        assert totals[layer] == sum(step[layer] for step in layers)
     # The crash reaches every layer: liquidations, takeovers and accounts the vault cannot save.
     assert totals["liquidated"] > 0 and totals["backstopped"] > 0 and totals["accounts_liquidated"] > 0
-    assert totals["vault_pnl"] == pytest.approx(result["vault_equity"][-1] - scenario.vault_deposit / USDC)
+    assert result["vault_equity_start"] == scenario.vault_deposit
+    assert totals["vault_pnl"] == result["vault_equity"][-1] - scenario.vault_deposit
+    # who paid: every dollar accounted for, to the unit
+    assert result["who_paid"]["total"]["pnl"] == 0 and result["who_paid"]["insurance_vault"]["pnl"] == totals["vault_pnl"]
 
 
 def test_replay_on_chain__generated_crash_keeps_the_invariants(clean_node, deployment, keeper):

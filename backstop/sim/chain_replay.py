@@ -27,7 +27,7 @@ from backstop.chain.deployment import MarketConfig
 from backstop.chain.fast_chain import FastChain
 from backstop.chain.trading import ONE_YEAR, OrderSigner
 from backstop.keeper.chain_venue import ChainVenue, send_in_blocks
-from backstop.keeper.waterfall import USDC, AdlExecutor, Keeper
+from backstop.keeper.waterfall import AdlExecutor, Keeper
 from backstop.sim.replay import FinalState, Progress, Replay, price_updates
 from backstop.sim.scenario import Scenario
 
@@ -43,7 +43,7 @@ FUNDING_GAS = 1_000_000
 
 def replay_on_chain(chain: FastChain, deployment: dict, scenario: Scenario, keeper_address: str,
                     progress: Progress | None = None, adl: AdlExecutor | None = None,
-                    log: Callable[[str], None] | None = None) -> dict:
+                    log: Callable[[str], None] | None = None, keeper_acts: bool = True, step_pause: float = 0.0) -> dict:
     """Replays `scenario` on the deployment (the dict of deployments/<network>.json) and returns the
     figures of `Replay.result`, with the invariants checked on chain after the last step.
 
@@ -51,9 +51,12 @@ def replay_on_chain(chain: FastChain, deployment: dict, scenario: Scenario, keep
     `keeper_address` needs the keeper role on the oracle, the clearinghouse and the ADL engine.
     The scenario's markets are listed, re-margined and re-priced on chain as needed.
     `progress(step, total, message)` is called once per price step; `log` gets the keeper's line
-    per action.
+    per action. `keeper_acts` False leaves the waterfall to a keeper beside the replay, which
+    `step_pause` seconds after each step give time to act.
     """
-    return ChainReplay(chain, deployment, scenario, keeper_address, adl, log or (lambda line: None)).run(progress)
+    replay = ChainReplay(chain, deployment, scenario, keeper_address, adl, log or (lambda line: None))
+    replay.keeper_acts, replay.step_pause = keeper_acts, step_pause
+    return replay.run(progress)
 
 
 class ChainReplay(Replay):
@@ -121,17 +124,21 @@ class ChainReplay(Replay):
         self._send_all(minted, FUNDING_GAS, "minting")
         self._send_all(deposits, FUNDING_GAS, "deposits")
         self.deposited = sum(amount for _, amount in funded) + self.scenario.vault_deposit
-        self.vault_equity_start = self.venue.vault_equity() / USDC
+        self.vault_equity_start = self.venue.vault_equity()
 
     def open_positions(self) -> None:
-        """The scenario's opening trades as signed orders, settled in batches of up to 64 fills."""
+        """The scenario's opening trades as signed orders, block by block of the run-up: the
+        oracle moves to the block's marks, then its fills settle in batches of up to 64."""
         chain, ch = self.chain, self.c["clearinghouse"]
         _, now = chain.block()
         signer = OrderSigner(int(chain.request("eth_chainId"), 16), ch.address, dict(self.keys))
-        fills = [signer.fill(self.traders[t.buyer], self.traders[t.seller], t.market, t.size, t.price, now + ONE_YEAR).abi
-                 for t in self.scenario.trades]
-        batches = [(self.keeper_address, ch.settle_fills.call(fills[start:start + FILLS_PER_TX])) for start in range(0, len(fills), FILLS_PER_TX)]
-        self._send_all(batches, FILLS_GAS, f"opening trades (batches of {FILLS_PER_TX} fills)")
+        for block, trades in enumerate(self.scenario.trades_by_block()):
+            self.push_prices(list(self.scenario.block_prices(block)))
+            fills = [signer.fill(self.traders[t.buyer], self.traders[t.seller], t.market, t.size, t.price, now + ONE_YEAR).abi
+                     for t in trades]
+            batches = [(self.keeper_address, ch.settle_fills.call(fills[start:start + FILLS_PER_TX]))
+                       for start in range(0, len(fills), FILLS_PER_TX)]
+            self._send_all(batches, FILLS_GAS, f"opening trades of run-up block {block} (batches of {FILLS_PER_TX} fills)")
         _, self.walk_start = chain.block()
 
     def advance_to(self, seconds: int) -> None:
