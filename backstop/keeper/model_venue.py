@@ -151,7 +151,10 @@ def build_model(config: ProtocolConfig, markets, policy: int, now: int) -> tuple
     `markets` (ScenarioMarket-like: name, price, initial_margin, maintenance_margin) and every
     market on ADL `policy`."""
     model = TrackingModel(config.max_move, config.staleness, VAULT)
-    LiquidationModel(model, config.liquidation_discount, config.liquidation_penalty, config.backstop_ratio)
+    LiquidationModel(
+        model, config.liquidation_discount, config.liquidation_penalty, config.backstop_ratio, config.auction_premium, config.auction_ramp,
+        config.auction_duration, config.auction_min_notional, config.volunteer_auctions,
+    )
     vault = VaultModel(model, VAULT, config.vault_lockup, config.vault_withdrawal_delay, config.vault_max_leverage,
                        config.vault_loss_cap_per_event, config.vault_loss_cap_per_day, config.vault_profit_unlock)
     engine = AdlModel(model, config.adl_round_duration)
