@@ -8,10 +8,12 @@ replay (backstop/sim/chain_replay.py), without a chain, so it reaches crowds a c
 from __future__ import annotations
 
 import multiprocessing
+from dataclasses import replace
 from typing import Callable, Sequence
 
 from backstop.chain.deployment import ProtocolConfig
 from backstop.keeper.adl_executor import ModelAdlExecutor
+from backstop.keeper.auctions import AuctionDesk
 from backstop.keeper.model_venue import VAULT, ModelVenue, build_model
 from backstop.keeper.waterfall import USDC, Keeper, remember_checksummed
 from backstop.model.adl import POLICY_NAMES
@@ -25,10 +27,13 @@ ONE_YEAR = 365 * 24 * 3600
 
 
 def replay_on_model(scenario: Scenario, policy: int, config: ProtocolConfig = ProtocolConfig(),
-                    progress: Progress | None = None, log: Callable[[str], None] | None = None) -> dict:
+                    progress: Progress | None = None, log: Callable[[str], None] | None = None,
+                    volunteers: bool = True, unwind: str = "profit") -> dict:
     """Replays `scenario` on the model with every market on ADL `policy`; the figures of
-    `Replay.result`."""
-    return ModelReplay(scenario, policy, config, log or (lambda line: None)).run(progress)
+    `Replay.result`. `volunteers`: whether ADL rounds open with a volunteer auction (whatever
+    `config.volunteer_auctions` says); `unwind`: the keeper's unwind policy for the vault
+    (backstop/keeper/auctions.py)."""
+    return ModelReplay(scenario, policy, config, log or (lambda line: None), volunteers, unwind).run(progress)
 
 
 # Pro-rata and risk-aware rounds touch every winner, queue rounds a few: the slow ones first,
@@ -38,7 +43,8 @@ _SWEEP: tuple | None = None  # (scenario, config) for forked workers, which inhe
 
 
 def sweep_on_model(scenario: Scenario, policies: Sequence[int], config: ProtocolConfig = ProtocolConfig(),
-                   processes: int = 2, progress: Progress | None = None) -> dict[int, dict]:
+                   processes: int = 2, progress: Progress | None = None, volunteers: bool = True,
+                   unwind: str = "profit") -> dict[int, dict]:
     """`replay_on_model(scenario, policy, config)` for each policy: {policy: result}, in the order
     of `policies`. Up to `processes` replays run at once, each in its own process (the results
     are the same as one after the other; the traders' keys are derived once, before the fork).
@@ -49,7 +55,7 @@ def sweep_on_model(scenario: Scenario, policies: Sequence[int], config: Protocol
     results: dict[int, dict] = {}
     if processes <= 1 or len(policies) <= 1:
         for policy in policies:
-            results[policy] = replay_on_model(scenario, policy, config)
+            results[policy] = replay_on_model(scenario, policy, config, volunteers=volunteers, unwind=unwind)
             report(len(results), len(policies), f"{POLICY_NAMES.get(policy, policy)} done")
         return results
     scenario_keys(scenario.seed, len(scenario.traders))  # cached: forked workers inherit the keys
@@ -57,7 +63,7 @@ def sweep_on_model(scenario: Scenario, policies: Sequence[int], config: Protocol
     order = sorted(policies, key=lambda p: _HEAVY_FIRST.index(p) if p in _HEAVY_FIRST else len(_HEAVY_FIRST))
     workers = min(processes, len(order))
     if "fork" in multiprocessing.get_all_start_methods():
-        _SWEEP = (scenario, config)
+        _SWEEP = (scenario, config, volunteers, unwind)
         try:
             with multiprocessing.get_context("fork").Pool(workers) as pool:
                 for policy, result in pool.imap_unordered(_replay_forked, order, chunksize=1):
@@ -67,28 +73,30 @@ def sweep_on_model(scenario: Scenario, policies: Sequence[int], config: Protocol
             _SWEEP = None
     else:
         with multiprocessing.get_context().Pool(workers) as pool:
-            for policy, result in pool.imap_unordered(_replay_spawned, [(scenario, policy, config) for policy in order], chunksize=1):
+            for policy, result in pool.imap_unordered(_replay_spawned, [(scenario, policy, config, volunteers, unwind) for policy in order],
+                                                      chunksize=1):
                 results[policy] = result
                 report(len(results), len(policies), f"{POLICY_NAMES.get(policy, policy)} done")
     return {policy: results[policy] for policy in policies}
 
 
 def _replay_forked(policy: int) -> tuple[int, dict]:
-    scenario, config = _SWEEP
-    return policy, replay_on_model(scenario, policy, config)
+    scenario, config, volunteers, unwind = _SWEEP
+    return policy, replay_on_model(scenario, policy, config, volunteers=volunteers, unwind=unwind)
 
 
 def _replay_spawned(arguments: tuple) -> tuple[int, dict]:
-    scenario, policy, config = arguments
-    return policy, replay_on_model(scenario, policy, config)
+    scenario, policy, config, volunteers, unwind = arguments
+    return policy, replay_on_model(scenario, policy, config, volunteers=volunteers, unwind=unwind)
 
 
 class ModelReplay(Replay):
     """`Replay` on the reference model."""
 
-    def __init__(self, scenario: Scenario, policy: int, config: ProtocolConfig, log: Callable[[str], None]):
-        super().__init__(scenario, log)
-        self.policy, self.config = policy, config
+    def __init__(self, scenario: Scenario, policy: int, config: ProtocolConfig, log: Callable[[str], None],
+                 volunteers: bool = True, unwind: str = "profit"):
+        super().__init__(scenario, log, volunteers, unwind)
+        self.policy, self.config = policy, replace(config, volunteer_auctions=volunteers)
         self.vault_address = VAULT
         self.now = START
         self.walk_start = START
@@ -101,7 +109,8 @@ class ModelReplay(Replay):
         self.venue = ModelVenue(self.model, self.vault, self.clock)
         adl = ModelAdlExecutor(self.engine, self.clock)
         remember_checksummed(self.traders)  # scenario_keys checksummed them
-        self.keeper = Keeper(self.venue, KEEPER, self.liquidators, adl=adl, log=self.log)
+        desk = AuctionDesk(self.venue, KEEPER, self.volunteers, self.unwind, log=self.log)
+        self.keeper = Keeper(self.venue, KEEPER, self.liquidators, adl=adl, log=self.log, auctions=desk)
 
     def fund_accounts(self) -> None:
         for address, trader in zip(self.traders, self.scenario.traders):

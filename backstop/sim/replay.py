@@ -16,10 +16,18 @@ from typing import Callable, Sequence
 import coincurve
 from Crypto.Hash import keccak as _keccak
 
+from backstop.keeper.auctions import Volunteer, summarise
 from backstop.keeper.waterfall import USDC, WAD, Keeper, KeeperReport
 from backstop.sim.scenario import Scenario
 
 Progress = Callable[[int, int, str], None]
+
+# The scenario's volunteers (issue 15): from which auction premium each kind takes a bankrupt
+# account's or the vault's position. Liquidators, who take positions over for a living, from 2%;
+# market makers, who mostly buy back the alts they sold, from 3%. With the default auction (5% over
+# 10 minutes) and a block a minute, liquidators take in the fifth block of an auction, market makers
+# from the seventh. Each commits half of its free margin per pass (`Volunteer.margin_use`).
+VOLUNTEER_THRESHOLDS = {"liquidator": WAD // 50, "market_maker": 3 * WAD // 100}
 
 
 def scenario_keys(seed: int, count: int, role: str = "trader") -> list[tuple[str, str]]:
@@ -58,6 +66,9 @@ class StepFigures:
     backstopped: float
     adl_closed: float
     vault_equity: float
+    # notional volunteers took in ADL rounds' auctions, and of the vault's positions in its unwinds
+    volunteer_taken: float = 0.0
+    unwound: float = 0.0
 
 
 @dataclass
@@ -81,12 +92,20 @@ class Replay:
     keeper: Keeper
     vault_address: str
 
-    def __init__(self, scenario: Scenario, log: Callable[[str], None]):
+    def __init__(self, scenario: Scenario, log: Callable[[str], None], volunteers: bool = True, unwind: str = "profit"):
         self.scenario, self.log = scenario, log
         keys = scenario_keys(scenario.seed, len(scenario.traders))
         self.keys = keys
         self.traders = [address for address, _ in keys]
         self.liquidators = [a for a, trader in zip(self.traders, scenario.traders) if trader.kind == "liquidator"]
+        # Whether ADL rounds open with a volunteer auction (the deployment's `volunteer_auctions`),
+        # how the keeper unwinds the vault (backstop/keeper/auctions.py: "profit", "rebound", "targets", "all", "none"),
+        # and who takes in the auctions: the liquidators and the market makers.
+        self.volunteer_step, self.unwind = volunteers, unwind
+        self.volunteers = [
+            Volunteer(a, VOLUNTEER_THRESHOLDS[trader.kind])
+            for a, trader in zip(self.traders, scenario.traders) if trader.kind in VOLUNTEER_THRESHOLDS
+        ]
         (self.depositor, _), = scenario_keys(scenario.seed, 1, role="vault depositor")
         self.deposited = 0  # what the replay put into the pool
         self.balance_before = 0  # the pool's tokens before the replay
@@ -114,6 +133,10 @@ class Replay:
 
     def vault_equity(self) -> int:
         raise NotImplementedError
+
+    def vault_open_notional(self) -> int:
+        """Σ |size| x mark of the vault's positions now (collateral units)."""
+        return self.keeper.venue.vault_open_notional()
 
     def final_state(self) -> FinalState:
         raise NotImplementedError
@@ -150,8 +173,36 @@ class Replay:
                 backstopped=sum(report.backstopped.values()) / USDC,
                 adl_closed=report.adl_closed / USDC,
                 vault_equity=self.vault_equity() / USDC,
+                volunteer_taken=report.volunteer_taken / USDC,
+                unwound=report.unwound / USDC,
             ))
             progress(index + 1, total, f"t={step.time}s {report.line()}")
+        self.settle_auctions()
+
+    def settle_auctions(self) -> None:
+        """After the path, at its last prices: the keeper goes on, a block a minute (the path's
+        spacing), until every volunteer auction still running has ended and its round has been
+        executed, so that each round opened late is resolved like the others. What these blocks
+        do counts in the last step."""
+        path = self.scenario.path
+        auctioning = getattr(self.keeper.adl, "auctioning", None)
+        if not auctioning or not path or not self.steps:
+            return
+        spacing = path[-1].time - path[-2].time if len(path) > 1 else 60
+        seconds = path[-1].time
+        last = self.steps[-1]
+        for _ in range(10_000):
+            if not auctioning:
+                break
+            seconds += spacing
+            self.advance_to(seconds)
+            self.push_prices(list(path[-1].prices))
+            report = self.keeper.settle_auctions()
+            self.reports.append(report)
+            last.adl_closed += report.adl_closed / USDC
+            last.volunteer_taken += report.volunteer_taken / USDC
+            last.unwound += report.unwound / USDC
+            last.vault_equity = self.vault_equity() / USDC
 
     def check_invariants(self) -> list[dict]:
         """The design's invariants over every account of the replay and the vault."""
@@ -202,15 +253,23 @@ class Replay:
         - "totals": {"liquidated", "backstopped", "adl_closed", "deficit" (bad debt that reached
           ADL: the deficits its rounds covered plus those still pending), "vault_pnl" (equity at
           the end minus after its deposit), "accounts_liquidated", "accounts_backstopped",
-          "accounts_adl", "winners_hit", "residual_bad_debt" (negative value left at the end)};
+          "accounts_adl", "winners_hit", "residual_bad_debt" (negative value left at the end),
+          "volunteer_taken" and "volunteer_premium" (notional volunteers took in the auctions that
+          open ADL rounds, and the premium the winners paid them), "unwound" and "unwind_premium"
+          (the vault's positions taken in its unwinds, and what it gave up against the mark),
+          "volunteers_taking" (accounts that took), "vault_open_notional" (the vault's positions at
+          the end, at the last marks)};
+        - "auction": {"volunteers" (the volunteer step on), "unwind" (the keeper's unwind policy)};
+        - "layers_by_step_auctions": per step {"volunteer_taken", "unwound"} notional;
         - "adl_rounds": every round's metrics (backstop/keeper/adl_executor.py RoundMetrics, as dicts);
         - "invariants": [{"name", "held", "detail"}]; "timings": seconds per phase.
         """
         scenario, reports = self.scenario, self.reports
         rounds = [round_ for report in reports for round_ in report.adl_rounds]
         pending = reports[-1].adl_pending if reports else []
-        deficit = sum(round_.get("deficit", 0) for round_ in rounds) + sum(reports[-1].bankrupt[a] for a in pending)
+        deficit = sum(round_.get("deficit", 0) for round_ in rounds) + sum(reports[-1].bankrupt.get(a, 0) for a in pending)
         state_values = self.final_state().values
+        auctions = summarise([take for report in reports for take in report.auction_takes])
         return {
             "scenario": {"seed": scenario.seed, "traders": len(scenario.traders), "steps": len(scenario.path),
                          "markets": [market.name for market in scenario.markets]},
@@ -229,7 +288,15 @@ class Replay:
                 "accounts_adl": len({a for r in reports for a in r.bankrupt}),
                 "winners_hit": len({winner for round_ in rounds for winner in round_["haircut_by_winner"]}),
                 "residual_bad_debt": -sum(v for v in state_values if v < 0) / USDC,
+                "volunteer_taken": auctions["volunteer_notional"] / USDC,
+                "volunteer_premium": auctions["volunteer_premium"] / USDC,
+                "unwound": auctions["unwind_notional"] / USDC,
+                "unwind_premium": auctions["unwind_premium"] / USDC,
+                "volunteers_taking": auctions["takers"],
+                "vault_open_notional": self.vault_open_notional() / USDC,
             },
+            "auction": {"volunteers": self.volunteer_step, "unwind": self.unwind},
+            "layers_by_step_auctions": [{"volunteer_taken": s.volunteer_taken, "unwound": s.unwound} for s in self.steps],
             "adl_rounds": rounds,
             "invariants": invariants,
             "timings": timings,
