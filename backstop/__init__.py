@@ -7,5 +7,5 @@
 4. `backstop.sim`: crash scenarios, their replays on chain and on the model, the policy study and
    the gas benchmarks;
 5. `backstop.report`: the crash report, its plots and the gas tables;
-6. `backstop.cli`: what the `ape run` scripts in scripts/ share.
+6. `backstop.cli`: the command line (`python -m backstop.cli`), which the `ape run` scripts in scripts/ expose too.
 """

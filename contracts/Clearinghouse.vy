@@ -947,11 +947,12 @@ def _prices(market: uint256, fresh: bool) -> (uint256, uint256):
 
 @internal
 def _accrue_funding(market: uint256):
+    if self.funding_updated_at[market] == block.timestamp:
+        return
     index_price: uint256 = 0
     mark_price: uint256 = 0
     index_price, mark_price = staticcall oracle.latest_prices(market)
-    if self.funding_updated_at[market] != block.timestamp:
-        self._store_funding_index(market, self._funding_index_now(market, index_price, mark_price))
+    self._store_funding_index(market, self._funding_index_now(market, index_price, mark_price))
 
 
 @internal

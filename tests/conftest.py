@@ -33,6 +33,7 @@ import pytest
 
 from backstop.chain.deployment import USDC, WAD, ProtocolConfig, deploy_protocol
 from backstop.chain.trading import ONE_YEAR, OrderSigner
+from backstop.sim.replay import price_updates
 
 BTC, ETH, SOL = 0, 1, 2
 
@@ -100,6 +101,20 @@ def fund(owner, token, pool):
         return pool.deposit(amount, sender=account)
 
     return fund
+
+
+@pytest.fixture(scope="session")
+def walk(oracle, keeper):
+    """Moves a market's index and mark together to `price` as a keeper would: an update (so a
+    block) at a time within the oracle's limits, all in one move window."""
+
+    def walk(market, price):
+        feed = oracle.feeds(market)
+        start, limits = [feed.index_price, feed.mark_price], (oracle.max_block_move(), oracle.max_window_move())
+        for index_price, mark_price in price_updates(start, [price, price], *limits):
+            oracle.set_prices(market, index_price, mark_price, sender=keeper)
+
+    return walk
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,7 @@ def alice_refused_at_88k(mirror, alice, bob, stranger):
     mirror.fund(alice, usd(10 * K))
     mirror.fund(bob, usd(20 * K))
     mirror.trade((alice, bob, BTC, WAD, BTC_PRICE), sender=stranger)
-    mirror.walk(BTC, 88 * K * WAD)
+    mirror.walk_mark(BTC, 88 * K * WAD)
     refuse_and_flag(mirror, alice, stranger)
     mirror.open_round(alice)
 
@@ -65,7 +65,7 @@ def user_made_round(mirror, alice, bob, carol, dave, stranger):
     mirror.fund(bob, usd(42 * K))
     mirror.fund(carol, usd(9 * K))
     mirror.trade((alice, bob, BTC, 4 * WAD, BTC_PRICE), (alice, carol, SOL, WAD, SOL_PRICE), sender=stranger)
-    mirror.walk(BTC, 80 * K * WAD)
+    mirror.walk_mark(BTC, 80 * K * WAD)
     assert value(mirror, alice) == -usd(38 * K)
     assert refuse_and_flag(mirror, alice, stranger) == "loss above the vault's allowance"
     mirror.open_round(alice)
@@ -112,7 +112,7 @@ def test_round_closes_while_price_keeps_falling(mirror, alice, bob, carol, dave,
     tx = mirror.execute(alice, BTC, batch.winners)
     assert [(e.winner, e.reason) for e in tx.all("AdlSkipped")] == [(bob.address, adl.SKIP_SIDE)]
     assert mirror.plan(alice, BTC) == []
-    mirror.walk(BTC, 88 * K * WAD * 80 // 100)  # the crash goes on: 70.4k
+    mirror.walk_mark(BTC, 88 * K * WAD * 80 // 100)  # the crash goes on: 70.4k
     # Nobody but the shorts waits: bob (flat, his profit realised) and a bystander withdraw.
     mirror.withdraw(bob, usd(10 * K))
     mirror.withdraw(liquidator, usd(1 * K))
@@ -140,11 +140,11 @@ def test_resubmitted_winner_never_pays_twice(mirror, alice, bob, carol, dave, er
     mirror.fund(carol, usd(40 * K))
     mirror.fund(dave, usd(100 * K))
     mirror.fund(erin, usd(20 * K))
-    mirror.walk(BTC, 95 * K * WAD)
+    mirror.walk_mark(BTC, 95 * K * WAD)
     mirror.trade((alice, carol, BTC, WAD, 95 * K * WAD), sender=stranger)
-    mirror.walk(BTC, 75 * K * WAD, 2)
+    mirror.walk_mark(BTC, 75 * K * WAD)
     mirror.trade((dave, erin, BTC, 2 * WAD, 75 * K * WAD), sender=stranger)
-    mirror.walk(BTC, 70 * K * WAD)
+    mirror.walk_mark(BTC, 70 * K * WAD)
     assert value(mirror, alice) == -usd(15_500)
     refuse_and_flag(mirror, alice, stranger)
     mirror.open_round(alice)
@@ -229,7 +229,7 @@ def test_finish_round__before_the_deadline_or_without_a_round_reverts(user_made_
 
 def test_finish_round__the_vault_takes_the_rest_of_the_position_at_the_mark(user_made_round, alice, carol, stranger):
     mirror = user_made_round
-    mirror.walk(SOL, 180 * WAD)  # SOL falls after the round opened: alice's long loses 20 more
+    mirror.walk_mark(SOL, 180 * WAD)  # SOL falls after the round opened: alice's long loses 20 more
     mirror.wait_past(mirror.adl_model.round(alice.address).deadline)
     tx = mirror.finish_round(alice, stranger)
     absorbed = tx.one("VaultAbsorption")
@@ -270,9 +270,9 @@ def test_finish_round__nobody_holds_the_winners_side_the_vault_covers(mirror, al
     mirror.fund(bob, usd(20 * K))
     mirror.fund(carol, usd(20 * K))
     mirror.trade((alice, carol, BTC, WAD, BTC_PRICE), sender=stranger)
-    mirror.walk(BTC, 89 * K * WAD)
+    mirror.walk_mark(BTC, 89 * K * WAD)
     mirror.trade((carol, bob, BTC, WAD, 89 * K * WAD), sender=stranger)
-    mirror.walk(BTC, 88 * K * WAD)
+    mirror.walk_mark(BTC, 88 * K * WAD)
     assert refuse_and_flag(mirror, alice, stranger) == "loss above the vault's allowance"
     mirror.open_round(alice)
     tx = mirror.execute(alice, BTC, [bob])
@@ -349,10 +349,10 @@ def test_gate__the_vault_waits_only_while_it_holds_a_side_a_round_can_charge(mir
     mirror.fund(carol, usd(20 * K))
     mirror.fund(erin, usd(6 * K))
     mirror.trade((alice, bob, BTC, WAD, BTC_PRICE), (carol, erin, BTC, WAD // 2, BTC_PRICE), sender=stranger)
-    mirror.walk(BTC, 110 * K * WAD)
+    mirror.walk_mark(BTC, 110 * K * WAD)
     assert mirror.backstop(stranger, erin)[1] == ""  # the vault now holds erin's 0.5 BTC short
     assert can_withdraw(mirror, mirror.vault_address)
-    mirror.walk(BTC, 88 * K * WAD)
+    mirror.walk_mark(BTC, 88 * K * WAD)
     mirror.set_risk_limits(5 * WAD, usd(1 * K), usd(5_000 * K))
     assert refuse_and_flag(mirror, alice, stranger) == "loss above the vault's allowance"
     mirror.open_round(alice)

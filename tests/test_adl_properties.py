@@ -33,10 +33,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from backstop.keeper.adl_planner import MarketToResolve, plan_market, winner_states
+from backstop.chain.deployment import ProtocolConfig
 from backstop.model import adl
 from backstop.model.adl import PRO_RATA, QUEUE_HYPERLIQUID, QUEUE_PNL_LEVERAGE, RISK_AWARE, AdlModel
 from backstop.model.liquidation import LiquidationModel
@@ -54,7 +55,7 @@ PARAMS = MarketParams(
     max_open_interest=10**9 * WAD, funding_premium_cap=WAD // 100, funding_period=8 * 3600,
 )
 VAULT = "0x" + "fa" * 20
-MAX_MOVE = WAD // 5
+ORACLE = ProtocolConfig()  # the deployed oracle's limits
 ROUND_DURATION = 3600
 
 
@@ -133,7 +134,8 @@ class ModelExchange:
     def __init__(self, book: Book):
         self.book = book
         self.now = T0
-        self.model = Model(MAX_MOVE, 3600, VAULT)
+        self.block = 0  # the model's block number: every price update in a block of its own
+        self.model = Model(ORACLE.max_block_move, ORACLE.move_window, ORACLE.max_window_move, ORACLE.staleness, VAULT)
         LiquidationModel(self.model, WAD // 100, WAD // 100)
         self.model.transactional = True
         for market in range(book.markets):
@@ -180,19 +182,20 @@ class ModelExchange:
         return max(dollars * 10**30 // price // 10**12 * 10**12, 10**12)  # whole 1e-6 units
 
     def move(self, market: int, percent_of_start: int) -> None:
-        """Walks index and mark together to `percent_of_start` of the market's first price, within max_move."""
+        """Walks index and mark together to `percent_of_start` of the market's first price, a block
+        (12 s) per update within the oracle's limits, waiting out a move window with no room left."""
         target = PRICES[market] * percent_of_start // 100
-        while True:
-            current = self.model.latest_prices(market)[1]
-            if current == target:
-                return
-            step_cap = current * MAX_MOVE // WAD
-            price = max(min(target, current + step_cap), current - step_cap)
+        while (current := self.model.latest_prices(market)[1]) != target:
             self.tick()
-            self.set_prices(market, price)
+            price, _ = self.model.reachable_prices(market, target, target, self.now)
+            if price == current:
+                self.now = self.model.window_end(market)
+            else:
+                self.set_prices(market, price)
 
     def set_prices(self, market: int, price: int) -> None:
-        self.model.set_prices(market, price, price, self.now)
+        self.block += 1
+        self.model.set_prices(market, price, price, self.now, self.block)
 
     def refresh(self) -> None:
         self.tick()
@@ -455,6 +458,9 @@ class ChainExchange(ModelExchange):
         self.mirror.trade((self.by_address[buyer], self.by_address[seller], market, size, price), sender=self.sender)
         return True
 
+    def move(self, market: int, percent_of_start: int) -> None:
+        self.mirror.walk_mark(market, PRICES[market] * percent_of_start // 100)
+
     def set_prices(self, market: int, price: int) -> None:
         self.mirror.set_prices(market, price, price)
 
@@ -462,9 +468,21 @@ class ChainExchange(ModelExchange):
 CHAIN_EXAMPLES = max(3, settings.default.max_examples // 16)  # per policy: ci 3 (12 in all), deep 312
 
 
+# Found by hypothesis once the oracle walked crashes a block at a time: market 1's winners hold
+# too little value to cover its part, so the keeper's lists leave it open and the round ends at
+# its deadline through the fallback.
+UNCOVERABLE_MARKET = Book(
+    collateral=(1_000_000_000, 131_071_000_000, 1_000_000_000, 7_699_000_000), markets=2, second_phase=(85, 85),
+    crash=(130, 60), victim_sides=(-1, 1), victim_use=700, victim_counterparties=3,
+    trades=((Trade(0, 0, 0, 50), Trade(1, 3, 0, 150), Trade(0, 0, 0, 50), Trade(0, 0, 0, 50), Trade(0, 0, 0, 50)), ()),
+    vault_deposit=0, vault_max_position=(0, 0), batch_size=1,
+)
+
+
 @pytest.mark.parametrize("policy", POLICIES, ids=[adl.POLICY_NAMES[p] for p in POLICIES])
 @settings(max_examples=CHAIN_EXAMPLES)
 @given(book=books(min_traders=4, max_traders=8, max_trades=8))
+@example(book=UNCOVERABLE_MARKET)
 def test_execute__contract_equals_model_on_random_books(mirror, dave, keeper, stranger, policy, book):
     checkpoint = mirror.checkpoint()
     try:

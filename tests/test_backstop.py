@@ -31,7 +31,7 @@ def vault_state(mirror):
 
 def crash_btc(mirror, percent):
     """Moves BTC from 100k to `percent` of it, in steps within the oracle's limit."""
-    mirror.walk_mark(BTC, BTC_PRICE * percent // 100, 1 if percent >= 81 else 2)
+    mirror.walk_mark(BTC, BTC_PRICE * percent // 100)
 
 
 # ---------------------------------------------------------------- takeovers inside the limits
@@ -115,7 +115,7 @@ def test_backstop__vault_profits_when_the_price_recovers(mirror, alice, bob, dav
     move_btc(mirror, -7)  # the taken-over long loses 3,185 first: more than the 1.5k buffer held back
     assert mirror.vault_model.total_assets(mirror.now()) == mirror.vault_value() == 48_315 * USDC  # at once
     assert Fraction(*mirror.price()) < price_before
-    mirror.walk_mark(BTC, BTC_PRICE, 1)  # then BTC is back at 100k: worth 56k, a gain on the last report
+    mirror.walk_mark(BTC, BTC_PRICE)  # then BTC is back at 100k: worth 56k, a gain on the last report
     assert mirror.vault_value() == 56_000 * USDC
     tx, locked = mirror.process_report(stranger)
     assert tx.one("ProfitLocked").gain == 4_500 * USDC and locked <= 6_000 * USDC
@@ -212,7 +212,7 @@ def test_backstop__position_above_the_vaults_limit_is_refused(mirror, alice, bob
     mirror.set_max_position(BTC, WAD // 10)
     mirror.fund(carol, 3_000 * USDC)
     mirror.trade((bob, carol, BTC, 3 * WAD // 10, 91_000 * WAD), sender=stranger)  # carol short 0.3 BTC
-    mirror.set_prices(BTC, 97_000 * WAD, 97_000 * WAD)  # carol: 1.2k, below maintenance 1,455
+    mirror.walk_mark(BTC, 97_000 * WAD)  # carol: 1.2k, below maintenance 1,455
     tx, refusal = mirror.backstop(keeper, carol)
     assert refusal == "" and mirror.model.position(mirror.vault_address, BTC).size == WAD // 5
 
@@ -269,7 +269,7 @@ def test_clear_bankruptcy__only_a_flagged_account_back_above_zero(mirror, alice,
     mirror.flag_bankruptcy(alice, sender=stranger)
     mirror.reverts("LiquidationEngine: account still in deficit", stranger, liquidation.clear_bankruptcy.call(alice.address),
                    lambda now: mirror.model.liquidation.clear_bankruptcy(alice.address, now))
-    mirror.walk_mark(BTC, BTC_PRICE * 95 // 100, 1)  # alice worth 3.5k again
+    mirror.walk_mark(BTC, BTC_PRICE * 95 // 100)  # alice worth 3.5k again
     tx = mirror.clear_bankruptcy(alice, sender=stranger)
     assert tx.one("BankruptcyCleared").account == alice.address
     assert not mirror.model.bankrupt[alice.address]
@@ -281,7 +281,7 @@ def test_backstop__a_flagged_vault_takes_over_nothing(mirror, alice, bob, carol,
     open_long(mirror, carol, bob, 6_000 * USDC)
     crash_btc(mirror, 91)
     assert mirror.backstop(stranger, alice)[1] == ""  # the vault now holds alice's long: worth 11.5k
-    mirror.walk_mark(BTC, BTC_PRICE * 65 // 100, 2)  # its long loses 13k: the vault is 1.5k short
+    mirror.walk_mark(BTC, BTC_PRICE * 65 // 100)  # its long loses 13k: the vault is 1.5k short
     mirror.flag_bankruptcy(mirror.protocol.vault, sender=stranger)
     tx, refusal = mirror.backstop(stranger, carol)
     assert refusal == "vault flagged bankrupt"

@@ -774,9 +774,9 @@ def test_owner_setters__owner_succeeds(clearinghouse, configurator, liquidation,
 
 # ---------------------------------------------------------------- liquidation and bankruptcy
 
-def test_liquidate__account_healthy(clearinghouse, liquidation, oracle, keeper, signer, snapshot_state, alice, bob, liquidator, stranger, expiry):
+def test_liquidate__account_healthy(clearinghouse, liquidation, walk, signer, snapshot_state, alice, bob, liquidator, stranger, expiry):
     settle(clearinghouse, [signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry).abi], stranger)
-    oracle.set_prices(BTC, 90_000 * WAD, 90_000 * WAD, sender=keeper)  # alice loses 1,000 of 100,000
+    walk(BTC, 90_000 * WAD)  # alice loses 1,000 of 100,000
     before = snapshot_state()
     for account in (alice, bob):
         with ape.reverts("LiquidationEngine: account healthy"):
@@ -804,9 +804,9 @@ def test_liquidate__yourself_or_unknown_market(clearinghouse, liquidation, signe
     assert snapshot_state() == before
 
 
-def test_flag_bankruptcy__solvent_account(clearinghouse, liquidation, oracle, keeper, signer, snapshot_state, alice, bob, stranger, expiry):
+def test_flag_bankruptcy__solvent_account(clearinghouse, liquidation, walk, signer, snapshot_state, alice, bob, stranger, expiry):
     settle(clearinghouse, [signer.fill(alice.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry).abi], stranger)
-    oracle.set_prices(BTC, 80_000 * WAD, 80_000 * WAD, sender=keeper)  # a loss, still far from bankrupt
+    walk(BTC, 80_000 * WAD)  # a loss, still far from bankrupt
     before = snapshot_state()
     for account in (alice, bob, stranger):  # a loser, a winner and an empty account
         with ape.reverts("LiquidationEngine: account solvent"):
@@ -815,10 +815,10 @@ def test_flag_bankruptcy__solvent_account(clearinghouse, liquidation, oracle, ke
     assert not any(value for key, value in before.items() if key[0] == "bankrupt")
 
 
-def test_flag_bankruptcy__frozen_account_is_refused(clearinghouse, liquidation, pool, oracle, keeper, signer, snapshot_state, fund, dave, bob, carol, liquidator, stranger, expiry):
+def test_flag_bankruptcy__frozen_account_is_refused(clearinghouse, liquidation, pool, walk, signer, snapshot_state, fund, dave, bob, carol, liquidator, stranger, expiry):
     fund(dave, 1_000 * USDC)
     settle(clearinghouse, [signer.fill(dave.address, bob.address, BTC, WAD // 10, BTC_PRICE, expiry).abi], stranger)
-    oracle.set_prices(BTC, 80_000 * WAD, 80_000 * WAD, sender=keeper)  # dave loses 2,000 on 1,000
+    walk(BTC, 80_000 * WAD)  # dave loses 2,000 on 1,000
     assert clearinghouse.account_value(dave) == -1_000 * USDC
     receipt = liquidation.flag_bankruptcy(dave, sender=stranger)
     assert liquidation.BankruptcyFlagged(account=dave, deficit=1_000 * USDC) in receipt.events

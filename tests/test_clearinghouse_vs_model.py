@@ -10,7 +10,7 @@ import ape
 import pytest
 
 from backstop.model.liquidation import LiquidationModel
-from backstop.model.protocol import MarketParams, Model, ModelRevert
+from backstop.model.protocol import MarketParams, Model, ModelRevert, ReferencePrices
 from conftest import BTC, ETH, USDC, WAD
 
 
@@ -18,11 +18,14 @@ class Mirror:
     def __init__(self, chain, protocol, config, keeper, signer, fund, expiry, people):
         self.chain, self.protocol, self.keeper, self.signer = chain, protocol, keeper, signer
         self._fund, self.expiry, self.people = fund, expiry, people
-        self.model = Model(config.max_move, config.staleness, protocol.clearinghouse.insurance_account())
+        self.model = Model(config.max_block_move, config.move_window, config.max_window_move, config.staleness,
+                           protocol.clearinghouse.insurance_account())
         LiquidationModel(self.model, config.liquidation_discount, config.liquidation_penalty)
         for market_id, market in enumerate(config.markets):
             feed = protocol.oracle.feeds(market_id)
             self.model.initialize_feed(market_id, feed.index_price, feed.mark_price, feed.updated_at)
+            self.model.block_reference[market_id] = ReferencePrices(*protocol.oracle.block_reference(market_id))
+            self.model.window_reference[market_id] = ReferencePrices(*protocol.oracle.window_reference(market_id))
             listed_at = protocol.clearinghouse.funding_updated_at(market_id)
             self.model.list_market(MarketParams(*market.params()), listed_at)
         self.markets = range(len(config.markets))
@@ -45,15 +48,24 @@ class Mirror:
 
     def set_prices(self, market, index_price, mark_price):
         receipt = self.protocol.oracle.set_prices(market, index_price, mark_price, sender=self.keeper)
-        self.model.set_prices(market, index_price, mark_price, receipt.timestamp)
+        self.model.set_prices(market, index_price, mark_price, receipt.timestamp, receipt.block_number)
         self.compare()
+        return receipt
 
-    def walk_mark(self, market, target, steps):
-        """Moves index and mark together to `target` in equal steps (each within the oracle's limit)."""
-        start = self.model.latest_prices(market)[1]
-        for step in range(1, steps + 1):
-            price = start + (target - start) * step // steps
-            self.set_prices(market, price, price)
+    def walk_mark(self, market, target):
+        """Moves index and mark together to `target` as a keeper would: an update per block, each
+        as far as the oracle's limits allow, waiting for the move window to end when its limit
+        leaves no room."""
+        while self.model.latest_prices(market) != (target, target):
+            now = self.now()
+            step = self.model.reachable_prices(market, target, target, now)
+            if step == self.model.latest_prices(market):
+                self.wait(self.model.window_end(market) - now)
+            else:
+                self.set_prices(market, *step)
+
+    def now(self):
+        return self.chain.blocks.head.timestamp
 
     def wait(self, seconds):
         self.chain.pending_timestamp += seconds
@@ -112,7 +124,11 @@ class Mirror:
                 assert (position.size, position.entry_price, position.funding_snapshot) == tuple(
                     vars(model.position(account, market)).values()
                 ), f"position of {account} in {market}"
+        oracle = self.protocol.oracle
         for market in self.markets:
+            assert tuple(oracle.feeds(market)) == tuple(vars(model.feeds[market]).values()), f"feed of {market}"
+            assert tuple(oracle.block_reference(market)) == tuple(vars(model.block_reference[market]).values())
+            assert tuple(oracle.window_reference(market)) == tuple(vars(model.window_reference[market]).values())
             assert ch.funding_index(market) == model.funding_index.get(market, 0)
             assert ch.funding_updated_at(market) == model.funding_updated_at[market]
             assert ch.long_open_interest(market) == model.long_open_interest.get(market, 0)
@@ -194,7 +210,7 @@ def test_liquidate__full_position_matches_model(mirror, alice, bob, liquidator, 
     mirror.fund(bob, 20_000 * USDC)
     mirror.fund(liquidator, 50_000 * USDC)
     mirror.trade((alice, bob, BTC, WAD // 2, BTC_PRICE), sender=stranger)  # 50k notional on 6k: 12% margin
-    mirror.walk_mark(BTC, BTC_PRICE * 91 // 100, 1)  # alice value 1.5k < 5% of 45.5k
+    mirror.walk_mark(BTC, BTC_PRICE * 91 // 100)  # alice value 1.5k < 5% of 45.5k
     now = mirror.chain.blocks.head.timestamp
     health = mirror.model.account_health(alice.address, now)
     assert 0 <= health.value < health.maintenance_margin
@@ -211,14 +227,14 @@ def test_liquidate__partial_leaves_account_healthier_matches_model(mirror, alice
     mirror.fund(bob, 20_000 * USDC)
     mirror.fund(liquidator, 50_000 * USDC)
     mirror.trade((alice, bob, BTC, WAD // 2, BTC_PRICE), sender=stranger)
-    mirror.walk_mark(BTC, BTC_PRICE * 95 // 100, 1)  # value 3.5k < MM 2.375k? no: healthy
+    mirror.walk_mark(BTC, BTC_PRICE * 95 // 100)  # value 3.5k < MM 2.375k? no: healthy
     now = mirror.chain.blocks.head.timestamp
     mirror.expect_revert(
         "LiquidationEngine: account healthy",
         lambda: mirror.protocol.liquidation.liquidate(alice, BTC, WAD // 10, sender=liquidator),
         lambda now: mirror.model.liquidation.liquidate(liquidator.address, alice.address, BTC, WAD // 10, now),
     )
-    mirror.walk_mark(BTC, BTC_PRICE * 92 // 100, 1)  # value 2k < MM 2.3k
+    mirror.walk_mark(BTC, BTC_PRICE * 92 // 100)  # value 2k < MM 2.3k
     before = mirror.model.account_health(alice.address, mirror.chain.blocks.head.timestamp)
     mirror.liquidate(liquidator, alice, BTC, WAD // 10)
     after = mirror.model.account_health(alice.address, mirror.chain.blocks.head.timestamp)
@@ -230,7 +246,7 @@ def test_flag_bankruptcy__deficit_tracked_exactly_matches_model(mirror, alice, b
     mirror.fund(alice, 6_000 * USDC)
     mirror.fund(bob, 20_000 * USDC)
     mirror.trade((alice, bob, BTC, WAD // 2, BTC_PRICE), sender=stranger)
-    mirror.walk_mark(BTC, BTC_PRICE * 80 // 100, 2)  # loss 10k on 6k: deficit 4k
+    mirror.walk_mark(BTC, BTC_PRICE * 80 // 100)  # loss 10k on 6k: deficit 4k
     receipt, deficit = mirror.flag_bankruptcy(alice, sender=stranger)
     assert deficit == 4_000 * USDC
     assert receipt.events.filter(mirror.protocol.liquidation.BankruptcyFlagged)[0].deficit == deficit

@@ -79,11 +79,12 @@ class EventDecoder:
 
 
 class Tx:
-    """A mined transaction: its block timestamp and decoded events."""
+    """A mined transaction: its block's timestamp and number, and its decoded events."""
 
     def __init__(self, receipt, decoder):
-        stamp = receipt["blockTimestamp"]
+        stamp, number = receipt["blockTimestamp"], receipt["blockNumber"]
         self.timestamp = int(stamp, 16) if isinstance(stamp, str) else stamp
+        self.block_number = int(number, 16) if isinstance(number, str) else number
         self.events = decoder.decode(receipt["logs"])
 
     def all(self, name, at=None):
@@ -179,7 +180,7 @@ class VaultMirror(Mirror):
 
     def set_prices(self, market, index_price, mark_price):
         tx = self.send(self.keeper, self.c.oracle.set_prices.call(market, index_price, mark_price))
-        self.model.set_prices(market, index_price, mark_price, tx.timestamp)
+        self.model.set_prices(market, index_price, mark_price, tx.timestamp, tx.block_number)
         self.compare()
         return tx
 
@@ -187,7 +188,7 @@ class VaultMirror(Mirror):
         """The keeper re-pushes every market's prices unchanged: fresh again after a wait."""
         updates = [(m, *self.model.latest_prices(m)) for m in self.markets]
         tx = self.send(self.keeper, self.c.oracle.push_prices.call(updates))
-        self.model.push_prices(updates, tx.timestamp)
+        self.model.push_prices(updates, tx.timestamp, tx.block_number)
         self.compare()
 
     def wait(self, seconds):
@@ -445,6 +446,8 @@ class VaultMirror(Mirror):
         c, vault = self.c, self.vault_model
         ch, pool = c.clearinghouse, c.pool
         calls = []
+        for market in self.markets:
+            calls += [call(c.oracle.feeds, market), call(c.oracle.block_reference, market), call(c.oracle.window_reference, market)]
         for account in people:
             calls += [call(pool.balance_of, account), call(ch.bankrupt, account), call(ch.account_health, account)]
             calls += [call(ch.positions, account, market) for market in self.markets]
@@ -477,6 +480,9 @@ class VaultMirror(Mirror):
         now, values = self.fast.read_at(calls)
         got = iter(values)
 
+        for market in self.markets:
+            for stored in (model.feeds[market], model.block_reference[market], model.window_reference[market]):
+                assert next(got) == tuple(vars(stored).values()), f"oracle state of market {market}"
         for account in people:
             assert next(got) == model.balance(account), f"balance of {account}"
             assert next(got) == model.bankrupt.get(account, False), f"bankrupt flag of {account}"
@@ -598,7 +604,7 @@ def apply_yield(mirror, kind, alice, bob, liquidator, stranger):
     (+1.5k and a long); deficit: alice taken over at 86k (-1k and a long)."""
     if kind == "none":
         return
-    mirror.walk_mark(BTC, BTC_PRICE * (86 if kind == "deficit" else 91) // 100, 1)
+    mirror.walk_mark(BTC, BTC_PRICE * (86 if kind == "deficit" else 91) // 100)
     if kind == "penalty":
         mirror.liquidate(liquidator, alice, BTC, WAD)
     else:
@@ -607,8 +613,7 @@ def apply_yield(mirror, kind, alice, bob, liquidator, stranger):
 
 def move_btc(mirror, percent):
     """Moves BTC's index and mark together by `percent` (the vault's long, if any, gains or loses)."""
-    price = mirror.model.latest_prices(BTC)[1]
-    mirror.set_prices(BTC, price * (100 + percent) // 100, price * (100 + percent) // 100)
+    mirror.walk_mark(BTC, mirror.model.latest_prices(BTC)[1] * (100 + percent) // 100)
 
 
 def take_over_alice(mirror, alice, bob, dave, stranger):
@@ -617,7 +622,7 @@ def take_over_alice(mirror, alice, bob, dave, stranger):
     buffer locked as income."""
     mirror.deposit(dave, 10_000 * USDC)
     open_long(mirror, alice, bob, 6_000 * USDC)
-    mirror.walk_mark(BTC, BTC_PRICE * 91 // 100, 1)
+    mirror.walk_mark(BTC, BTC_PRICE * 91 // 100)
     assert mirror.backstop(stranger, alice)[1] == ""
 
 
@@ -935,7 +940,7 @@ def test_unlocking__share_price_never_jumps_up_on_a_gain_and_drops_at_once_on_a_
     checkpoint = mirror.checkpoint()
     try:
         mirror.deposit(erin, 10_000 * USDC)
-        mirror.walk_mark(BTC, BTC_PRICE * 91 // 100, 1)
+        mirror.walk_mark(BTC, BTC_PRICE * 91 // 100)
         steps = [
             lambda: apply_yield(mirror, kind, alice, bob, liquidator, stranger),
             lambda: mirror.process_report(stranger),
@@ -1008,7 +1013,7 @@ def test_deposit__inflation_attack_by_losing_into_the_vault_gains_nothing(mirror
     mirror.deposit(attacker, 1)
     open_long(mirror, attacker, bob, 6_000 * USDC)
     mirror.fund(liquidator, 100_000 * USDC)
-    mirror.walk_mark(BTC, BTC_PRICE * 91 // 100, 1)
+    mirror.walk_mark(BTC, BTC_PRICE * 91 // 100)
     tx, _ = mirror.liquidate(liquidator, attacker, BTC, WAD)
     penalty = tx.one("Liquidation").penalty
     assert penalty == 455 * USDC and mirror.vault_value() == 1 + penalty
@@ -1033,7 +1038,7 @@ def test_deposit__empty_vault_with_income_locks_it_for_the_holders(mirror, alice
     to whoever holds shares while it does; a deposit below `min_deposit` is refused."""
     open_long(mirror, alice, bob, 6_000 * USDC)
     mirror.fund(liquidator, 100_000 * USDC)
-    mirror.walk_mark(BTC, BTC_PRICE * 91 // 100, 1)
+    mirror.walk_mark(BTC, BTC_PRICE * 91 // 100)
     mirror.liquidate(liquidator, alice, BTC, WAD)
     vault = mirror.vault_model
     assert vault.total_supply == 0 and vault.total_assets(mirror.now()) == 0 and mirror.vault_value() == 455 * USDC
@@ -1066,7 +1071,7 @@ def test_deposit__drained_vault_mints_fair_shares(mirror, alice, bob, dave, erin
     balance = mirror.model.balance(mirror.vault_address)
     # The price at which the vault's value is exactly 2 units: balance + size * (p - entry) / 1e30 = 2.
     drained = position.entry_price - (balance - 2) * 10**30 // position.size
-    mirror.walk_mark(BTC, drained, 2)
+    mirror.walk_mark(BTC, drained)
     assert mirror.vault_value() == 2 and vault.total_supply == 10_000 * USDC * VIRTUAL_SHARES
     assert vault.total_assets(mirror.now()) == 2  # the loss shows at once, through the locked buffer
     dave_before = mirror.read(mirror.c.vault.convertToAssets.call(mirror.shares(dave)))
@@ -1084,7 +1089,7 @@ def test_deposit__drained_vault_mints_fair_shares(mirror, alice, bob, dave, erin
 
 def test_deposit__vault_in_deficit_reverts_and_max_deposit_is_zero(mirror, alice, bob, dave, erin, stranger):
     take_over_alice(mirror, alice, bob, dave, stranger)
-    mirror.walk_mark(BTC, BTC_PRICE * 65 // 100, 2)  # the vault's long loses 13k on 11.5k
+    mirror.walk_mark(BTC, BTC_PRICE * 65 // 100)  # the vault's long loses 13k on 11.5k
     assert mirror.vault_value() < 0
     v = mirror.c.vault
     assert mirror.read(v.totalAssets.call()) == 0
@@ -1097,7 +1102,7 @@ def test_deposit__vault_in_deficit_reverts_and_max_deposit_is_zero(mirror, alice
     ):
         mirror.reverts("InsuranceVault: vault in deficit", erin, call, model_call)
     # Recovery above zero opens deposits again.
-    mirror.walk_mark(BTC, BTC_PRICE * 80 // 100, 2)
+    mirror.walk_mark(BTC, BTC_PRICE * 80 // 100)
     assert mirror.vault_value() > 0
     assert mirror.max_views(erin, erin)[0] > 0
     assert mirror.deposit(erin, 10**9) > 0
@@ -1265,7 +1270,7 @@ def test_claim__request_before_a_takeover_loss_still_bears_the_loss(mirror, alic
     mirror.refresh()
     recorded = mirror.request(erin, mirror.shares(erin))
     assert recorded == 10_000 * USDC
-    mirror.walk_mark(BTC, BTC_PRICE * 86 // 100, 1)  # alice: -1k
+    mirror.walk_mark(BTC, BTC_PRICE * 86 // 100)  # alice: -1k
     tx, refusal = mirror.backstop(stranger, alice)
     assert refusal == "" and tx.one("Takeover").value == -1_000 * USDC
     assert tx.one("TakeoverRecorded").loss == 1_000 * USDC
@@ -1327,10 +1332,10 @@ def test_claim__after_the_flagged_vault_recovers_is_paid(mirror, alice, bob, dav
     While flagged the vault takes no deposit it could not pay out (maxDeposit = 0); once anyone
     clears the flag, a new depositor can come in and leave again."""
     take_over_alice(mirror, alice, bob, dave, stranger)
-    mirror.walk_mark(BTC, BTC_PRICE * 65 // 100, 2)
+    mirror.walk_mark(BTC, BTC_PRICE * 65 // 100)
     assert mirror.vault_value() < 0
     mirror.flag_bankruptcy(mirror.protocol.vault, sender=stranger)
-    mirror.walk_mark(BTC, BTC_PRICE, 3)
+    mirror.walk_mark(BTC, BTC_PRICE)
     assert mirror.vault_value() > 10_000 * USDC
     assert mirror.max_views(erin, erin)[:2] == [0, 0]
     mirror.clear_bankruptcy(mirror.protocol.vault, sender=stranger)

@@ -201,12 +201,12 @@ def test_withdraw__exactly_at_initial_margin(pool, token, clearinghouse, config,
         pool.withdraw(1, sender=alice)
 
 
-def test_withdrawable__balance_without_a_position_nothing_while_bankrupt(pool, clearinghouse, liquidation, oracle, keeper, fund, trade, alice, bob, stranger):
+def test_withdrawable__balance_without_a_position_nothing_while_bankrupt(pool, clearinghouse, liquidation, walk, fund, trade, alice, bob, stranger):
     fund(alice, 1_900 * USDC)
     fund(bob, 5_000 * USDC)
     assert clearinghouse.withdrawable(bob) == 5_000 * USDC  # no position: the whole balance
     trade(alice, bob, BTC, WAD // 10, 100_000 * WAD)
-    oracle.set_prices(BTC, 80_000 * WAD, 80_000 * WAD, sender=keeper)  # alice -2,000 on 1,900
+    walk(BTC, 80_000 * WAD)  # alice -2,000 on 1,900
     liquidation.flag_bankruptcy(alice, sender=stranger)
     assert clearinghouse.withdrawable(alice) == 0
     # bob: 5,000 + 2,000 of profit, 800 initial margin; at most his balance leaves

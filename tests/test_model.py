@@ -19,6 +19,7 @@ from backstop.model.protocol import (
     ModelRevert,
     Order,
     Position,
+    ReferencePrices,
     blended_entry_price,
     ceil_div,
     floor_div,
@@ -55,7 +56,7 @@ def price(usd_per_btc):
 
 
 def new_model(mark=PRICE, **deposits):
-    model = Model(max_move=WAD // 5, staleness=60, insurance_account=INSURANCE)
+    model = Model(max_block_move=WAD // 5, move_window=60, max_window_move=WAD // 2, staleness=60, insurance_account=INSURANCE)
     LiquidationModel(model, discount=WAD // 100, penalty=WAD // 200)
     model.initialize_feed(BTC, PRICE, mark, now=T0)
     assert model.list_market(PARAMS, now=T0) == BTC
@@ -65,6 +66,7 @@ def new_model(mark=PRICE, **deposits):
 
 
 nonces = iter(range(1, 10**9))
+blocks = iter(range(1, 10**9))  # every price update in a block of its own
 
 
 def orders(buyer, seller, size, limit=PRICE, expiry=T0 + 3600):
@@ -84,7 +86,7 @@ def trade(model, buyer, seller, size, at=PRICE, now=T0):
 
 
 def move_price(model, usd_per_btc, now):
-    model.set_prices(BTC, price(usd_per_btc), price(usd_per_btc), now)
+    model.set_prices(BTC, price(usd_per_btc), price(usd_per_btc), now, next(blocks))
 
 
 # ---------------------------------------------------------------- fixed point and margin math
@@ -206,6 +208,37 @@ def test_accrue_funding__long_pays_short_receives_with_floor():
     assert model.sum_account_values(T0 + 1) == model.total_held() - 1  # the dust stays in the pool
 
 
+def test_set_prices__funding_accrues_at_the_prices_before_the_update():
+    """No premium for an hour, then one of 50 USD: the update accrues the hour at no premium
+    first, so the premium is charged from the update on (one second of it by T0 + 3601)."""
+    model = new_model(alice=usd(20_000), bob=usd(20_000))
+    trade(model, ALICE, BOB, ONE)
+    model.set_prices(BTC, PRICE, PRICE + 50 * ONE, T0 + 3_600, next(blocks))
+    assert (model.funding_index[BTC], model.funding_updated_at[BTC]) == (0, T0 + 3_600)
+    model.accrue_funding(BTC, T0 + 3_601)
+    assert model.funding_index[BTC] == 50 * ONE // PERIOD
+
+
+def test_set_prices__a_block_moves_at_most_its_limit_and_a_window_at_most_its_own():
+    """Limits 20% a block and 50% a 60-second window: two updates in one block reach +20% of the
+    block's first price and no further; the next block another 20% (+44%); the one after stops
+    at +50% of the window's first price, and the window after it starts from there."""
+    model = new_model()
+    block = next(blocks)
+    model.set_prices(BTC, price(110_000), price(110_000), T0 + 1, block)
+    model.set_prices(BTC, price(120_000), price(120_000), T0 + 1, block)
+    with pytest.raises(ModelRevert, match="Oracle: mark move above block limit"):
+        model.set_prices(BTC, price(120_000), price(120_000) + 1, T0 + 1, block)
+    model.set_prices(BTC, price(144_000), price(144_000), T0 + 2, next(blocks))
+    assert model.reachable_prices(BTC, price(200_000), price(200_000), T0 + 3) == (price(150_000), price(150_000))
+    with pytest.raises(ModelRevert, match="Oracle: index move above window limit"):
+        model.set_prices(BTC, price(150_000) + 1, price(150_000), T0 + 3, next(blocks))
+    model.set_prices(BTC, price(150_000), price(150_000), T0 + 3, next(blocks))
+    assert model.window_reference[BTC] == ReferencePrices(PRICE, PRICE, T0 + 1)
+    model.set_prices(BTC, price(180_000), price(180_000), T0 + 61, next(blocks))  # a new window: +20% of 150k
+    assert model.window_reference[BTC] == ReferencePrices(price(150_000), price(150_000), T0 + 61)
+
+
 def test_settle_fill__partial_fills_then_cancel():
     model = new_model(alice=usd(50_000), bob=usd(50_000))
     buy, sell = orders(ALICE, BOB, 3 * ONE)
@@ -258,7 +291,7 @@ def test_settle_fill__revert_leaves_state_unchanged():
         (lambda m: m.settle_fill(*orders(ALICE, BOB, ONE, expiry=T0 - 1), ONE, PRICE, T0), "Clearinghouse: order expired"),
         (lambda m: m.settle_fill(*orders(ALICE, BOB, 10 * ONE), 10 * ONE, PRICE, T0), "Clearinghouse: below initial margin"),
         (lambda m: m.withdraw(ALICE, usd(20_001), T0), "MarginPool: amount above balance"),
-        (lambda m: m.set_prices(BTC, price(121_000), PRICE, T0 + 1), "Oracle: index move above limit"),
+        (lambda m: m.set_prices(BTC, price(121_000), PRICE, T0 + 1, 1), "Oracle: index move above block limit"),
         (lambda m: m.settle_fill(reduce_only(orders(ALICE, BOB, ONE)[0]), orders(ALICE, BOB, ONE)[1], ONE, PRICE, T0), "Clearinghouse: reduce-only order would grow the position"),
     ],
 )

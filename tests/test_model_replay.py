@@ -1,7 +1,6 @@
 """The crash replay on the reference model (backstop/sim/model_replay.py) and what makes it fast: a
-small replay under every policy keeps the invariants; the parallel sweep returns what one replay
-after the other returns; the winner book, the vectorised screen and the risk-aware level search give
-exactly what the plain code gives. No chain."""
+small replay under every policy keeps the invariants; the winner book, the vectorised screen and the
+risk-aware level search give exactly what the plain code gives. No chain."""
 
 import dataclasses
 import random
@@ -12,7 +11,7 @@ from backstop.chain.deployment import ProtocolConfig
 from backstop.keeper import adl_executor, model_venue
 from backstop.keeper.adl_planner import _Evaluated, _highest_close_level, _highest_haircut_level, _highest_level, plan_market, winner_states
 from backstop.model.adl import POLICY_NAMES, risk_aware_close_weight, risk_aware_haircut_weight
-from backstop.sim.model_replay import replay_on_model, sweep_on_model
+from backstop.sim.model_replay import replay_on_model
 from backstop.sim.scenario import generate
 
 POLICIES = sorted(POLICY_NAMES)
@@ -50,15 +49,6 @@ def test_replay_holds_the_invariants_under_every_policy(results):
         assert all(invariant["held"] for invariant in result["invariants"]), (policy, result["invariants"])
         assert result["adl_rounds"], f"policy {policy}: the scenario no longer reaches ADL; the tests below would check nothing"
         assert all(round_["haircuts"] == round_["deficit"] for round_ in result["adl_rounds"]), policy
-
-
-def test_sweep_returns_the_sequential_results(scenario, small_vault, results):
-    reported = []
-    swept = sweep_on_model(scenario, POLICIES, small_vault, processes=2, progress=lambda done, total, note: reported.append((done, total)))
-    assert list(swept) == POLICIES
-    assert reported == [(done, len(POLICIES)) for done in range(1, len(POLICIES) + 1)]
-    for policy in POLICIES:
-        assert _figures(swept[policy]) == _figures(results[policy]), policy
 
 
 def test_replay_without_the_fast_paths_gives_the_same_figures(scenario, small_vault, results, monkeypatch):
@@ -151,3 +141,15 @@ def test_risk_aware_levels_are_the_bisections():
                 lambda level: [risk_aware_close_weight(w.size, price, w.net_notional, w.value, level) for w in book], needed
             )
             assert _highest_close_level(book, price, needed) == expected
+
+
+def test_scenario_keys_are_key_pairs_with_checksummed_addresses():
+    """The fast derivation (coincurve, pysha3, cchecksum) gives what eth_account derives."""
+    from eth_account import Account
+
+    from backstop.sim.replay import scenario_keys
+
+    keys = scenario_keys(9, 40)
+    assert len({address for address, _ in keys}) == 40
+    assert all(Account.from_key(key).address == address for address, key in keys)
+    assert scenario_keys(9, 40, role="vault depositor") != keys

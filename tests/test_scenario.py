@@ -5,13 +5,14 @@ deployment, telling the waterfall's whole story. No chain."""
 import pytest
 
 from backstop.chain.deployment import ProtocolConfig, load_config
-from backstop.model.protocol import margin_requirement
+from backstop.model.protocol import blended_entry_price, margin_requirement, pnl
 from backstop.sim.model_replay import replay_on_model
 from backstop.sim.policy_study import policy_metrics
-from backstop.sim.scenario import MAX_STEP_MOVE, account_values, generate, positions, summary
+from backstop.sim.scenario import MARKET_PROFILES, MAX_STEP_MOVE, account_values, entry_prices, generate, positions, summary
 
 BTC, ETH, SOL = 0, 1, 2
-MAX_MOVE = 0.20  # the oracle's default max move per update
+ORACLE = ProtocolConfig()
+MAX_WINDOW_MOVE = ORACLE.max_window_move / 10**18  # the default oracle's largest move within a window
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +41,27 @@ def test_traders_mix(scenario):
     assert len(scenario.trades) <= 2 * len(scenario.traders)
 
 
-def test_every_trade_pairs_two_accounts_at_the_first_price(scenario):
+def test_every_trade_pairs_two_accounts_at_its_run_up_blocks_mark(scenario):
+    assert len(scenario.run_up) == 12 and scenario.run_up[-1] == scenario.path[0].prices
     for trade in scenario.trades:
         assert trade.size > 0 and trade.buyer != trade.seller
-        assert trade.price == scenario.markets[trade.market].price
+        assert trade.price == scenario.run_up[trade.block][trade.market]
+    # entries are spread: trades open in most blocks, at prices below the first price
+    assert len({trade.block for trade in scenario.trades}) >= 10
+    assert min(trade.price / scenario.markets[trade.market].price for trade in scenario.trades) < 0.93
+
+
+def test_the_run_up_rises_monotonically_to_the_first_prices(scenario):
+    for market, profile in enumerate(MARKET_PROFILES.values()):
+        column = [block[market] for block in scenario.run_up]
+        assert column == sorted(column)
+        assert column[0] == pytest.approx(scenario.markets[market].price / (1 + profile.rise), rel=1e-6)
+
+
+def test_without_a_run_up_every_trade_is_at_the_first_prices():
+    flat = generate(traders=200, seed=7, run_up=0)
+    assert flat.run_up == () and all(t.price == flat.markets[t.market].price and t.block == 0 for t in flat.trades)
+    assert account_values(flat, 0) == [trader.collateral for trader in flat.traders]
 
 
 def test_open_interest_balances_per_market(scenario):
@@ -62,12 +80,21 @@ def test_crowded_longs_dominate_the_long_side(scenario):
         assert crowd > sum(size for _, size in longs) / 2
 
 
-def test_every_trader_meets_initial_margin_at_the_first_prices(scenario):
-    # trades are at the first prices, so value == collateral
-    assert account_values(scenario, 0) == [trader.collateral for trader in scenario.traders]
-    for trader, sizes in zip(scenario.traders, positions(scenario)):
-        required = sum(margin_requirement(size, m.price, m.initial_margin) for size, m in zip(sizes, scenario.markets))
-        assert trader.collateral >= required
+def test_every_fill_leaves_both_accounts_at_initial_margin_at_its_blocks_marks(scenario):
+    """What the clearinghouse checks after each fill of the run-up, replayed on the scenario."""
+    sizes = [[0] * 3 for _ in scenario.traders]
+    entries = [[0] * 3 for _ in scenario.traders]
+    for block, trades in enumerate(scenario.trades_by_block()):
+        marks = scenario.block_prices(block)
+        for trade in trades:
+            for trader, delta in ((trade.buyer, trade.size), (trade.seller, -trade.size)):
+                old = sizes[trader][trade.market]
+                entries[trader][trade.market] = blended_entry_price(old, entries[trader][trade.market], delta, trade.price)
+                sizes[trader][trade.market] = old + delta
+                value = scenario.traders[trader].collateral + sum(pnl(z, e, p) for z, e, p in zip(sizes[trader], entries[trader], marks) if z)
+                required = sum(margin_requirement(z, p, m.initial_margin) for z, p, m in zip(sizes[trader], marks, scenario.markets))
+                assert value >= required, (block, trader)
+    assert entries == entry_prices(scenario)
 
 
 def test_market_makers_are_hedged(scenario):
@@ -94,7 +121,20 @@ def test_path_moves_less_than_the_oracle_allows_but_for_the_alts_gap(alt_crash, 
     for step, (before, after) in enumerate(zip(path, path[1:])):
         for market, (old, new) in enumerate(zip(before.prices, after.prices)):
             if not (market == SOL and step in gaps):
-                assert abs(new - old) < MAX_MOVE * old
+                assert abs(new - old) < MAX_WINDOW_MOVE * old
+
+
+@pytest.mark.parametrize("steps", [4, 12, 48])
+def test_default_path_fits_the_default_oracles_window(steps):
+    """The default crash replays on the default oracle: its steps are a window apart (the replay's
+    updates of a step share one window) and none moves a price by more than the window's limit,
+    the alt's gap included."""
+    for seed in range(10):
+        path = generate(traders=50, seed=seed, steps=steps).path
+        assert all(after.time - before.time >= ORACLE.move_window for before, after in zip(path, path[1:]))
+        for before, after in zip(path, path[1:]):
+            for old, new in zip(before.prices, after.prices):
+                assert abs(new - old) * 10**18 <= ORACLE.max_window_move * old
 
 
 @pytest.mark.parametrize("steps", [4, 8, 48])
@@ -186,6 +226,7 @@ def test_small_and_large_populations():
         ("step_seconds", 0),
         ("vault_fraction", -0.1),
         ("depth_fraction", 0),
+        ("run_up", -1),
     ],
 )
 def test_bad_parameters_raise_one_sentence_naming_the_parameter(name, value):
@@ -223,6 +264,15 @@ def test_default_crash_every_policy_covers_the_deficit_exactly_and_the_vault_sta
     assert metrics["residual_bad_debt"] == 0
     assert [i["name"] for i in result["invariants"] if not i["held"]] == []
     assert min(result["vault_equity"]) > 0
+
+
+def test_default_crash_the_two_queues_rank_winners_differently(replays):
+    """Entries spread over the run-up give winners different PnL ratios, so the PnL x leverage queue
+    and the Hyperliquid queue hit different winners (with every entry at one price they coincided)."""
+    pnl_queue, hyperliquid = policy_metrics(0, replays[0]), policy_metrics(1, replays[1])
+    assert pnl_queue["deficit"] == hyperliquid["deficit"]
+    assert pnl_queue["haircuts_list"] != hyperliquid["haircuts_list"]
+    assert pnl_queue["winners_hit"] != hyperliquid["winners_hit"]
 
 
 def test_default_crash_queue_overshoots_and_risk_aware_lets_the_vault_absorb(replays):

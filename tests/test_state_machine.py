@@ -54,6 +54,7 @@ from backstop.model.protocol import (
     ModelRevert,
     Order,
     PriceFeed,
+    ReferencePrices,
     funding_payment,
     pnl,
 )
@@ -200,6 +201,7 @@ class Env:
     base_snapshot: str = ""
     base_model: dict = field(default_factory=dict)
     base_time: int = 0
+    base_block: int = 0
     base_wallets: dict = field(default_factory=dict)
     static_calls: dict = field(default_factory=dict)  # the reads that do not depend on the example
     start_prices: dict = field(default_factory=dict)  # index price per market in the setup
@@ -259,7 +261,7 @@ def _fund(e: Env) -> None:
         txs.append((trader, pool.deposit.call(amount * USDC)))
     txs.append((e.liquidator, pool.deposit.call(LIQUIDATOR_DEPOSIT * USDC)))
     fc.send_many(txs)
-    _, e.base_time = fc.block()
+    e.base_block, e.base_time = fc.block()
     e.base_wallets = dict(zip(e.accounts, fc.read([token.balanceOf.call(a) for a in e.accounts])))
     model = _model_from_chain(e)
     e.start_prices = {m: model.latest_prices(m)[0] for m in range(e.market_count)}
@@ -270,19 +272,21 @@ def _fund(e: Env) -> None:
 def _model_from_chain(e: Env) -> TrackedModel:
     """The reference model of the funded setup, read from the chain (positions must be flat)."""
     fc, ch, liquidation, oracle, pool = e.fc, e.ch, e.liquidation, e.oracle, e.pool
-    max_move, staleness, discount, penalty, ratio = fc.read([
-        oracle.max_move.call(), oracle.staleness.call(), liquidation.liquidation_discount.call(), liquidation.liquidation_penalty.call(),
-        liquidation.backstop_ratio.call(),
+    max_block_move, move_window, max_window_move, staleness, discount, penalty, ratio = fc.read([
+        oracle.max_block_move.call(), oracle.move_window.call(), oracle.max_window_move.call(), oracle.staleness.call(),
+        liquidation.liquidation_discount.call(), liquidation.liquidation_penalty.call(), liquidation.backstop_ratio.call(),
     ])
-    model = TrackedModel(max_move, staleness, e.insurance)
+    model = TrackedModel(max_block_move, move_window, max_window_move, staleness, e.insurance)
     LiquidationModel(model, discount, penalty, ratio)
     for market in range(e.market_count):
-        feed, params, index, updated, long_oi = fc.read([
-            oracle.feeds.call(market), ch.markets.call(market), ch.funding_index.call(market),
-            ch.funding_updated_at.call(market), ch.long_open_interest.call(market),
+        feed, block_start, window_start, params, index, updated, long_oi = fc.read([
+            oracle.feeds.call(market), oracle.block_reference.call(market), oracle.window_reference.call(market), ch.markets.call(market),
+            ch.funding_index.call(market), ch.funding_updated_at.call(market), ch.long_open_interest.call(market),
         ])
         assert long_oi == 0, "the setup must start flat"
         model.feeds[market] = PriceFeed(*feed)
+        model.block_reference[market] = ReferencePrices(*block_start)
+        model.window_reference[market] = ReferencePrices(*window_start)
         model.markets[market] = MarketParams(*params)
         model.funding_index[market] = index
         model.funding_updated_at[market] = updated
@@ -391,6 +395,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.model.restore(e.base_model)
         self.model.forged_orders = set()
         self.t = e.base_time  # timestamp of the latest block
+        self.block = e.base_block  # its number: every transaction and every wait mines one block
         self.wallets = dict(e.base_wallets)
         self.donated = 0
         self.deposited = self.model.total_deposited
@@ -427,7 +432,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         except ModelRevert as revert:
             result, expected = None, revert.reason
         failure = self.fc.send(sender, call)
-        self.t = now
+        self.t, self.block = now, self.block + 1
         STATS.transactions += 1
         if expected is None:
             assert failure is None, f"{label}: the chain reverted ({failure.reason!r}) where the model succeeded"
@@ -440,6 +445,36 @@ class ProtocolMachine(RuleBasedStateMachine):
             self.reverted = True
             STATS.outcomes[(label, expected)] += 1
         return Outcome(expected is None, result)
+
+    def pass_time(self, seconds: int) -> None:
+        """An empty block `seconds` after the latest."""
+        self.t, self.block = self.t + seconds, self.block + 1
+        self.fc.mine_at(self.t)
+
+    def push_prices(self, label: str, updates: list[tuple[int, int, int]]) -> Outcome:
+        """One `push_prices` by the keeper: every update in the block `act` mines."""
+        block = self.block + 1
+        return self.act(label, self.env.keeper, self.env.oracle.push_prices.call(updates),
+                        lambda now: self.model.push_prices(updates, now, block))
+
+    def walk(self, label: str, market: int, index_price: int, mark_price: int, max_updates: int = 30) -> bool:
+        """Walks a market's prices to the targets as a keeper does: an update per block, each as
+        far as the oracle's limits allow, waiting out a move window that leaves no room (time
+        passes: funding accrues). False if an update was refused, or the targets are further than
+        `max_updates` updates."""
+        for _ in range(max_updates):
+            current = self.model.latest_prices(market)
+            if current == (index_price, mark_price):
+                return True
+            step = self.model.reachable_prices(market, index_price, mark_price, self.t + 1)
+            if step == current:
+                if self.model.window_end(market) <= self.t + 1:
+                    return False  # no room even in a new window: a price too small to move by one unit
+                self.pass_time(self.model.window_end(market) - 1 - self.t)
+                STATS.notes["waits for a move window to end"] += 1
+            elif not self.push_prices(label, [(market, *step)]).ok:
+                return False
+        return self.model.latest_prices(market) == (index_price, mark_price)
 
     def sign(self, order: Order, signer: str | None = None) -> tuple:
         key = self.env.keys[signer or order.account]
@@ -675,13 +710,15 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ keeper
 
-    @action(moves=st.lists(st.tuples(market_id, st.one_of(st.integers(-300, 300), st.integers(-800, 800), st.integers(-2_100, 2_100)),
-                                     st.one_of(st.just(0), st.integers(-300, 300))), min_size=1, max_size=3),
+    @action(moves=st.lists(st.tuples(market_id, st.one_of(st.integers(-100, 100), st.integers(-300, 300), st.integers(-2_100, 2_100)),
+                                     st.one_of(st.just(0), st.integers(-100, 100))), min_size=1, max_size=3),
             sweep=st.booleans())
     def move_prices(self, moves, sweep):
         """One `push_prices` with an update per entry: index moved by a basis-point step, mark at a
-        premium over it (funding). Moves above the oracle's limit (20%) must be refused. Then,
-        maybe, the liquidation keeper's pass."""
+        premium over it (funding); entries of one market compound within the block. A block that
+        moves a price beyond the oracle's per-block limit (3% of the price it started with, by
+        default), or a window beyond its own, must be refused. Then, maybe, the liquidation
+        keeper's pass."""
         updates, prices = [], {}
         for market, move_bp, premium_bp in moves:
             index_price = prices.get(market, self.model.latest_prices(market))[0]
@@ -690,8 +727,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             new_mark = max(new_index * (10_000 + premium_bp) // 10_000, 1)
             prices[market] = (new_index, new_mark)
             updates.append((market, new_index, new_mark))
-        self.act("move_prices", self.env.keeper, self.env.oracle.push_prices.call(updates),
-                 lambda now: self.model.push_prices(updates, now))
+        self.push_prices("move_prices", updates)
         if sweep:
             self.sweep(10_000)
 
@@ -701,10 +737,11 @@ class ProtocolMachine(RuleBasedStateMachine):
             stepwise=st.booleans(), size_bp_liquidation=st.one_of(st.just(10_000), st.integers(1_000, 10_000)))
     def crash(self, markets, down, jumps, share_bp, stepwise, size_bp_liquidation):
         """A crash (or squeeze): `jumps` consecutive moves of `share_bp` / 10,000 of the oracle's
-        largest move (a share above 100% must be refused) in one market or several, index and mark
-        together. At once (all jumps in one transaction, then the keeper's pass) or stepwise (each
-        jump its own transaction, the keeper liquidating in between: a cascade)."""
-        size_bp = max(self.model.max_move * share_bp // WAD, 1)
+        per-block limit (a share above 100% must be refused) in one market or several, index and
+        mark together, a block each. A gap (the keeper's pass after the last jump only) or a
+        cascade (`stepwise`: the keeper liquidating after each jump). A jump the move window has no
+        room for waits for the window to end, as a keeper would."""
+        size_bp = max(self.model.max_block_move * share_bp // WAD, 1)
         prices = {market: self.model.latest_prices(market) for market in markets}
         factors = {}
         for market in markets:
@@ -712,36 +749,33 @@ class ProtocolMachine(RuleBasedStateMachine):
             if self.within_range(market, prices[market][0] * factor**jumps // 10_000**jumps, 0) != 0:
                 factor = 20_000 - factor  # the other way: prices stay within the fuzzing range
             factors[market] = factor
-        rounds = []
-        for _ in range(jumps):
-            step = []
+        for jump in range(jumps):
+            updates = []
             for market in markets:
-                index_price, mark_price = prices[market]
-                factor = factors[market]
-                prices[market] = (max(index_price * factor // 10_000, 1), max(mark_price * factor // 10_000, 1))
-                step.append((market, *prices[market]))
-            rounds.append(step)
-        if not stepwise:
-            rounds = [[update for step in rounds for update in step]]
-        for updates in rounds:
-            self.act("crash", self.env.keeper, self.env.oracle.push_prices.call(updates),
-                     lambda now, u=updates: self.model.push_prices(u, now))
-            self.sweep(size_bp_liquidation)
+                index_price, mark_price = self.model.latest_prices(market)
+                updates.append((market, max(index_price * factors[market] // 10_000, 1), max(mark_price * factors[market] // 10_000, 1)))
+            end = max((self.model.window_end(market) for market, *moved in updates
+                       if share_bp <= 10_000 and self.model.reachable_prices(market, *moved, self.t + 1) != tuple(moved)), default=0)
+            if end > self.t + 1:
+                self.pass_time(end - 1 - self.t)
+            if not self.push_prices("crash", updates).ok:
+                break
+            if stepwise or jump == jumps - 1:
+                self.sweep(size_bp_liquidation)
 
     @action(trader=actor_index, target_bp=st.one_of(st.integers(0, 9_999), st.integers(0, 3_000), st.integers(-5_000, -1), st.integers(10_000, 12_000)),
-            jump_bp=st.integers(300, 1_900), stepwise=st.booleans(), size_bp=st.one_of(st.just(10_000), st.integers(1_000, 10_000)),
-            accounts=st.integers(1, 3))
-    def drive_to_liquidation(self, trader, target_bp, jump_bp, stepwise, size_bp, accounts):
+            size_bp=st.one_of(st.just(10_000), st.integers(1_000, 10_000)), accounts=st.integers(1, 3))
+    def drive_to_liquidation(self, trader, target_bp, size_bp, accounts):
         """`drive` one account after the other (up to `accounts` of them)."""
         for k in range(accounts):
-            self.drive(trader + k, target_bp, jump_bp, stepwise, size_bp)
+            self.drive(trader + k, target_bp, size_bp)
 
-    def drive(self, trader, target_bp, jump_bp, stepwise, size_bp):
-        """A crash aimed at one account: the price of its largest position is moved (in jumps of at
-        most `jump_bp`, each within the oracle's limit) to where its value is `target_bp` / 10,000
-        of its maintenance margin: below zero it is bankrupt, between zero and one it can be
-        liquidated, above one it is just healthy. Then the keeper's pass. An account without a
-        position first takes one at full leverage from the market maker."""
+    def drive(self, trader, target_bp, size_bp):
+        """A crash aimed at one account: the price of its largest position is walked (an update per
+        block within the oracle's limits, no liquidation in between: a gap) to where its value is
+        `target_bp` / 10,000 of its maintenance margin: below zero it is bankrupt, between zero and
+        one it can be liquidated, above one it is just healthy. Then the keeper's pass. An account
+        without a position first takes one at full leverage from the market maker."""
         alive = [a for a in self.actors[:-1] if not self.model.bankrupt.get(a, False)]
         if not alive:
             return
@@ -777,25 +811,17 @@ class ProtocolMachine(RuleBasedStateMachine):
         target = (target_bp * b - a * 10_000 * WAD) // denominator
         if target <= 0 or target == mark:
             return
-        updates, price = [], mark
-        jump_bp = min(jump_bp, self.model.max_move * 9_500 // WAD)  # within the oracle's limit
-        while price != target and len(updates) < 30:
-            step = max(price * jump_bp // 10_000, 1)
-            price = min(target, price + step) if target > price else max(target, price - step)
-            updates.append((market, max(index_price * price // mark, 1), price))
-        rounds = [[u] for u in updates] if stepwise else [updates]
-        for round_updates in rounds:
-            if not self.act("drive: prices", self.env.keeper, self.env.oracle.push_prices.call(round_updates),
-                            lambda now, u=round_updates: self.model.push_prices(u, now)).ok:
-                return
-        self.sweep(size_bp)
+        if self.walk("drive: prices", market, max(index_price * target // mark, 1), target):
+            self.sweep(size_bp)
 
-    @action(trader=actor_index, goal=st.sampled_from(["maintenance", "zero"]), jump_bp=st.integers(300, 1_900))
-    def drive_to_edge(self, trader, goal, jump_bp):
+    @action(trader=actor_index, goal=st.sampled_from(["maintenance", "zero"]))
+    def drive_to_edge(self, trader, goal):
         """Moves the price of an account's largest position to exactly where its value equals its
         maintenance margin (it must not be liquidatable yet) or zero (liquidatable, not bankrupt),
         found by bisection on the model with index == mark (so no funding moves it meanwhile),
-        then tries to liquidate it and to flag it."""
+        then tries to liquidate it and to flag it. The keeper first takes the premium away (the
+        update charges it up to then), walks to the edge, finds it again (other markets' funding
+        moved it meanwhile) and pushes it in one block."""
         alive = [a for a in self.actors[:-1] if not self.model.bankrupt.get(a, False)]
         if not alive:
             return
@@ -803,18 +829,16 @@ class ProtocolMachine(RuleBasedStateMachine):
         notional, market = max((abs(self.model.position(account, m).size) * self.mark(m), m) for m in range(self.env.market_count))
         if not notional:
             return
+        mark = self.mark(market)
+        if not self.walk(f"edge {goal}: no premium", market, mark, mark):
+            return
         target = self.edge_price(account, market, goal)
-        if target is None:
+        if target is not None and self.walk(f"edge {goal}: walk", market, target, target):
+            target = self.edge_price(account, market, goal)
+        if target is None or self.model.reachable_prices(market, target, target, self.t + 1) != (target, target):
             STATS.notes[f"edge ({goal}) not reachable by this account's position"] += 1
             return
-        updates, price = [], self.mark(market)
-        jump_bp = min(jump_bp, self.model.max_move * 9_000 // WAD)
-        while price != target and len(updates) < 30:
-            step = max(price * jump_bp // 10_000, 1)
-            price = min(target, price + step) if target > price else max(target, price - step)
-            updates.append((market, price, price))
-        if not self.act(f"edge {goal}: prices", self.env.keeper, self.env.oracle.push_prices.call(updates),
-                        lambda now: self.model.push_prices(updates, now)).ok:
+        if not self.push_prices(f"edge {goal}: prices", [(market, target, target)]).ok:
             return
         self._liquidate(f"edge {goal}: liquidate", self.env.liquidator, account, market, 10_000)
         self.act(f"edge {goal}: flag", self.env.keeper, self.env.liquidation.flag_bankruptcy.call(account),
@@ -854,13 +878,10 @@ class ProtocolMachine(RuleBasedStateMachine):
             oldest = min(self.model.feeds[m].updated_at for m in range(self.env.market_count))
             seconds = max(oldest + self.model.staleness + stale_edge - 1 - self.t, 1)
             refresh = False
-        self.t += seconds
-        self.fc.mine_at(self.t)
+        self.pass_time(seconds)
         STATS.outcomes[("wait", "ok")] += 1
         if refresh:
-            updates = [(m, *self.model.latest_prices(m)) for m in range(self.env.market_count)]
-            self.act("refresh_prices", self.env.keeper, self.env.oracle.push_prices.call(updates),
-                     lambda now: self.model.push_prices(updates, now))
+            self.push_prices("refresh_prices", [(m, *self.model.latest_prices(m)) for m in range(self.env.market_count)])
 
     @action(market=market_id)
     def accrue_funding(self, market):
@@ -993,13 +1014,18 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.act("set_market_params", self.env.owner, self.env.configurator.set_market_params.call(market, tuple(vars(params).values())),
                  lambda now: self.model.set_market_params(market, params, now))
 
-    @action(max_move_bp=rarely(st.sampled_from([0, 10_000, 20_000]), st.integers(1_000, 5_000), 10),
+    @action(block_bp=rarely(st.sampled_from([0, 10_000, 20_000]), st.integers(100, 1_500), 10),
+            window=rarely(st.sampled_from([0, 86_401]), st.integers(10, 600), 10),
+            window_bp=rarely(st.sampled_from([0, 10_000]), st.integers(500, 5_000), 10),
             staleness=rarely(st.just(0), st.integers(600, 7_200), 10))
-    def set_oracle_params(self, max_move_bp, staleness):
-        """The owner changes the oracle's largest move per update and its staleness (rarely invalid)."""
-        max_move = max_move_bp * WAD // 10_000
-        self.act("set_max_move", self.env.owner, self.env.oracle.set_max_move.call(max_move),
-                 lambda now: self.model.set_max_move(max_move))
+    def set_oracle_params(self, block_bp, window, window_bp, staleness):
+        """The owner changes the oracle's move limits per block and per window, the window's
+        length and the staleness (rarely invalid). Windows open keep their reference prices."""
+        max_block_move, max_window_move = block_bp * WAD // 10_000, window_bp * WAD // 10_000
+        self.act("set_max_block_move", self.env.owner, self.env.oracle.set_max_block_move.call(max_block_move),
+                 lambda now: self.model.set_max_block_move(max_block_move))
+        self.act("set_move_window", self.env.owner, self.env.oracle.set_move_window.call(window, max_window_move),
+                 lambda now: self.model.set_move_window(window, max_window_move))
         self.act("set_staleness", self.env.owner, self.env.oracle.set_staleness.call(staleness),
                  lambda now: self.model.set_staleness(staleness))
 
@@ -1016,7 +1042,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         """Tokens sent straight to the pool: no account, no total may change (checked every step)."""
         failure = self.fc.send(self.env.attacker, self.env.token.transfer.call(self.env.pool.address, amount))
         assert failure is None, failure
-        self.t += 1
+        self.t, self.block = self.t + 1, self.block + 1
         STATS.transactions += 1
         self.donated += amount
         self.changed = True
@@ -1093,13 +1119,16 @@ class ProtocolMachine(RuleBasedStateMachine):
             calls[("long_open_interest", m)] = ch.long_open_interest.call(m)
             calls[("short_open_interest", m)] = ch.short_open_interest.call(m)
             calls[("feed", m)] = oracle.feeds.call(m)
+            calls[("block_reference", m)] = oracle.block_reference.call(m)
+            calls[("window_reference", m)] = oracle.window_reference.call(m)
             calls[("market", m)] = ch.markets.call(m)
         for fn in ("total_deposited", "total_withdrawn", "total_held"):
             calls[(fn,)] = getattr(pool, fn).call()
         calls[("pool_tokens",)] = token.balanceOf.call(pool.address)
         calls[("liquidation_params",)] = liquidation.liquidation_discount.call()
         calls[("backstop_ratio",)] = liquidation.backstop_ratio.call()
-        calls[("max_move",)] = oracle.max_move.call()
+        for fn in ("max_block_move", "move_window", "max_window_move"):
+            calls[(fn,)] = getattr(oracle, fn).call()
         calls[("staleness",)] = oracle.staleness.call()
         calls[("liquidation_penalty",)] = liquidation.liquidation_penalty.call()
         e.static_calls = dict(calls)
@@ -1138,6 +1167,9 @@ class ProtocolMachine(RuleBasedStateMachine):
             elif kind == "feed":
                 f = m.feeds[key[1]]
                 out[key] = (f.index_price, f.mark_price, f.updated_at, f.paused)
+            elif kind in ("block_reference", "window_reference"):
+                r = getattr(m, kind)[key[1]]
+                out[key] = (r.index_price, r.mark_price, r.since)
             elif kind == "market":
                 out[key] = tuple(vars(m.markets[key[1]]).values())
             elif kind in ("total_deposited", "total_withdrawn"):
@@ -1152,7 +1184,7 @@ class ProtocolMachine(RuleBasedStateMachine):
                 out[key] = m.liquidation.liquidation_penalty
             elif kind == "backstop_ratio":
                 out[key] = m.liquidation.backstop_ratio
-            elif kind in ("max_move", "staleness"):
+            elif kind in ("max_block_move", "move_window", "max_window_move", "staleness"):
                 out[key] = getattr(m, kind)
             elif kind == "filled_size":
                 out[key] = m.filled_size(key[1])

@@ -11,7 +11,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import click
-from eth_utils import is_address, to_checksum_address
 
 from backstop.model import liquidation as liquidation_model
 
@@ -55,7 +54,17 @@ class MarketConfig:
 class ProtocolConfig:
     """Protocol-wide parameters and the markets to list, in id order."""
 
-    max_move: int = WAD // 5
+    # @dev The oracle's move limits, per block and per window, each against the price the block or
+    # the window started with. 3% a block: below every default market's maintenance margin less the
+    # liquidation penalty and discount (5% - 1% - 1% in BTC and ETH), so an account above
+    # maintenance cannot be pushed below zero, nor short of the fees of its liquidation, before
+    # anyone can liquidate it in a later block (the wash pair of issue 14). 25% a minute: the
+    # default crash (backstop/sim/scenario.py) moves a price by at most 20% a step (the alt's gap;
+    # any other step less than 19%), and its steps are a minute apart; the replay splits a step
+    # into updates of one block each.
+    max_block_move: int = 3 * WAD // 100
+    move_window: int = 60
+    max_window_move: int = WAD // 4
     staleness: int = 3600
     liquidation_discount: int = WAD // 100
     liquidation_penalty: int = WAD // 100
@@ -143,10 +152,11 @@ class Protocol:
 
 def deploy_protocol(project, owner, keeper, config: ProtocolConfig = ProtocolConfig()) -> Protocol:
     """Deploys token, oracle, pool, clearinghouse, market configurator, liquidation engine, insurance
-    vault, ADL engine and its ranking views from `owner`, wires them, lists the markets and grants `keeper` and every address in
+    vault, ADL engine and its ranking views from `owner`, wires them (the oracle accrues the
+    clearinghouse's funding), lists the markets and grants `keeper` and every address in
     `config.keepers` the keeper role on the oracle, the liquidation engine and the ADL engine."""
     token = owner.deploy(project.CollateralToken, "Backstop USD", "bUSD")
-    oracle = owner.deploy(project.Oracle, config.max_move, config.staleness)
+    oracle = owner.deploy(project.Oracle, config.max_block_move, config.move_window, config.max_window_move, config.staleness)
     pool = owner.deploy(project.MarginPool, token)
     clearinghouse = owner.deploy(project.Clearinghouse, oracle, pool, owner)
     configurator = owner.deploy(project.MarketConfigurator, clearinghouse)
@@ -162,6 +172,7 @@ def deploy_protocol(project, owner, keeper, config: ProtocolConfig = ProtocolCon
     adl_ranking = owner.deploy(project.AdlRanking, adl_engine, clearinghouse, oracle)
     pool.set_clearinghouse(clearinghouse, sender=owner)
     clearinghouse.set_market_configurator(configurator, sender=owner)
+    oracle.set_clearinghouse(clearinghouse, sender=owner)
     clearinghouse.set_insurance_account(vault, sender=owner)
     clearinghouse.set_liquidation_engine(liquidation, sender=owner)
     clearinghouse.set_adl_engine(adl_engine, sender=owner)
@@ -180,24 +191,54 @@ def deploy_protocol(project, owner, keeper, config: ProtocolConfig = ProtocolCon
     )
 
 
-def deployment_document(protocol: Protocol, chain_id: int, config: ProtocolConfig) -> dict:
+def deployment_document(protocol: Protocol, chain_id: int, config: ProtocolConfig, **where) -> dict:
     """Addresses, ABIs, market ids and parameters of a deployment: what deployments/<network>.json
-    holds, and what the keeper and the replay take."""
-    return {
+    holds, and what the keeper and the replay take. `where` adds what an indexer or a client needs
+    to know about it (each optional): "network" (the ape network choice), "deploy_block" (the
+    block of the first deployment transaction: where to start reading events), "actors" ({"owner":
+    address, "keepers": [addresses]}) and "compiler" ("vyper 0.4.3"). "config_units" says the unit
+    of each raw parameter in "config"."""
+    document = {
         "chain_id": chain_id,
+        **{key: where[key] for key in ("network", "deploy_block", "actors", "compiler") if where.get(key) is not None},
         "contracts": {
             name: {"address": str(contract.address), "abi": [item.model_dump(mode="json") for item in contract.contract_type.abi]}
             for name, contract in vars(protocol).items()
         },
         "markets": {market.name: market_id for market_id, market in enumerate(config.markets)},
         "config": asdict(config),
+        "config_units": config_units(config),
     }
+    return document
 
 
-def write_deployment(path: Path, protocol: Protocol, chain_id: int, config: ProtocolConfig) -> None:
+def write_deployment(path: Path, protocol: Protocol, chain_id: int, config: ProtocolConfig, **where) -> None:
     """Writes `deployment_document` to a JSON file that any client (cast, web3) can read."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(deployment_document(protocol, chain_id, config), indent=2))
+    path.write_text(json.dumps(deployment_document(protocol, chain_id, config, **where), indent=2))
+
+
+# The unit of each raw parameter of a deployment document's "config" (and of each market's).
+_UNIT_OF_SCALE = {WAD: "fraction, 1e18 fixed point (1e18 = 100%)", USDC: "collateral units (1e6 = $1)", 1: "seconds"}
+_SPECIAL_UNITS = {
+    "price": "collateral per base unit, 1e18 fixed point",
+    "max_open_interest": "base units, 1e18 fixed point (per side)",
+    "vault_max_position": "base units, 1e18 fixed point",
+    "vault_max_leverage": "1e18 fixed point (1e18 = 1x)",
+    "keepers": "addresses",
+    "name": "text",
+}
+
+
+def config_units(config: ProtocolConfig) -> dict:
+    """The unit of every field of `config` and of its markets, from the scales the config file's
+    keys are read with (SECTIONS, MARKET_KEYS)."""
+    scales = {name: scale for table in SECTIONS.values() for name, scale in table.values()}
+    units = {name: _SPECIAL_UNITS.get(name) or _UNIT_OF_SCALE.get(scales.get(name), "see config/local.toml")
+             for name in asdict(config) if name != "markets"}
+    units["markets"] = {name: _SPECIAL_UNITS.get(name) or _UNIT_OF_SCALE.get(MARKET_KEYS.get(name), "see config/local.toml")
+                        for name in asdict(config.markets[0])} if config.markets else {}
+    return units
 
 
 # ---------------------------------------------------------------- the configuration file
@@ -211,7 +252,12 @@ class ConfigError(click.ClickException):
 # leverage are 1e18 fixed point (0.05 -> 5e16), collateral amounts are dollars (1e6 units), times
 # are seconds; a switch (`bool`) is true or false.
 SECTIONS = {
-    "oracle": {"max_move": ("max_move", WAD), "staleness": ("staleness", 1)},
+    "oracle": {
+        "max_block_move": ("max_block_move", WAD),
+        "move_window": ("move_window", 1),
+        "max_window_move": ("max_window_move", WAD),
+        "staleness": ("staleness", 1),
+    },
     "liquidation": {
         "discount": ("liquidation_discount", WAD),
         "penalty": ("liquidation_penalty", WAD),
@@ -279,7 +325,58 @@ def load_config(path: Path | str = DEFAULT_CONFIG_PATH) -> ProtocolConfig:
             for key, value in table.items():
                 name, scale = SECTIONS[section][key]
                 values[name] = _scaled(path, f"[{section}] {key}", value, scale)
-    return ProtocolConfig(**values)
+    config = ProtocolConfig(**values)
+    problem = config_problem(config)
+    if problem:
+        raise ConfigError(f"{path}: {problem}")
+    return config
+
+
+# What the contracts refuse, checked before anything is deployed: (file key, test, why). A field
+# the constructors or setters would revert on is named here by its key in the config file.
+MAX_MARKETS = 16  # Clearinghouse.MAX_MARKETS
+MAX_MOVE_WINDOW = 86_400  # Oracle.MAX_MOVE_WINDOW
+MAX_PRICE = 2**128 - 1  # Oracle.MAX_PRICE
+MAX_TRADING_FEE = 10**16  # MarketConfigurator.MAX_TRADING_FEE
+
+
+def config_problem(config: ProtocolConfig) -> str | None:
+    """The first parameter of `config` the contracts would refuse, as one sentence naming its key
+    in the config file and the contract's rule; None if they take it."""
+    d = Decimal
+    checks = [
+        ("[oracle] max_block_move", 0 < config.max_block_move < WAD, "must lie strictly between 0 and 1 (Oracle: max block move out of range)"),
+        ("[oracle] move_window", 0 < config.move_window <= MAX_MOVE_WINDOW,
+         f"must lie between 1 and {MAX_MOVE_WINDOW} seconds (Oracle: move window out of range)"),
+        ("[oracle] max_window_move", 0 < config.max_window_move < WAD, "must lie strictly between 0 and 1 (Oracle: max window move out of range)"),
+        ("[oracle] staleness", config.staleness > 0, "must be positive (Oracle: zero staleness)"),
+        ("[liquidation] discount + penalty", config.liquidation_discount + config.liquidation_penalty < WAD,
+         "must be below 1 (LiquidationEngine: liquidation fees of 100% or more)"),
+        ("[liquidation] backstop_ratio", config.backstop_ratio <= WAD, "must be at most 1 (LiquidationEngine: backstop ratio above 100%)"),
+        ("[vault] max_leverage", config.vault_max_leverage > 0, "must be positive (InsuranceVault: zero leverage)"),
+        ("markets", len(config.markets) <= MAX_MARKETS, f"can be at most {MAX_MARKETS} (Clearinghouse: too many markets)"),
+    ]
+    for number, market in enumerate(config.markets, start=1):
+        where = f"[markets #{number}] ({market.name})"
+        checks += [
+            (f"{where} price", market.price > 0, "must be positive (Oracle: zero price)"),
+            (f"{where} price", market.price <= MAX_PRICE, "must be at most 2^128 - 1 in 1e18 units (Oracle: price above maximum)"),
+            (f"{where} maintenance_margin", market.maintenance_margin > 0, "must be positive (MarketConfigurator: zero maintenance margin)"),
+            (f"{where} initial_margin", market.initial_margin > market.maintenance_margin,
+             f"({d(market.initial_margin) / WAD}) must exceed maintenance_margin ({d(market.maintenance_margin) / WAD}) "
+             "(MarketConfigurator: initial margin must exceed maintenance)"),
+            (f"{where} initial_margin", market.initial_margin <= WAD, "must be at most 1 (MarketConfigurator: initial margin above 100%)"),
+            (f"{where} price_band", 0 < market.price_band < WAD, "must lie strictly between 0 and 1 (MarketConfigurator: price band out of range)"),
+            (f"{where} max_open_interest", market.max_open_interest > 0, "must be positive (MarketConfigurator: zero open interest cap)"),
+            (f"{where} funding_premium_cap", market.funding_premium_cap <= WAD, "must be at most 1 (MarketConfigurator: funding cap above 100%)"),
+            (f"{where} funding_period", market.funding_period > 0, "must be positive (MarketConfigurator: zero funding period)"),
+            (f"{where} taker_fee", market.taker_fee <= MAX_TRADING_FEE, "must be at most 0.01 (MarketConfigurator: taker fee above the cap)"),
+            (f"{where} maker_fee", market.maker_fee <= market.taker_fee, "must be at most taker_fee (MarketConfigurator: maker fee above taker fee)"),
+        ]
+    for key, held, rule in checks:
+        if not held:
+            return f"{key} {rule}; the contracts would refuse it"
+    return None
 
 
 def _table(path: Path, where: str, table, keys) -> dict:
@@ -309,6 +406,9 @@ def _scaled(path: Path, where: str, value, scale):
 
 
 def _keepers(path: Path, table) -> tuple[str, ...]:
+    # eth_utils costs a third of a second to import: only a file that lists keepers pays it.
+    from eth_utils import is_address, to_checksum_address
+
     addresses = _table(path, "roles", table, ["keepers"]).get("keepers", [])
     if not isinstance(addresses, list) or not all(isinstance(a, str) and is_address(a) for a in addresses):
         raise ConfigError(f"{path}: [roles] keepers must be a list of addresses, not {addresses!r}")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import http.client
 import json
+import re
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -31,10 +32,19 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
 ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
+# Largest JSON body of one HTTP request: Anvil documents a 2 MB limit (and drops the connection on
+# a larger body; a batch of 100 transactions of 64 signed fills each is about 13 MB), so batches
+# are split below it.
+MAX_BATCH_BYTES = 1_500_000
 
 
 class RpcError(Exception):
     """A JSON-RPC error that is not a revert."""
+
+
+class NodeConnectionError(RuntimeError):
+    """The node closed the connection or stopped answering. Not an OSError on purpose: click turns
+    an EPIPE OSError into a silent exit 1 (it takes it for its own stdout closing)."""
 
 
 @dataclass(frozen=True)
@@ -73,10 +83,15 @@ class Function:
         self.outputs = [_type_string(p) for p in item["outputs"]]
         self.signature = f"{self.name}({','.join(self.inputs)})"
         self.selector = keccak(text=self.signature)[:4]
-        # Static single-word outputs (the common case) decode without eth_abi.
+        # Static single-word outputs (the common case) decode without eth_abi, and static
+        # single-word inputs encode without it (a keeper's reads build thousands of calls a pass).
         self._fast = self._fast_decoder()
+        self._word_encoders = _word_encoders(self.inputs)
+        self._selector_hex = "0x" + self.selector.hex()
 
     def encode(self, *args) -> str:
+        if self._word_encoders is not None and len(args) == len(self._word_encoders):
+            return self._selector_hex + "".join(encode(arg) for encode, arg in zip(self._word_encoders, args))
         return "0x" + (self.selector + abi_encode(self.inputs, args)).hex()
 
     def call(self, *args) -> "Call":
@@ -113,6 +128,56 @@ class Function:
             return out[0] if len(out) == 1 else tuple(out)
 
         return decode
+
+
+def _word_encoders(inputs: list[str]):
+    """Per input, a function giving its 32-byte ABI word as 64 hex digits, if every input is a
+    static single-word type (address, bool, intN, uintN, bytes32); else None (eth_abi encodes)."""
+    encoders = []
+    for kind in inputs:
+        if kind == "address":
+            encoders.append(_address_word)
+        elif kind == "bool":
+            encoders.append(_bool_word)
+        elif kind == "bytes32":
+            encoders.append(_bytes32_word)
+        elif match := re.fullmatch(r"(u?)int(\d+)", kind):
+            encoders.append(_integer_word(int(match[2]), signed=not match[1]))
+        else:
+            return None
+    return encoders
+
+
+def _address_word(value) -> str:
+    text = value if isinstance(value, str) else "0x" + bytes(value).hex()
+    if len(text) != 42 or not text.startswith("0x"):
+        raise ValueError(f"not an address: {value!r}")
+    int(text, 16)  # refuses non-hex digits
+    return "0" * 24 + text[2:].lower()
+
+
+def _bool_word(value) -> str:
+    if not isinstance(value, bool):
+        raise TypeError(f"not a bool: {value!r}")
+    return "%064x" % value
+
+
+def _bytes32_word(value) -> str:
+    raw = bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
+    if len(raw) != 32:
+        raise ValueError(f"not 32 bytes: {value!r}")
+    return raw.hex()
+
+
+def _integer_word(bits: int, signed: bool):
+    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+    def encode(value) -> str:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{value!r} is not a {'' if signed else 'u'}int{bits}")
+        return "%064x" % (value % (1 << 256))
+
+    return encode
 
 
 def _word_converter(kind: str):
@@ -179,12 +244,19 @@ class FastChain:
                 self._connection.request("POST", self._path, body, {"Content-Type": "application/json"})
                 response = self._connection.getresponse()
                 return json.loads(response.read())
-            except (http.client.HTTPException, ConnectionError, OSError):
+            except (http.client.HTTPException, OSError) as error:
                 if self._connection is not None:
                     self._connection.close()
                 self._connection = None
                 if attempt:
-                    raise
+                    raise NodeConnectionError(
+                        f"the node at {self.uri} broke the connection or stopped answering, on a request of {len(body):,} bytes "
+                        f"({type(error).__name__}: {error or 'no answer'})"
+                    ) from None
+
+    @property
+    def uri(self) -> str:
+        return f"http://{self._host}:{self._port}{self._path if self._path != '/' else ''}"
 
     def request(self, method: str, params: list | None = None):
         """One JSON-RPC request; returns its result, raises RevertError or RpcError."""
@@ -195,13 +267,16 @@ class FastChain:
         return answer["result"]
 
     def batch(self, requests: list[tuple[str, list]]) -> list:
-        """Several JSON-RPC requests in one HTTP round trip; each answer is a result or an exception."""
+        """Several JSON-RPC requests in as few HTTP round trips as the node takes (one per
+        MAX_BATCH_BYTES of JSON, in order); each answer is a result or an exception."""
         if not requests:
             return []
         first = self._id + 1
         self._id += len(requests)
         payload = [{"jsonrpc": "2.0", "id": first + i, "method": m, "params": p} for i, (m, p) in enumerate(requests)]
-        answers = self._post(payload)
+        answers = []
+        for chunk in _chunks_by_size(payload, MAX_BATCH_BYTES):
+            answers += self._post(chunk)
         by_id = {a["id"]: a for a in answers}
         return [
             _error(by_id[first + i]["error"]) if "error" in by_id[first + i] else by_id[first + i]["result"]
@@ -396,6 +471,20 @@ def _decode_multicall(data: bytes) -> tuple[int, list[bytes]]:
         length = int.from_bytes(data[offset:offset + 32], "big")
         outputs.append(data[offset + 32: offset + 32 + length])
     return timestamp, outputs
+
+
+def _chunks_by_size(payload: list[dict], limit: int) -> list[list[dict]]:
+    """`payload` cut, in order, into lists whose JSON is at most about `limit` bytes (a single
+    request larger than that goes alone)."""
+    chunks, chunk, size = [], [], 0
+    for request in payload:
+        length = len(json.dumps(request)) + 2
+        if chunk and size + length > limit:
+            chunks.append(chunk)
+            chunk, size = [], 0
+        chunk.append(request)
+        size += length
+    return chunks + [chunk] if chunk else chunks
 
 
 def _error(error: dict) -> Exception:

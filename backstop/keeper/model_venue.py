@@ -150,7 +150,7 @@ def build_model(config: ProtocolConfig, markets, policy: int, now: int) -> tuple
     engine attached to the exchange as `model.liquidation`), with the markets
     `markets` (ScenarioMarket-like: name, price, initial_margin, maintenance_margin) and every
     market on ADL `policy`."""
-    model = TrackingModel(config.max_move, config.staleness, VAULT)
+    model = TrackingModel(config.max_block_move, config.move_window, config.max_window_move, config.staleness, VAULT)
     LiquidationModel(
         model, config.liquidation_discount, config.liquidation_penalty, config.backstop_ratio, config.auction_premium, config.auction_ramp,
         config.auction_duration, config.auction_min_notional, config.volunteer_auctions,

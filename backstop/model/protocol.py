@@ -6,15 +6,18 @@ contracts/modules/fixed_point.vy and margin_math.vy; the `Model` methods mirror 
 functions of contracts/Oracle.vy, MarginPool.vy and Clearinghouse.vy (grouped by contract), and
 its `_private` methods their `@internal` functions. A failed check raises `ModelRevert(reason)`
 and, like a reverted transaction, leaves the state as it was. Wherever a contract reads
-`block.timestamp` the method takes `now`; wherever it reads `msg.sender` it takes the account.
+`block.timestamp` the method takes `now`, `block.number` the `block`; wherever it reads
+`msg.sender` it takes the account. `reachable_price` (with `Model.reachable_prices` and
+`window_end`) mirrors no contract: it tells a keeper how far the oracle lets a price move next.
 The waterfall engines are models of their own attached to this one (`liquidation`, `vault`,
 `adl`), so that their actions are transactions of the whole exchange.
 
 Not modelled (checked by the contract tests instead): caller roles (owner, keeper, the waterfall
-engines), order signatures and hashes (an `Order` is its own key in `partly_filled`, as its hash
-depends only on its fields), the packing of storage, token transfers, events, batch-size limits,
-and integer overflow outside realistic ranges. Units: collateral 1e6; prices, sizes and fractions
-1e18.
+engines), the oracle's clearinghouse address (the model is of a wired deployment: its oracle
+accrues the funding of every market its clearinghouse lists before a price update), order
+signatures and hashes (an `Order` is its own key in `partly_filled`, as its hash depends only on
+its fields), the packing of storage, token transfers, events, batch-size limits, and integer
+overflow outside realistic ranges. Units: collateral 1e6; prices, sizes and fractions 1e18.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from dataclasses import dataclass, replace
 from typing import Hashable, NamedTuple
 
 WAD = 10**18  # fixed_point.WAD
+MAX_PRICE = 2**128 - 1  # Oracle.MAX_PRICE
+MAX_MOVE_WINDOW = 86_400  # Oracle.MAX_MOVE_WINDOW
 NOTIONAL_SCALE = 10**30  # fixed_point.NOTIONAL_SCALE
 MAX_MARKETS = 16  # Clearinghouse.MAX_MARKETS
 NONCES_PER_WORD = 128  # Clearinghouse.NONCES_PER_WORD
@@ -104,6 +109,20 @@ def funding_index_delta(index_price: int, mark_price: int, premium_cap: int, ela
     return floor_div(premium * elapsed, period)
 
 
+# ---------------------------------------------------------------- Oracle: walking a price
+
+def reachable_price(price: int, target: int, max_block_move: int, window_price: int, max_window_move: int) -> int:
+    """The price nearest to `target` that an update in a new block may set, from the latest price
+    `price` (the new block's reference) in a window whose reference is `window_price` (`price` if
+    the window will have ended): Oracle._within_move turned round, for keepers that walk a price.
+    `price` itself when the two limits leave nothing in common (tightened since the window opened)."""
+    low, high = 1, MAX_PRICE
+    for reference, max_move in ((price, max_block_move), (window_price, max_window_move)):
+        room = max_move * reference // WAD
+        low, high = max(low, reference - room), min(high, reference + room)
+    return min(max(target, low), high) if low <= high else price
+
+
 # ---------------------------------------------------------------- structs
 
 @dataclass(frozen=True)
@@ -112,6 +131,15 @@ class PriceFeed:
     mark_price: int = 0
     updated_at: int = 0
     paused: bool = False
+
+
+@dataclass(frozen=True)
+class ReferencePrices:
+    """Oracle.ReferencePrices: what a block's or a window's updates are measured against."""
+
+    index_price: int = 0
+    mark_price: int = 0
+    since: int = 0  # the block number (block reference) or the timestamp (window reference)
 
 
 @dataclass(frozen=True)
@@ -179,6 +207,7 @@ def _check_market_params(params: MarketParams) -> None:
 
 _NO_POSITION = Position()
 _NO_FEED = PriceFeed()
+_NO_REFERENCE = ReferencePrices()
 _MARGIN_SCALE = NOTIONAL_SCALE * WAD  # margin_requirement's divisor
 
 
@@ -209,10 +238,13 @@ class Model:
     # Whether every action restores the state when it reverts (a whole-state copy per action).
     transactional = True
 
-    def __init__(self, max_move: int, staleness: int, insurance_account: Account):
+    def __init__(self, max_block_move: int, move_window: int, max_window_move: int, staleness: int, insurance_account: Account):
         # Oracle
         self.feeds: dict[int, PriceFeed] = {}
-        self._set_max_move(max_move)
+        self.block_reference: dict[int, ReferencePrices] = {}
+        self.window_reference: dict[int, ReferencePrices] = {}
+        self._set_max_block_move(max_block_move)
+        self._set_move_window(move_window, max_window_move)
         self._set_staleness(staleness)
         # MarginPool
         self.balance_of: dict[Account, int] = {}
@@ -272,7 +304,7 @@ class Model:
     @atomic
     def initialize_feed(self, market: int, index_price: int, mark_price: int, now: int) -> None:
         _require(self._feed(market).updated_at == 0, "Oracle: feed already initialised")
-        _require(index_price > 0 and mark_price > 0, "Oracle: zero price")
+        self._check_prices(index_price, mark_price)
         self._store(market, index_price, mark_price, now)
 
     @atomic
@@ -281,22 +313,27 @@ class Model:
         self.feeds[market] = replace(self._feed(market), paused=paused)
 
     @atomic
-    def set_max_move(self, max_move: int) -> None:
-        self._set_max_move(max_move)
+    def set_max_block_move(self, max_block_move: int) -> None:
+        self._set_max_block_move(max_block_move)
+
+    @atomic
+    def set_move_window(self, move_window: int, max_window_move: int) -> None:
+        self._set_move_window(move_window, max_window_move)
 
     @atomic
     def set_staleness(self, staleness: int) -> None:
         self._set_staleness(staleness)
 
     @atomic
-    def set_prices(self, market: int, index_price: int, mark_price: int, now: int) -> None:
-        self._update(market, index_price, mark_price, now)
+    def set_prices(self, market: int, index_price: int, mark_price: int, now: int, block: int) -> None:
+        """`block`: the number of the block the update is in (the contract's `block.number`)."""
+        self._update(market, index_price, mark_price, now, block)
 
     @atomic
-    def push_prices(self, updates: list[tuple[int, int, int]], now: int) -> None:
-        """`updates`: (market, index_price, mark_price) per entry; all or nothing."""
+    def push_prices(self, updates: list[tuple[int, int, int]], now: int, block: int) -> None:
+        """`updates`: (market, index_price, mark_price) per entry; all or nothing, all in `block`."""
         for market, index_price, mark_price in updates:
-            self._update(market, index_price, mark_price, now)
+            self._update(market, index_price, mark_price, now, block)
 
     def fresh_prices(self, market: int, now: int) -> tuple[int, int]:
         feed = self._feed(market)
@@ -310,26 +347,71 @@ class Model:
         _require(feed.updated_at != 0, "Oracle: unknown market")
         return feed.index_price, feed.mark_price
 
+    def reachable_prices(self, market: int, index_price: int, mark_price: int, now: int) -> tuple[int, int]:
+        """Not a contract function: the prices nearest to `index_price` and `mark_price` that one
+        update of `market` in a new block at `now` may set (what a keeper walking a price pushes
+        next; the latest prices if the window's limit leaves no room until it ends)."""
+        feed = self._feed(market)
+        window = self._window_reference_at(market, feed, now)
+        return (
+            reachable_price(feed.index_price, index_price, self.max_block_move, window.index_price, self.max_window_move),
+            reachable_price(feed.mark_price, mark_price, self.max_block_move, window.mark_price, self.max_window_move),
+        )
+
+    def window_end(self, market: int) -> int:
+        """Not a contract function: when the market's current move window ends."""
+        return self.window_reference.get(market, _NO_REFERENCE).since + self.move_window
+
     def _feed(self, market: int) -> PriceFeed:
         return self.feeds.get(market, _NO_FEED)
 
-    def _update(self, market: int, index_price: int, mark_price: int, now: int) -> None:
+    def _window_reference_at(self, market: int, feed: PriceFeed, now: int) -> ReferencePrices:
+        """The window reference an update at `now` is measured against: a window that has ended
+        gives way to one opening now, from the latest prices."""
+        window = self.window_reference.get(market, _NO_REFERENCE)
+        if now - window.since >= self.move_window:
+            window = ReferencePrices(feed.index_price, feed.mark_price, now)
+        return window
+
+    def _update(self, market: int, index_price: int, mark_price: int, now: int, block: int) -> None:
         feed = self._feed(market)
         _require(feed.updated_at != 0, "Oracle: unknown market")
-        _require(index_price > 0 and mark_price > 0, "Oracle: zero price")
-        _require(self._within_move(feed.index_price, index_price), "Oracle: index move above limit")
-        _require(self._within_move(feed.mark_price, mark_price), "Oracle: mark move above limit")
+        self._check_prices(index_price, mark_price)
+        block_start = self.block_reference.get(market, _NO_REFERENCE)
+        if block_start.since != block:
+            block_start = ReferencePrices(feed.index_price, feed.mark_price, block)
+        window_start = self._window_reference_at(market, feed, now)
+        _require(self._within_move(block_start.index_price, index_price, self.max_block_move), "Oracle: index move above block limit")
+        _require(self._within_move(block_start.mark_price, mark_price, self.max_block_move), "Oracle: mark move above block limit")
+        _require(self._within_move(window_start.index_price, index_price, self.max_window_move), "Oracle: index move above window limit")
+        _require(self._within_move(window_start.mark_price, mark_price, self.max_window_move), "Oracle: mark move above window limit")
+        self.block_reference[market] = block_start
+        self.window_reference[market] = window_start
+        if market < self.market_count:  # Oracle._accrue_funding: the clearinghouse lists the market
+            self._accrue_funding(market, now)
         self._store(market, index_price, mark_price, now)
 
     def _store(self, market: int, index_price: int, mark_price: int, now: int) -> None:
         self.feeds[market] = replace(self._feed(market), index_price=index_price, mark_price=mark_price, updated_at=now)
 
-    def _within_move(self, old_price: int, new_price: int) -> bool:
-        return abs(new_price - old_price) * WAD <= self.max_move * old_price
+    @staticmethod
+    def _check_prices(index_price: int, mark_price: int) -> None:
+        _require(index_price > 0 and mark_price > 0, "Oracle: zero price")
+        _require(index_price <= MAX_PRICE and mark_price <= MAX_PRICE, "Oracle: price above maximum")
 
-    def _set_max_move(self, max_move: int) -> None:
-        _require(0 < max_move < WAD, "Oracle: max move out of range")
-        self.max_move = max_move
+    @staticmethod
+    def _within_move(reference: int, price: int, max_move: int) -> bool:
+        return abs(price - reference) * WAD <= max_move * reference
+
+    def _set_max_block_move(self, max_block_move: int) -> None:
+        _require(0 < max_block_move < WAD, "Oracle: max block move out of range")
+        self.max_block_move = max_block_move
+
+    def _set_move_window(self, move_window: int, max_window_move: int) -> None:
+        _require(0 < move_window <= MAX_MOVE_WINDOW, "Oracle: move window out of range")
+        _require(0 < max_window_move < WAD, "Oracle: max window move out of range")
+        self.move_window = move_window
+        self.max_window_move = max_window_move
 
     def _set_staleness(self, staleness: int) -> None:
         _require(staleness > 0, "Oracle: zero staleness")

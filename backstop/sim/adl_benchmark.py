@@ -65,6 +65,7 @@ from backstop.keeper.adl_planner import MarketToResolve, WinnerState, plan_marke
 from backstop.model.adl import MAX_CANDIDATES, POLICY_BY_NAME, POLICY_NAMES, PRO_RATA, QUEUE_PNL_LEVERAGE
 from backstop.model.protocol import Order
 from backstop.sim.gas_trace import calldata_gas, gas_breakdown
+from backstop.sim.replay import price_updates
 
 WAD = 10**18
 USDC = 10**6
@@ -364,8 +365,8 @@ class AdlBench:
         self.signer = FastOrderSigner(chain_id, self.ch.address, {})
         _, now = chain.block()
         self.expiry = now + 10 * ONE_YEAR
-        feed, self.max_move, market_params = chain.read(
-            [self.oracle.feeds.call(MARKET), self.oracle.max_move.call(), self.ch.markets.call(MARKET)]
+        feed, self.max_block_move, self.max_window_move, market_params = chain.read(
+            [self.oracle.feeds.call(MARKET), self.oracle.max_block_move.call(), self.oracle.max_window_move.call(), self.ch.markets.call(MARKET)]
         )
         self.p0 = feed[1]  # the mark
         self.initial_margin = market_params[0]
@@ -391,16 +392,11 @@ class AdlBench:
     # ------------------------------------------------------------ prices
 
     def set_price(self, target: int) -> None:
-        """The keeper walks the mark (= index: no funding premium) to `target` within the max move;
-        at the target already, it re-posts it (fresh again)."""
+        """The keeper walks the mark (= index: no funding premium) to `target` within the oracle's
+        limits, an update per block; at the target already, it re-posts it (fresh again)."""
         (_, price, _, _), = self.chain.read([self.oracle.feeds.call(MARKET)])
-        max_step = self.max_move * 9 // 10
-        while True:
-            limit = price * max_step // WAD
-            price = max(price - limit, min(price + limit, target))
+        for (price,) in price_updates([price], [target], self.max_block_move, self.max_window_move):
             _must(self.chain.send(self.keeper, self.oracle.set_prices.call(MARKET, price, price)), "set_prices")
-            if price == target:
-                return
 
     # ------------------------------------------------------------ the book
 

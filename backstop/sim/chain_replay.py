@@ -9,8 +9,9 @@ the end.
 Speed (1,000 traders, 48 steps, inside five minutes on two cores): everything goes through
 `FastChain` (raw JSON-RPC, reads batched into one multicall), traders are impersonated instead of
 signing transactions, independent transactions are mined a hundred to a block (on Anvil each
-block costs more than the transactions in it, and more the longer the chain), and all blocks of a
-step share one timestamp. On ape's own Anvil every transaction is step-traced, which makes batches
+block costs more than the transactions in it, and more the longer the chain; price updates go one
+to a block, as the oracle limits a block's move however many updates it holds), and all blocks of
+a step share one timestamp. On ape's own Anvil every transaction is step-traced, which makes batches
 of fills several times slower; `backstop.chain.anvil.PrivateAnvil` starts one without tracing (load
 a state dump of a deployment into it, or deploy to it with
 `APE_FOUNDRY_HOST=<its uri> ape run deploy`).
@@ -27,7 +28,7 @@ from backstop.chain.fast_chain import FastChain
 from backstop.chain.trading import ONE_YEAR, OrderSigner
 from backstop.keeper.auctions import AuctionDesk
 from backstop.keeper.chain_venue import ChainVenue, send_in_blocks
-from backstop.keeper.waterfall import USDC, AdlExecutor, Keeper
+from backstop.keeper.waterfall import AdlExecutor, Keeper
 from backstop.sim.replay import FinalState, Progress, Replay, price_updates
 from backstop.sim.scenario import Scenario
 
@@ -43,7 +44,8 @@ FUNDING_GAS = 1_000_000
 
 def replay_on_chain(chain: FastChain, deployment: dict, scenario: Scenario, keeper_address: str,
                     progress: Progress | None = None, adl: AdlExecutor | None = None,
-                    log: Callable[[str], None] | None = None, volunteers: bool = True, unwind: str = "profit") -> dict:
+                    log: Callable[[str], None] | None = None, keeper_acts: bool = True, step_pause: float = 0.0,
+                    volunteers: bool = True, unwind: str = "profit") -> dict:
     """Replays `scenario` on the deployment (the dict of deployments/<network>.json) and returns the
     figures of `Replay.result`, with the invariants checked on chain after the last step.
 
@@ -51,10 +53,14 @@ def replay_on_chain(chain: FastChain, deployment: dict, scenario: Scenario, keep
     `keeper_address` needs the keeper role on the oracle, the clearinghouse and the ADL engine.
     The scenario's markets are listed, re-margined and re-priced on chain as needed.
     `progress(step, total, message)` is called once per price step; `log` gets the keeper's line
-    per action. `volunteers`: whether ADL rounds open with a volunteer auction (set on chain by the
-    owner); `unwind`: the keeper's unwind policy for the vault (backstop/keeper/auctions.py).
+    per action. `keeper_acts` False leaves the waterfall to a keeper beside the replay, which
+    `step_pause` seconds after each step give time to act. `volunteers`: whether ADL rounds open
+    with a volunteer auction (set on chain by the owner); `unwind`: the keeper's unwind policy for
+    the vault (backstop/keeper/auctions.py).
     """
-    return ChainReplay(chain, deployment, scenario, keeper_address, adl, log or (lambda line: None), volunteers, unwind).run(progress)
+    replay = ChainReplay(chain, deployment, scenario, keeper_address, adl, log or (lambda line: None), volunteers, unwind)
+    replay.keeper_acts, replay.step_pause = keeper_acts, step_pause
+    return replay.run(progress)
 
 
 class ChainReplay(Replay):
@@ -129,17 +135,21 @@ class ChainReplay(Replay):
         self._send_all(minted, FUNDING_GAS, "minting")
         self._send_all(deposits, FUNDING_GAS, "deposits")
         self.deposited = sum(amount for _, amount in funded) + self.scenario.vault_deposit
-        self.vault_equity_start = self.venue.vault_equity() / USDC
+        self.vault_equity_start = self.venue.vault_equity()
 
     def open_positions(self) -> None:
-        """The scenario's opening trades as signed orders, settled in batches of up to 64 fills."""
+        """The scenario's opening trades as signed orders, block by block of the run-up: the
+        oracle moves to the block's marks, then its fills settle in batches of up to 64."""
         chain, ch = self.chain, self.c["clearinghouse"]
         _, now = chain.block()
         signer = OrderSigner(int(chain.request("eth_chainId"), 16), ch.address, dict(self.keys))
-        fills = [signer.fill(self.traders[t.buyer], self.traders[t.seller], t.market, t.size, t.price, now + ONE_YEAR).abi
-                 for t in self.scenario.trades]
-        batches = [(self.keeper_address, ch.settle_fills.call(fills[start:start + FILLS_PER_TX])) for start in range(0, len(fills), FILLS_PER_TX)]
-        self._send_all(batches, FILLS_GAS, f"opening trades (batches of {FILLS_PER_TX} fills)")
+        for block, trades in enumerate(self.scenario.trades_by_block()):
+            self.push_prices(list(self.scenario.block_prices(block)))
+            fills = [signer.fill(self.traders[t.buyer], self.traders[t.seller], t.market, t.size, t.price, now + ONE_YEAR).abi
+                     for t in trades]
+            batches = [(self.keeper_address, ch.settle_fills.call(fills[start:start + FILLS_PER_TX]))
+                       for start in range(0, len(fills), FILLS_PER_TX)]
+            self._send_all(batches, FILLS_GAS, f"opening trades of run-up block {block} (batches of {FILLS_PER_TX} fills)")
         _, self.walk_start = chain.block()
 
     def advance_to(self, seconds: int) -> None:
@@ -148,11 +158,14 @@ class ChainReplay(Replay):
             self.chain.mine_at(self.walk_start + seconds)
 
     def push_prices(self, targets: Sequence[int]) -> None:
+        """The updates to `targets`, each in a block of its own (the oracle measures every update of
+        a block against the price the block started with)."""
         oracle = self.c["oracle"]
-        max_move, *current = self.chain.read([oracle.max_move.call()] + [oracle.latest_prices.call(m) for m in range(len(targets))])
-        updates = price_updates([mark for _, mark in current], targets, max_move)
-        txs = [(self.keeper_address, oracle.push_prices.call([(m, p, p) for m, p in enumerate(prices)])) for prices in updates]
-        self._send_all(txs, FUNDING_GAS, "price updates")
+        max_block_move, max_window_move, *current = self.chain.read(
+            [oracle.max_block_move.call(), oracle.max_window_move.call()] + [oracle.latest_prices.call(m) for m in range(len(targets))]
+        )
+        for prices in price_updates([mark for _, mark in current], targets, max_block_move, max_window_move):
+            self._send_all([(self.keeper_address, oracle.push_prices.call([(m, p, p) for m, p in enumerate(prices)]))], FUNDING_GAS, "price update")
 
     def vault_equity(self) -> int:
         return self.venue.vault_equity()

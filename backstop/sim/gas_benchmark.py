@@ -6,6 +6,7 @@ backstop/report/gas.py makes its tables.
 Deploys the protocol on the connected chain (a fresh local Anvil by default) and measures
 `receipt.gas_used` of:
 
+- `Oracle.set_prices` and `push_prices` of one market, the clearinghouse accruing its funding first;
 - `MarginPool.deposit`: an account's first deposit, and a repeat deposit;
 - `MarginPool.withdraw`: an account with an open position, so the clearinghouse's margin check runs;
 - `Clearinghouse.settle_fills` with one fill: two traders opening their first positions, and two
@@ -24,7 +25,7 @@ Deploys the protocol on the connected chain (a fresh local Anvil by default) and
 
 The BTC mark sits 0.1% above the index while trading, so funding accrues and every trade settles
 it into the pool, as it would in production. Liquidations run in the ETH market, after the keeper
-has walked the ETH price down within the oracle's max move per update.
+has walked the ETH price down within the oracle's move limits.
 
 - ADL (issue 6, backstop/sim/adl_benchmark.py): the gas of one `AdlEngine.execute` that touches
   k = 1, 10, 50, 200, 300 winners while n = 100 and 10,000 positions are open in the market, under
@@ -57,6 +58,7 @@ from backstop.sim.adl_benchmark import (
     TARGET_PER_POSITION, AdlBench, AdlBenchResult, contracts_of, dump_state, opcode_marginal, private_anvil,
 )
 from backstop.sim.gas_trace import Breakdown, calldata_gas, gas_breakdown
+from backstop.sim.replay import price_updates
 
 BTC, ETH = 0, 1
 BATCH = 20
@@ -228,19 +230,12 @@ def fund_all(bench: Bench, deposits: list[tuple[str, int]]) -> None:
 
 
 def set_price(bench: Bench, market: int, index_price: int, mark_price: int) -> None:
-    """Walks the market's prices to the targets in keeper updates no larger than 90% of the max move."""
-    max_step = bench.oracle.max_move() * 9 // 10
-    feed = bench.oracle.feeds(market)
-    index_now, mark_now = feed.index_price, feed.mark_price
-    while (index_now, mark_now) != (index_price, mark_price):
-        index_now = _toward(index_now, index_price, max_step)
-        mark_now = _toward(mark_now, mark_price, max_step)
-        bench.oracle.set_prices(market, index_now, mark_now, sender=bench.keeper)
-
-
-def _toward(price: int, target: int, max_step: int) -> int:
-    limit = price * max_step // WAD
-    return max(price - limit, min(price + limit, target))
+    """Walks the market's prices to the targets in keeper updates within the oracle's limits, one
+    transaction (so one block) each."""
+    oracle, feed = bench.oracle, bench.oracle.feeds(market)
+    walk = price_updates([feed.index_price, feed.mark_price], [index_price, mark_price], oracle.max_block_move(), oracle.max_window_move())
+    for index_now, mark_now in walk:
+        oracle.set_prices(market, index_now, mark_now, sender=bench.keeper)
 
 
 def settle(bench: Bench, pairs: list[tuple[str, str]], market: int, size: int, price: int):
@@ -275,6 +270,15 @@ def measure_withdraw(bench: Bench) -> None:
     except ContractLogicError:
         bench.progress.warn("warm-up withdrawal (insurance account, no position) reverted too")
     measure(bench, "withdraw — account with an open position", lambda: bench.pool.withdraw(1_000 * USDC, sender=bench.alice))
+
+
+def measure_price_updates(bench: Bench, index_price: int, mark_price: int) -> None:
+    """The keeper's update of one market, a minute after the last (a new block and a new move
+    window): the clearinghouse accrues the market's funding first, then the prices change."""
+    bench.progress.step("keeper price updates")
+    oracle, keeper = bench.oracle, bench.keeper
+    measure(bench, "oracle set_prices, one market", lambda: oracle.set_prices(BTC, index_price, mark_price + WAD, sender=keeper))
+    measure(bench, "oracle push_prices, one market", lambda: oracle.push_prices([(BTC, index_price, mark_price)], sender=keeper))
 
 
 def measure_batches(bench: Bench, traders: list[str], price: int) -> None:
@@ -411,6 +415,7 @@ def run(config: ProtocolConfig, explain: str, adl: tuple | None, progress: GasPr
     eth_price = config.markets[ETH].price
     bench.progress.step("keeper sets the BTC mark 0.1% above the index, so funding accrues")
     set_price(bench, BTC, btc_index, btc_mark)
+    measure_price_updates(bench, btc_index, btc_mark)
     advance(MEASURE_INTERVAL)
     bench.clearinghouse.accrue_funding(BTC, sender=bench.keeper)
 

@@ -2,12 +2,12 @@
 replay (backstop/sim/chain_replay.py), without a chain, so it reaches crowds a chain replay cannot
 (10,000 traders in 3 to 40 s per policy).
 
-`sweep_on_model` replays one scenario under several policies, in parallel processes.
+Several replays at once (seeds, policies, vault sizes, crowds, in processes or on Dask):
+backstop/sim/sweep.py.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 from dataclasses import replace
 from typing import Callable, Sequence
 
@@ -15,10 +15,9 @@ from backstop.chain.deployment import ProtocolConfig
 from backstop.keeper.adl_executor import ModelAdlExecutor
 from backstop.keeper.auctions import AuctionDesk
 from backstop.keeper.model_venue import VAULT, ModelVenue, build_model
-from backstop.keeper.waterfall import USDC, Keeper, remember_checksummed
-from backstop.model.adl import POLICY_NAMES
+from backstop.keeper.waterfall import Keeper, remember_checksummed
 from backstop.model.protocol import Order
-from backstop.sim.replay import FinalState, Progress, Replay, price_updates, scenario_keys
+from backstop.sim.replay import FinalState, Progress, Replay, price_updates
 from backstop.sim.scenario import Scenario
 
 START = 1_750_000_000  # the model's clock when the replay begins (any time; only differences matter)
@@ -36,60 +35,6 @@ def replay_on_model(scenario: Scenario, policy: int, config: ProtocolConfig = Pr
     return ModelReplay(scenario, policy, config, log or (lambda line: None), volunteers, unwind).run(progress)
 
 
-# Pro-rata and risk-aware rounds touch every winner, queue rounds a few: the slow ones first,
-# so two processes finish together.
-_HEAVY_FIRST = (2, 3, 0, 1)
-_SWEEP: tuple | None = None  # (scenario, config) for forked workers, which inherit it
-
-
-def sweep_on_model(scenario: Scenario, policies: Sequence[int], config: ProtocolConfig = ProtocolConfig(),
-                   processes: int = 2, progress: Progress | None = None, volunteers: bool = True,
-                   unwind: str = "profit") -> dict[int, dict]:
-    """`replay_on_model(scenario, policy, config)` for each policy: {policy: result}, in the order
-    of `policies`. Up to `processes` replays run at once, each in its own process (the results
-    are the same as one after the other; the traders' keys are derived once, before the fork).
-    `progress(done, len(policies), note)` is called as each policy finishes."""
-    global _SWEEP
-    policies = list(dict.fromkeys(policies))
-    report = progress or (lambda done, total, note: None)
-    results: dict[int, dict] = {}
-    if processes <= 1 or len(policies) <= 1:
-        for policy in policies:
-            results[policy] = replay_on_model(scenario, policy, config, volunteers=volunteers, unwind=unwind)
-            report(len(results), len(policies), f"{POLICY_NAMES.get(policy, policy)} done")
-        return results
-    scenario_keys(scenario.seed, len(scenario.traders))  # cached: forked workers inherit the keys
-    scenario_keys(scenario.seed, 1, role="vault depositor")
-    order = sorted(policies, key=lambda p: _HEAVY_FIRST.index(p) if p in _HEAVY_FIRST else len(_HEAVY_FIRST))
-    workers = min(processes, len(order))
-    if "fork" in multiprocessing.get_all_start_methods():
-        _SWEEP = (scenario, config, volunteers, unwind)
-        try:
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                for policy, result in pool.imap_unordered(_replay_forked, order, chunksize=1):
-                    results[policy] = result
-                    report(len(results), len(policies), f"{POLICY_NAMES.get(policy, policy)} done")
-        finally:
-            _SWEEP = None
-    else:
-        with multiprocessing.get_context().Pool(workers) as pool:
-            for policy, result in pool.imap_unordered(_replay_spawned, [(scenario, policy, config, volunteers, unwind) for policy in order],
-                                                      chunksize=1):
-                results[policy] = result
-                report(len(results), len(policies), f"{POLICY_NAMES.get(policy, policy)} done")
-    return {policy: results[policy] for policy in policies}
-
-
-def _replay_forked(policy: int) -> tuple[int, dict]:
-    scenario, config, volunteers, unwind = _SWEEP
-    return policy, replay_on_model(scenario, policy, config, volunteers=volunteers, unwind=unwind)
-
-
-def _replay_spawned(arguments: tuple) -> tuple[int, dict]:
-    scenario, policy, config, volunteers, unwind = arguments
-    return policy, replay_on_model(scenario, policy, config, volunteers=volunteers, unwind=unwind)
-
-
 class ModelReplay(Replay):
     """`Replay` on the reference model."""
 
@@ -100,6 +45,7 @@ class ModelReplay(Replay):
         self.vault_address = VAULT
         self.now = START
         self.walk_start = START
+        self.block = 0  # the model's block number: only the oracle's per-block limit reads it
 
     def clock(self) -> int:
         return self.now
@@ -120,22 +66,28 @@ class ModelReplay(Replay):
         if self.scenario.vault_deposit:
             self.vault.deposit(self.depositor, self.scenario.vault_deposit, self.now)
             self.deposited += self.scenario.vault_deposit
-        self.vault_equity_start = self.vault_equity() / USDC
+        self.vault_equity_start = self.vault_equity()
 
     def open_positions(self) -> None:
-        expiry = self.now + ONE_YEAR
-        for nonce, trade in enumerate(self.scenario.trades):
-            buy = Order(self.traders[trade.buyer], trade.market, trade.size, trade.price, nonce, expiry)
-            sell = Order(self.traders[trade.seller], trade.market, -trade.size, trade.price, nonce, expiry)
-            self.model.settle_fill(buy, sell, trade.size, trade.price, self.now)
+        """The opening trades block by block of the run-up, each block at its marks."""
+        expiry, nonce = self.now + ONE_YEAR, 0
+        for block, trades in enumerate(self.scenario.trades_by_block()):
+            self.push_prices(list(self.scenario.block_prices(block)))
+            for trade in trades:
+                buy = Order(self.traders[trade.buyer], trade.market, trade.size, trade.price, nonce, expiry)
+                sell = Order(self.traders[trade.seller], trade.market, -trade.size, trade.price, nonce, expiry)
+                self.model.settle_fill(buy, sell, trade.size, trade.price, self.now)
+                nonce += 1
 
     def advance_to(self, seconds: int) -> None:
         self.now = max(self.now, self.walk_start + seconds)
 
     def push_prices(self, targets: Sequence[int]) -> None:
-        current = [self.model.latest_prices(m)[1] for m in range(len(targets))]
-        for prices in price_updates(current, targets, self.model.max_move):
-            self.model.push_prices([(m, p, p) for m, p in enumerate(prices)], self.now)
+        model = self.model
+        current = [model.latest_prices(m)[1] for m in range(len(targets))]
+        for prices in price_updates(current, targets, model.max_block_move, model.max_window_move):
+            self.block += 1  # each update in a block of its own, as on chain
+            model.push_prices([(m, p, p) for m, p in enumerate(prices)], self.now, self.block)
 
     def vault_equity(self) -> int:
         return self.venue.vault_equity()

@@ -13,11 +13,15 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import cchecksum
 import coincurve
-from Crypto.Hash import keccak as _keccak
+import sha3
 
 from backstop.keeper.auctions import Volunteer, summarise
 from backstop.keeper.waterfall import USDC, WAD, Keeper, KeeperReport
+from backstop.model.protocol import reachable_price
+from backstop.sim.attribution import VAULT, Ledger, record_adl_rounds, record_auction_takes, record_liquidations, record_takeovers, who_paid
+from backstop.sim.result_schema import crash_result
 from backstop.sim.scenario import Scenario
 
 Progress = Callable[[int, int, str], None]
@@ -32,7 +36,8 @@ VOLUNTEER_THRESHOLDS = {"liquidator": WAD // 50, "market_maker": 3 * WAD // 100}
 
 def scenario_keys(seed: int, count: int, role: str = "trader") -> list[tuple[str, str]]:
     """(address, private key) of `count` accounts, the same for the same seed and role on every run
-    (coincurve derives 100,000 in a few seconds; kept for the next replay of the same scenario)."""
+    (about 50 µs each: coincurve's public key is most of it; kept for the next replay of the same
+    scenario)."""
     return list(_scenario_keys(seed, count, role))
 
 
@@ -47,28 +52,28 @@ def _scenario_keys(seed: int, count: int, role: str) -> tuple[tuple[str, str], .
 
 
 def _checksummed(address: bytes) -> str:
-    """EIP-55 checksum form of a 20-byte address (eth_utils.to_checksum_address, without its
-    validation layers, which cost more than the hashing at 100,000 accounts)."""
-    lower = address.hex()
-    digest = keccak_256(lower.encode()).hexdigest()
-    return "0x" + "".join(c.upper() if d in "89abcdef" else c for c, d in zip(lower, digest))
+    """EIP-55 checksum form of a 20-byte address (cchecksum's C implementation: the Python one,
+    with eth_utils' validation layers, costs more than the key itself at 100,000 accounts)."""
+    return cchecksum.to_checksum_address(address)
 
 
 def keccak_256(data: bytes):
-    return _keccak.new(digest_bits=256, data=data)
+    """Keccak-256 (pysha3's C implementation, a twentieth of pycryptodome's cost per call)."""
+    return sha3.keccak_256(data)
 
 
 @dataclass
 class StepFigures:
-    """What the keeper did in one price step, in dollars."""
+    """What the keeper did in one price step (notionals and equity in collateral units)."""
 
-    liquidated: float
-    backstopped: float
-    adl_closed: float
-    vault_equity: float
+    liquidated: int
+    backstopped: int
+    adl_closed: int
+    adl_absorbed: int
+    vault_equity: int
     # notional volunteers took in ADL rounds' auctions, and of the vault's positions in its unwinds
-    volunteer_taken: float = 0.0
-    unwound: float = 0.0
+    volunteer_taken: int = 0
+    unwound: int = 0
 
 
 @dataclass
@@ -109,9 +114,14 @@ class Replay:
         (self.depositor, _), = scenario_keys(scenario.seed, 1, role="vault depositor")
         self.deposited = 0  # what the replay put into the pool
         self.balance_before = 0  # the pool's tokens before the replay
-        self.vault_equity_start = 0.0
+        self.vault_equity_start = 0  # collateral units, after the vault's deposit
         self.steps: list[StepFigures] = []
         self.reports: list[KeeperReport] = []
+        # Whether the replay's own keeper runs the waterfall after each price step (off: a keeper
+        # beside the replay does, e.g. `run keeper` on a persistent node), and the wall-clock
+        # seconds to wait after each step, so that such a keeper sees every block's prices.
+        self.keeper_acts = True
+        self.step_pause = 0.0
 
     # ------------------------------------------------------------ hooks
 
@@ -159,22 +169,28 @@ class Replay:
         return self.result(invariants, timings)
 
     def walk_path(self, progress: Progress) -> None:
-        """Each step: time moves to the step's, prices move to its marks (within the oracle's max
-        move per update), the keeper runs the waterfall with the step's liquidation depth."""
+        """Each step: time moves to the step's, prices move to its marks (within the oracle's move
+        limits, an update per block), the keeper runs the waterfall with the step's liquidation depth."""
         total = len(self.scenario.path)
         watched = [*self.traders]
         for index, step in enumerate(self.scenario.path):
             self.advance_to(step.time)
             self.push_prices(list(step.prices))
-            report = self.keeper.run_once(watched, liquidation_depth=dict(enumerate(step.liquidation_depth)))
+            if self.keeper_acts:
+                report = self.keeper.run_once(watched, liquidation_depth=dict(enumerate(step.liquidation_depth)))
+            else:
+                report = KeeperReport()
+            if self.step_pause:
+                time.sleep(self.step_pause)
             self.reports.append(report)
             self.steps.append(StepFigures(
-                liquidated=sum(report.liquidated.values()) / USDC,
-                backstopped=sum(report.backstopped.values()) / USDC,
-                adl_closed=report.adl_closed / USDC,
-                vault_equity=self.vault_equity() / USDC,
-                volunteer_taken=report.volunteer_taken / USDC,
-                unwound=report.unwound / USDC,
+                liquidated=sum(report.liquidated.values()),
+                backstopped=sum(report.backstopped.values()),
+                adl_closed=report.adl_closed,
+                adl_absorbed=sum(round_.get("notional_absorbed", 0) for round_ in report.adl_rounds),
+                vault_equity=self.vault_equity(),
+                volunteer_taken=report.volunteer_taken,
+                unwound=report.unwound,
             ))
             progress(index + 1, total, f"t={step.time}s {report.line()}")
         self.settle_auctions()
@@ -199,10 +215,11 @@ class Replay:
             self.push_prices(list(path[-1].prices))
             report = self.keeper.settle_auctions()
             self.reports.append(report)
-            last.adl_closed += report.adl_closed / USDC
-            last.volunteer_taken += report.volunteer_taken / USDC
-            last.unwound += report.unwound / USDC
-            last.vault_equity = self.vault_equity() / USDC
+            last.adl_closed += report.adl_closed
+            last.adl_absorbed += sum(round_.get("notional_absorbed", 0) for round_ in report.adl_rounds)
+            last.volunteer_taken += report.volunteer_taken
+            last.unwound += report.unwound
+            last.vault_equity = self.vault_equity()
 
     def check_invariants(self) -> list[dict]:
         """The design's invariants over every account of the replay and the vault."""
@@ -244,76 +261,82 @@ class Replay:
         return invariants
 
     def result(self, invariants: list[dict], timings: dict[str, float]) -> dict:
-        """The figures the report reads (backstop/report/crash.py), in dollars:
-
-        - "scenario": {"seed", "traders", "steps", "markets": [names]};
-        - "prices": per step, the mark of each market; "times": per step, seconds since the start;
-        - "layers_by_step": per step {"liquidated", "backstopped", "adl_closed"} notional;
-        - "vault_equity": per step, the vault's account value (negative if under water);
-        - "totals": {"liquidated", "backstopped", "adl_closed", "deficit" (bad debt that reached
-          ADL: the deficits its rounds covered plus those still pending), "vault_pnl" (equity at
-          the end minus after its deposit), "accounts_liquidated", "accounts_backstopped",
-          "accounts_adl", "winners_hit", "residual_bad_debt" (negative value left at the end),
-          "volunteer_taken" and "volunteer_premium" (notional volunteers took in the auctions that
-          open ADL rounds, and the premium the winners paid them), "unwound" and "unwind_premium"
-          (the vault's positions taken in its unwinds, and what it gave up against the mark),
-          "volunteers_taking" (accounts that took), "vault_open_notional" (the vault's positions at
-          the end, at the last marks)};
-        - "auction": {"volunteers" (the volunteer step on), "unwind" (the keeper's unwind policy)};
-        - "layers_by_step_auctions": per step {"volunteer_taken", "unwound"} notional;
-        - "adl_rounds": every round's metrics (backstop/keeper/adl_executor.py RoundMetrics, as dicts);
-        - "invariants": [{"name", "held", "detail"}]; "timings": seconds per phase.
-        """
-        scenario, reports = self.scenario, self.reports
+        """The figures of the replay (schema in backstop/sim/result_schema.py, `crash_result`):
+        money in collateral units, prices in 1e18 fixed point, exact integers throughout."""
+        scenario, reports, state = self.scenario, self.reports, self.final_state()
         rounds = [round_ for report in reports for round_ in report.adl_rounds]
         pending = reports[-1].adl_pending if reports else []
+        # An account whose round is still open at the end is pending without being in the last
+        # pass's bankrupt accounts (the keeper leaves it to its round): its deficit is the round's.
         deficit = sum(round_.get("deficit", 0) for round_ in rounds) + sum(reports[-1].bankrupt.get(a, 0) for a in pending)
-        state_values = self.final_state().values
-        auctions = summarise([take for report in reports for take in report.auction_takes])
-        return {
-            "scenario": {"seed": scenario.seed, "traders": len(scenario.traders), "steps": len(scenario.path),
-                         "markets": [market.name for market in scenario.markets]},
-            "prices": [[price / WAD for price in step.prices] for step in scenario.path],
-            "times": [step.time for step in scenario.path],
-            "layers_by_step": [{"liquidated": s.liquidated, "backstopped": s.backstopped, "adl_closed": s.adl_closed} for s in self.steps],
-            "vault_equity": [s.vault_equity for s in self.steps],
-            "totals": {
+        refused: dict[str, list[str]] = {}
+        for report in reports:
+            for account, reason in report.refusals:
+                refused.setdefault(reason, []).append(account)
+        takes = [take for report in reports for take in report.auction_takes]
+        auctions = summarise(takes)
+        return crash_result(
+            scenario=scenario,
+            steps=self.steps,
+            vault_equity_start=self.vault_equity_start,
+            totals={
                 "liquidated": sum(s.liquidated for s in self.steps),
                 "backstopped": sum(s.backstopped for s in self.steps),
                 "adl_closed": sum(s.adl_closed for s in self.steps),
-                "deficit": deficit / USDC,
+                "adl_absorbed": sum(s.adl_absorbed for s in self.steps),
+                "deficit": deficit,
                 "vault_pnl": (self.steps[-1].vault_equity if self.steps else self.vault_equity_start) - self.vault_equity_start,
+                "residual_bad_debt": -sum(v for v in state.values if v < 0),
                 "accounts_liquidated": len({a for r in reports for a in r.liquidated_accounts}),
                 "accounts_backstopped": len({a for r in reports for a in r.backstopped_accounts}),
+                "accounts_refused": len({a for accounts in refused.values() for a in accounts}),
                 "accounts_adl": len({a for r in reports for a in r.bankrupt}),
+                "adl_rounds": len(rounds),
                 "winners_hit": len({winner for round_ in rounds for winner in round_["haircut_by_winner"]}),
-                "residual_bad_debt": -sum(v for v in state_values if v < 0) / USDC,
-                "volunteer_taken": auctions["volunteer_notional"] / USDC,
-                "volunteer_premium": auctions["volunteer_premium"] / USDC,
-                "unwound": auctions["unwind_notional"] / USDC,
-                "unwind_premium": auctions["unwind_premium"] / USDC,
+                "volunteer_taken": auctions["volunteer_notional"],
+                "volunteer_premium": auctions["volunteer_premium"],
+                "unwound": auctions["unwind_notional"],
+                "unwind_premium": auctions["unwind_premium"],
                 "volunteers_taking": auctions["takers"],
-                "vault_open_notional": self.vault_open_notional() / USDC,
+                "vault_open_notional": self.vault_open_notional(),
             },
-            "auction": {"volunteers": self.volunteer_step, "unwind": self.unwind},
-            "layers_by_step_auctions": [{"volunteer_taken": s.volunteer_taken, "unwound": s.unwound} for s in self.steps],
-            "adl_rounds": rounds,
-            "invariants": invariants,
-            "timings": timings,
-        }
+            refusals={reason: {"attempts": len(accounts), "accounts": len(set(accounts))} for reason, accounts in sorted(refused.items())},
+            who_paid=self._who_paid(state, rounds, takes),
+            auction={"volunteers": self.volunteer_step, "unwind": self.unwind},
+            adl_rounds=rounds,
+            invariants=invariants,
+            timings=timings,
+        )
+
+    def _who_paid(self, state: FinalState, rounds: list[dict], takes: list) -> dict:
+        """The loss attribution of backstop/sim/attribution.py over every account of the replay."""
+        ledger = Ledger()
+        kind_of = {address: trader.kind for address, trader in zip(self.traders, self.scenario.traders)}
+        kind_of[self.vault_address] = VAULT
+        for address, trader in zip(self.traders, self.scenario.traders):
+            ledger.put_in[address] += trader.collateral
+        ledger.put_in[self.vault_address] += self.scenario.vault_deposit
+        for address, value in zip([*self.traders, self.vault_address], state.values):
+            ledger.end[address] = value
+        for report in self.reports:
+            record_liquidations(ledger, report.liquidation_fees, self.vault_address)
+            record_takeovers(ledger, report.takeovers, self.vault_address)
+        record_adl_rounds(ledger, rounds, self.vault_address)
+        record_auction_takes(ledger, takes)
+        return who_paid(ledger, kind_of)
 
 
-def toward(price: int, target: int, max_move: int) -> int:
-    """The price one oracle update can reach on the way from `price` to `target`."""
-    step = price * max_move // WAD  # floor: |move| x WAD <= max_move x old price, as the oracle checks
-    return max(min(target, price + step), price - step)
-
-
-def price_updates(current: Sequence[int], targets: Sequence[int], max_move: int) -> list[list[int]]:
-    """The oracle updates (all markets in each, so all stay fresh) that reach `targets`."""
+def price_updates(current: Sequence[int], targets: Sequence[int], max_block_move: int, max_window_move: int) -> list[list[int]]:
+    """The oracle updates (all markets in each, so all stay fresh), one block each, that walk the
+    prices from `current` to `targets` within the oracle's limits, in a move window that opens
+    with the first of them. Raises ValueError if the window's limit stops the walk short."""
     prices, updates = list(current), []
     while not updates or prices != list(targets):
-        prices = [toward(price, target, max_move) for price, target in zip(prices, targets)]
+        moved = [reachable_price(price, target, max_block_move, start, max_window_move)
+                 for price, target, start in zip(prices, targets, current)]
+        if updates and moved == prices:
+            raise ValueError(f"the oracle's window limit ({max_window_move / WAD:.2%}) stops the walk from {list(current)} to {list(targets)} at {prices}")
+        prices = moved
         updates.append(prices)
     return updates
 

@@ -1,8 +1,9 @@
-"""Crash scenarios: traders, their opening trades and a price path shaped like 10 October 2025.
+"""Crash scenarios: traders, their opening trades spread over a run-up, and a price path shaped like
+10 October 2025.
 
 A scenario is plain data (integers in the protocol's units), so the on-chain replay and the
 reference-model replay run exactly the same thing. `generate` builds one from a seed; `positions`,
-`account_values` and `summary` read one without replaying it.
+`entry_prices`, `account_values` and `summary` read one without replaying it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from backstop.chain.deployment import ProtocolConfig
-from backstop.model.protocol import NOTIONAL_SCALE, margin_requirement, notional, pnl
+from backstop.model.protocol import NOTIONAL_SCALE, blended_entry_price, margin_requirement, notional, pnl
 
 WAD = 10**18
 USDC = 10**6
@@ -43,15 +44,17 @@ class Trader:
 
 @dataclass(frozen=True)
 class OpeningTrade:
-    """A matched trade at the first prices: trader `buyer` buys `size` from trader `seller`."""
+    """A matched trade in the run-up: trader `buyer` buys `size` from trader `seller`."""
 
     market: int
     buyer: int
     seller: int
     # base units (1e18), positive
     size: int
-    # fill price (1e18), within the market's band around the first price
+    # fill price (1e18): the mark of the run-up block it is opened in
     price: int
+    # the run-up block (index into `Scenario.run_up`) it is opened in; 0 without a run-up
+    block: int = 0
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,21 @@ class Scenario:
     path: tuple[PriceStep, ...]
     # collateral (1e6 units) deposited into the insurance vault before the crash
     vault_deposit: int
+    # the marks (1e18, per market) of the blocks before the crash in which the trades open, in
+    # order; the last is the path's first prices. Empty: every trade at the first prices.
+    run_up: tuple[tuple[int, ...], ...] = ()
+
+    def trades_by_block(self) -> list[list[OpeningTrade]]:
+        """The opening trades grouped by run-up block, in order (one group without a run-up)."""
+        groups: list[list[OpeningTrade]] = [[] for _ in range(max(1, len(self.run_up)))]
+        for trade in self.trades:
+            groups[trade.block].append(trade)
+        return groups
+
+    def block_prices(self, block: int) -> tuple[int, ...]:
+        """The marks at which the trades of run-up block `block` open (without a run-up: the
+        markets' first prices)."""
+        return self.run_up[block] if self.run_up else tuple(market.price for market in self.markets)
 
 
 # ---------------------------------------------------------------- markets and how they crash
@@ -105,18 +123,26 @@ class MarketProfile:
     whale_weight: float
     # whether the market gaps down in one block (by the `alt_gap` argument) on its way to the low
     gaps: bool = False
+    # how far the price rises over the run-up to the first price, as a fraction of where it starts
+    rise: float = 0.0
 
 
+# The run-up rises at most 10% (the alt): a short at 3x (the most any short is levered) that opened
+# at its start is then 30% of its collateral down, and keeps more than the 20% x 3 = 60% the alt's
+# initial margin asks of it to add the rest of its position, so every fill of the run-up clears
+# initial margin.
 MARKET_PROFILES = {
-    "BTC-PERP": MarketProfile(low=-0.15, noise=0.004, crowd_weight=0.35, market_maker_share=0.0, whale_weight=0.5),
-    "ETH-PERP": MarketProfile(low=-0.30, noise=0.008, crowd_weight=0.20, market_maker_share=0.30, whale_weight=0.3),
-    "SOL-PERP": MarketProfile(low=None, noise=0.015, crowd_weight=0.45, market_maker_share=0.35, whale_weight=0.0, gaps=True),
+    "BTC-PERP": MarketProfile(low=-0.15, noise=0.004, crowd_weight=0.35, market_maker_share=0.0, whale_weight=0.5, rise=0.05),
+    "ETH-PERP": MarketProfile(low=-0.30, noise=0.008, crowd_weight=0.20, market_maker_share=0.30, whale_weight=0.3, rise=0.08),
+    "SOL-PERP": MarketProfile(low=None, noise=0.015, crowd_weight=0.45, market_maker_share=0.35, whale_weight=0.0, gaps=True,
+                              rise=0.10),
 }
 # Market makers sell the crowd's alts and ETH and hedge the delta with a long here.
 HEDGE_MARKET = "BTC-PERP"
 
-# The oracle refuses an update that moves a price by more than 20%; every step but the alt's gap stays
-# under this (the replay splits the gap into several updates within its block, as keepers would push it).
+# The default oracle refuses a move of more than 25% within its one-minute window (a step, with the
+# default `step_seconds`); every step but the alt's gap (20% by default) stays under this. The replay
+# splits each step into updates of one block each, within the oracle's 3% per block.
 MAX_STEP_MOVE = 0.19
 # Where the low falls (fraction of the path) and how much of the fall (in log price) is recovered after it.
 LOW_AT = 0.6
@@ -144,6 +170,7 @@ def generate(
     seed: int = 0,
     steps: int = 48,
     *,
+    run_up: int = 12,
     alt_crash: float = -0.75,
     alt_gap: float = -0.2,
     step_seconds: int = 60,
@@ -163,8 +190,14 @@ def generate(
       take exactly the long size nobody else sold, so open interest balances;
     - whales (one per 200): $0.25-2.5M at 1.5-2.5x in BTC or ETH, 60% long;
     - liquidators (3; 2 below 100 traders): collateral and no positions.
-    Every trade is at the first prices, so each account starts with value == collateral, at or
-    above initial margin.
+    Sizes are set at the first prices (the top of the run-up). The trades open over `run_up`
+    blocks before the crash, at each block's mark: prices rise monotonically to the first prices
+    (BTC 5%, ETH 8%, the alt 10%, with noise in the increments); each account starts trading in a
+    block of its own (crowded longs late, chasing the rise; everyone else anywhere) and a trade
+    opens in the later of its two accounts' blocks. So entries, and with them the winners' PnL
+    ratios, differ, and the two queue policies rank winners differently. Every fill leaves both
+    accounts at or above initial margin at its block's marks. `run_up=0`: every trade at the first
+    prices, each account starting at value == collateral.
 
     The path has `steps` blocks `step_seconds` apart. Step 0 is at the first prices; the fall in
     log price grows as time**4 to a low at 60% of the path (BTC -15%, ETH -30%, the alt
@@ -172,9 +205,9 @@ def generate(
     gaps: in the one block at GAP_AT (70%) of the way to the low it falls by exactly `alt_gap`
     (-20%: twice its 10% maintenance buffer), as on 10 October when alts fell 40-90% within
     minutes while oracles and liquidators lagged; the rest of its fall follows the curve. Every
-    other step moves a price by less than 19% (the oracle refuses 20% in one update; the replay
-    splits the gap into several updates within its block), so with few steps a deep crash stops
-    short of its low. Liquidation depth (notional liquidators take per block and market) is
+    other step moves a price by less than 19% (the default oracle refuses more than 25% within a
+    minute; the replay splits each step into updates of one block each, within its 3% per block),
+    so with few steps a deep crash stops short of its low. Liquidation depth (notional liquidators take per block and market) is
     `depth_fraction` of the market's open interest, times (1 - progress) ** `depth_exponent` where
     progress runs from 0 at the first price to 1 at the market's low (in log price), never below
     `depth_floor` of it. `vault_fraction` of the traders' collateral goes into the insurance vault.
@@ -191,6 +224,8 @@ def generate(
     collateral, at most 5x leverage) stays solvent throughout; at half that size its leverage
     limit refuses takeovers that then sink into ADL with no room left to absorb them.
     """
+    if run_up < 0:
+        raise ValueError(f"run_up is a number of blocks and must not be negative (got {run_up}).")
     if traders < MIN_TRADERS:
         raise ValueError(f"traders must be at least {MIN_TRADERS} so that every kind of account is present (got {traders}).")
     if steps < 4:
@@ -241,13 +276,20 @@ def generate(
         book.add("liquidator", _whole_dollars(-(-offered // n_liquidators)), [0] * len(markets))
 
     trader_collateral = sum(collateral for kind, collateral in zip(book.kinds, book.collateral) if kind != "liquidator")
+    # With run_up=0 nothing more is drawn: such a scenario is the one from before run-ups existed.
+    run_up_prices = _run_up(rng, markets, profiles, run_up)
+    starts = [_first_block(rng, kind, run_up) for kind in book.kinds]
+    trades = _match(book, rng)
+    if run_up_prices:
+        trades = tuple(_in_run_up(trade, max(starts[trade.buyer], starts[trade.seller]), run_up_prices) for trade in trades)
     return Scenario(
         seed=seed,
         markets=markets,
         traders=tuple(Trader(kind, collateral) for kind, collateral in zip(book.kinds, book.collateral)),
-        trades=_match(book, rng),
+        trades=trades,
         path=path,
         vault_deposit=_whole_dollars(int(trader_collateral * vault_fraction)),
+        run_up=run_up_prices,
     )
 
 
@@ -371,6 +413,40 @@ def _add_basis_shorts(book: _Book, rng: random.Random, count: int) -> None:
         book.add("basis_short", _whole_dollars(int(collateral) + 1), sizes)
 
 
+def _run_up(rng: random.Random, markets: tuple[ScenarioMarket, ...], profiles: list[MarketProfile], blocks: int) -> tuple[tuple[int, ...], ...]:
+    """`blocks` marks per market rising to the first prices: from first / (1 + rise), by
+    increments that are random but never negative (a dip would leave a long that opened before it
+    short of initial margin for the rest of its position); the last block is the first prices."""
+    if blocks == 0:
+        return ()
+    columns = []
+    for market, profile in zip(markets, profiles):
+        increments = [rng.random() for _ in range(blocks - 1)]
+        total = sum(increments) or 1.0
+        start = math.log(1 / (1 + profile.rise))
+        level, column = start, []
+        for increment in increments:
+            column.append(market.price * round(math.exp(level) * PRICE_PRECISION) // PRICE_PRECISION)
+            level -= start * increment / total
+        column.append(market.price)
+        columns.append(column)
+    return tuple(zip(*columns))
+
+
+def _in_run_up(trade: OpeningTrade, block: int, run_up: tuple[tuple[int, ...], ...]) -> OpeningTrade:
+    """`trade` opened in run-up block `block`, at its mark."""
+    return OpeningTrade(trade.market, trade.buyer, trade.seller, trade.size, run_up[block][trade.market], block)
+
+
+def _first_block(rng: random.Random, kind: str, blocks: int) -> int:
+    """The run-up block in which an account starts trading: crowded longs chase the rise (the
+    square root of a uniform draw puts most of them late), everyone else anywhere."""
+    if blocks == 0:
+        return 0
+    draw = math.sqrt(rng.random()) if kind == "crowded_long" else rng.random()
+    return min(int(draw * blocks), blocks - 1)
+
+
 def _pick(rng: random.Random, weights: list[float], count: int) -> list[int]:
     """`count` distinct indices drawn with probability proportional to `weights` (a hand-rolled
     draw: `random.choices` costs more than the rest of a trader at 100,000 traders)."""
@@ -478,17 +554,29 @@ def positions(scenario: Scenario) -> list[list[int]]:
     return sizes
 
 
+def entry_prices(scenario: Scenario) -> list[list[int]]:
+    """Entry price per trader and market after the opening trades, blended as the clearinghouse
+    blends them, in the order the replays open them (block by block; 0 without a position)."""
+    sizes = [[0] * len(scenario.markets) for _ in scenario.traders]
+    entries = [[0] * len(scenario.markets) for _ in scenario.traders]
+    for trade in (trade for block in scenario.trades_by_block() for trade in block):
+        for trader, delta in ((trade.buyer, trade.size), (trade.seller, -trade.size)):
+            old = sizes[trader][trade.market]
+            entries[trader][trade.market] = blended_entry_price(old, entries[trader][trade.market], delta, trade.price)
+            sizes[trader][trade.market] = old + delta
+    return entries
+
+
 def account_values(scenario: Scenario, step: int) -> list[int]:
     """Each trader's value (1e6 units) at step `step`'s prices if nothing were liquidated:
-    collateral + PnL, rounded as the pool rounds (every trade is at the first price)."""
-    return _values(scenario, positions(scenario), scenario.path[step].prices)
+    collateral + PnL from its entry prices, rounded as the pool rounds."""
+    return _values(scenario, positions(scenario), entry_prices(scenario), scenario.path[step].prices)
 
 
-def _values(scenario: Scenario, sizes: list[list[int]], prices: tuple[int, ...]) -> list[int]:
-    entries = [market.price for market in scenario.markets]
+def _values(scenario: Scenario, sizes: list[list[int]], entries: list[list[int]], prices: tuple[int, ...]) -> list[int]:
     return [
-        trader.collateral + sum(pnl(size, entry, price) for size, entry, price in zip(held, entries, prices) if size)
-        for trader, held in zip(scenario.traders, sizes)
+        trader.collateral + sum(pnl(size, entry, price) for size, entry, price in zip(held, entered, prices) if size)
+        for trader, held, entered in zip(scenario.traders, sizes, entries)
     ]
 
 
@@ -502,11 +590,11 @@ def summary(scenario: Scenario) -> dict:
       "below_maintenance" (value < maintenance margin, the negative ones included), "below_zero"
       and "deficit" (Σ of the negative values, dollars)
     """
-    sizes = positions(scenario)
+    sizes, entries = positions(scenario), entry_prices(scenario)
     markets = scenario.markets
     worst = None
     for step, block in enumerate(scenario.path):
-        values = _values(scenario, sizes, block.prices)
+        values = _values(scenario, sizes, entries, block.prices)
         below_zero = sum(1 for value in values if value < 0)
         if worst is None or below_zero > worst[1]:
             worst = (step, below_zero, values)

@@ -1,0 +1,114 @@
+"""`compare`: the ADL policy study. Every policy on `--seeds` seeds of the same crash on the reference
+model (mean and spread of each figure, a vault-size sweep, the trade-off), and, up to CHAIN_LIMIT
+traders, the first seed on chain too, where chain and model must agree figure by figure. Writes
+the study report (backstop/report/study.py) and result.json (backstop/sim/study.py) to --out.
+`--no-chain` needs neither Node nor Anvil: no chain is started and ape is not imported.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from backstop.cli.errors import Command
+from backstop.cli.options import (chosen_policies, claim_out_dir, config_option, network_option, out_options, policy_choice, scale_option, scenario_options,
+                                  vault_limits_for)
+
+# Largest crowd replayed on chain by default (about a minute per policy per thousand traders).
+CHAIN_LIMIT = 2_000
+
+
+@click.command(cls=Command)
+@scenario_options
+@click.option("--seeds", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Seeds on the model: --seed, --seed + 1, ... (mean and spread of every figure over them).")
+@click.option("--policy", "policies", type=policy_choice(), multiple=True, help="Policy to study (repeatable; default: all four).")
+@click.option("--chain/--no-chain", "on_chain", default=None,
+              help=f"Also replay the first seed on chain and check it agrees with the model (default: on up to {CHAIN_LIMIT:,} traders).")
+@click.option("--processes", type=click.IntRange(min=1), default=2, show_default=True, help="Model replays at once.")
+@click.option("--vault-sweep/--no-vault-sweep", default=True, show_default=True,
+              help="Also replay the first seed with the vault at 5%, 10% and 40% of the traders' collateral (3 more replays per policy).")
+@config_option
+@scale_option
+@network_option
+@out_options(Path("reports/compare"))
+def compare(traders, seed, steps, seeds, policies, on_chain, processes, vault_sweep, config, scale_vault, network, out, force):
+    """Compare the ADL policies on many seeds of one crash."""
+    from backstop.model.adl import POLICY_NAMES
+
+    out = claim_out_dir(out, force)
+    policies = chosen_policies(policies)
+    on_chain = traders <= CHAIN_LIMIT if on_chain is None else on_chain
+    seed_list = list(range(seed, seed + seeds))
+    click.echo(f"study: {traders:,} traders, seeds {seed_list[0]}..{seed_list[-1]}, {steps} blocks; "
+               f"policies {', '.join(POLICY_NAMES[p] for p in policies)}")
+
+    from backstop.cli.progress import progress_bar
+    from backstop.cli.writing import write_json
+    from backstop.report.study import write_study_report
+    from backstop.sim.study import VAULT_FRACTIONS, run_study, study_cases
+    from backstop.sim.sweep import ProcessRunner
+
+    started = time.perf_counter()
+    fractions = VAULT_FRACTIONS if vault_sweep else ()
+    with progress_bar("model replays", len(study_cases(traders, steps, seed_list, policies, fractions))) as progress:
+        study = run_study(traders, steps, seed_list, policies, config, scale_vault, fractions, ProcessRunner(processes), progress)
+    study["timings"] = {"model": time.perf_counter() - started}
+    click.echo(f"model: {study['replays']} replays in {study['timings']['model']:.1f} s")
+
+    agreement = None
+    if on_chain:
+        started = time.perf_counter()
+        agreement = chain_agreement(study, seed, steps, policies, vault_limits_for(config, traders, scale_vault), network)
+        study["timings"]["chain"] = time.perf_counter() - started
+        click.echo("chain and model agree on every figure" if not agreement else "chain and model DISAGREE:\n  " + "\n  ".join(agreement))
+    study["chain_agreement"] = agreement
+    report = write_study_report(out, study, agreement)
+    write_json(out / "result.json", study)
+    click.echo(summary(study))
+    click.echo(f"report: {report}")
+    if agreement:
+        raise click.ClickException("the chain and the model disagree (listed above)")
+
+
+def chain_agreement(study: dict, seed: int, steps: int, policies: list[int], config, network: str) -> list[str]:
+    """The first seed replayed on chain under each policy, one private copy of one deployment each;
+    the figures on which chain and model differ."""
+    from backstop.cli.chain_session import connected, deploy, replay_chain
+    from backstop.cli.progress import progress_bar
+    from backstop.keeper.adl_executor import set_policy
+    from backstop.model.adl import POLICY_NAMES
+    from backstop.sim.chain_replay import replay_on_chain
+    from backstop.sim.chain_winner_book import BookedChainAdlExecutor
+    from backstop.sim.policy_study import compare_runs, policy_metrics
+    from backstop.sim.replay import scenario_keys
+    from backstop.sim.scenario import generate
+
+    scenario = generate(study["traders"], seed, steps)
+    disagreements = []
+    with connected(network) as provider:
+        _, deployment = deploy(config, network=network)
+        owner = deployment["actors"]["owner"]
+        watched = [address for address, _ in scenario_keys(seed, len(scenario.traders))] + [deployment["contracts"]["vault"]["address"]]
+        for policy in policies:
+            with replay_chain(provider, persistent=False) as fast:
+                set_policy(fast, deployment, owner, policy)
+                adl = BookedChainAdlExecutor(fast, deployment, owner, accounts=lambda: watched)
+                with progress_bar(f"chain {POLICY_NAMES[policy]}", len(scenario.path)) as progress:
+                    result = replay_on_chain(fast, deployment, scenario, owner, progress=progress, adl=adl)
+            model = study["reference"][POLICY_NAMES[policy]]["metrics"]
+            disagreements += [f"{POLICY_NAMES[policy]}: {line}" for line in compare_runs(model, policy_metrics(policy, result))]
+    return disagreements
+
+
+def summary(study: dict) -> str:
+    """One line per policy: means over the seeds."""
+    header = f"{'policy':<20}{'D':>12}{'closed':>14}{'closed/D':>9}{'absorbed':>14}{'vault PnL':>13}{'hit':>6}{'hedged':>7}{'gini':>6}"
+    lines = [f"means over {len(study['seeds'])} seeds", header]
+    for name, entry in study["by_policy"].items():
+        m = {k: v["mean"] for k, v in entry["summary"].items()}
+        lines.append(f"{name:<20}{m['deficit'] / 1e6:>12,.0f}{m['notional_closed'] / 1e6:>14,.0f}{m['closed_over_deficit']:>9.1f}"
+                     f"{m['notional_absorbed'] / 1e6:>14,.0f}{m['vault_pnl'] / 1e6:>13,.0f}{m['winners_hit']:>6.0f}{m['hedged_hit']:>7.0f}{m['gini']:>6.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,93 @@
+"""The raw JSON-RPC client (backstop/chain/fast_chain.py) and the event decoder (backstop/chain/events.py):
+hand-rolled encoding and decoding equal eth_abi's, batches larger than Anvil takes are split, and a
+node that breaks the connection is reported in one sentence that click will print."""
+
+import random
+import socket
+import threading
+
+import pytest
+from eth_abi import encode as abi_encode
+from eth_utils import keccak, to_checksum_address
+
+from backstop.chain.anvil import private_chain
+from backstop.chain.events import EventDecoder
+from backstop.chain.fast_chain import MAX_BATCH_BYTES, FastChain, Function, NodeConnectionError, _chunks_by_size
+
+INPUTS = ["address", "uint256", "int128", "bool", "bytes32", "uint8"]
+
+
+def random_args(rng):
+    return ("0x%040x" % rng.getrandbits(160), rng.getrandbits(256), rng.randint(-2**127, 2**127 - 1), rng.random() < 0.5,
+            bytes(rng.getrandbits(8) for _ in range(32)), rng.randint(0, 255))
+
+
+def test_word_encoding_equals_eth_abi():
+    function = Function("0x" + "11" * 20, {"name": "f", "inputs": [{"type": t} for t in INPUTS], "outputs": []})
+    rng = random.Random(3)
+    for _ in range(500):
+        args = random_args(rng)
+        assert function.encode(*args) == "0x" + (function.selector + abi_encode(INPUTS, args)).hex()
+
+
+@pytest.mark.parametrize("position, value", [(1, -1), (2, 2**127), (5, 256), (3, 1), (0, "0x12")])
+def test_word_encoding_refuses_what_eth_abi_refuses(position, value):
+    function = Function("0x" + "11" * 20, {"name": "f", "inputs": [{"type": t} for t in INPUTS], "outputs": []})
+    args = list(random_args(random.Random(1)))
+    args[position] = value
+    with pytest.raises((ValueError, TypeError)):
+        function.encode(*args)
+
+
+def test_event_decoding_of_one_word_fields_equals_eth_abi():
+    abi = [{"type": "event", "name": "Hit", "inputs": [
+        {"name": "account", "type": "address", "indexed": True}, {"name": "market", "type": "uint256", "indexed": True},
+        {"name": "winner", "type": "address", "indexed": False}, {"name": "size", "type": "int256", "indexed": False},
+        {"name": "paid", "type": "bool", "indexed": False}]}]
+    decoder = EventDecoder("0x" + "22" * 20, abi)
+    topic = "0x" + keccak(text="Hit(address,uint256,address,int256,bool)").hex()
+    rng = random.Random(5)
+    for _ in range(200):
+        account, winner = "0x%040x" % rng.getrandbits(160), "0x%040x" % rng.getrandbits(160)
+        market, size, paid = rng.getrandbits(64), rng.randint(-2**255, 2**255 - 1), rng.random() < 0.5
+        log = {"address": "0x" + "22" * 20, "topics": [topic, "0x" + abi_encode(["address"], [account]).hex(), "0x" + abi_encode(["uint256"], [market]).hex()],
+               "data": "0x" + abi_encode(["address", "int256", "bool"], [winner, size, paid]).hex()}
+        assert decoder.decode([log]) == [("Hit", {"account": to_checksum_address(account), "market": market,
+                                                  "winner": to_checksum_address(winner), "size": size, "paid": paid})]
+
+
+def test_batches_are_cut_in_order_below_the_limit():
+    payload = [{"id": i, "params": ["x" * rng_size]} for i, rng_size in enumerate([10, 500, 20, 900, 5, 300])]
+    chunks = _chunks_by_size(payload, 1000)
+    assert [request for chunk in chunks for request in chunk] == payload
+    assert all(len(str(chunk)) < 1100 or len(chunk) == 1 for chunk in chunks) and len(chunks) > 1
+
+
+def test_a_batch_larger_than_anvil_takes_goes_through():
+    with private_chain() as chain:
+        # calls to an address without code, each carrying 4 kB of calldata: about three times the limit
+        requests = [("eth_call", [{"to": "0x" + "33" * 20, "data": "0x" + "00" * 4_000}, "latest"]) for _ in range(3 * MAX_BATCH_BYTES // 8_000)]
+        assert chain.batch(requests) == ["0x"] * len(requests)
+
+
+def test_a_node_that_breaks_the_connection_is_one_sentence_and_not_an_os_error():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+
+    def hang_up():
+        for _ in range(2):  # the client retries once
+            connection, _ = server.accept()
+            connection.recv(1024)
+            connection.close()
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    with pytest.raises(NodeConnectionError) as raised:
+        FastChain(f"http://127.0.0.1:{port}", timeout=5).request("eth_chainId")
+    thread.join(5)
+    server.close()
+    assert not isinstance(raised.value, OSError)
+    message = str(raised.value)
+    assert message.startswith(f"the node at http://127.0.0.1:{port} broke the connection") and "\n" not in message
