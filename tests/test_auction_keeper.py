@@ -222,3 +222,10 @@ def test_volunteers__the_scenarios_liquidators_and_market_makers():
 def test_desk__refuses_an_unknown_unwind_policy():
     with pytest.raises(ValueError, match="unwind must be one of"):
         AuctionDesk(venue=None, keeper="0x" + "ee" * 20, volunteers=[Volunteer("0x" + "01" * 20, WAD // 50)], unwind="sometimes")
+
+
+def test_cli__the_unwind_choices_are_the_desks():
+    from backstop.cli import options
+    from backstop.keeper import auctions
+
+    assert options.UNWIND_POLICIES == auctions.UNWIND_POLICIES
