@@ -377,7 +377,7 @@ def short_bankrupt(mirror, alice, bob, stranger):
     mirror.fund(alice, usd(12 * K))
     mirror.fund(bob, usd(30 * K))
     mirror.trade((bob, alice, BTC, WAD, BTC_PRICE), sender=stranger)
-    mirror.walk(BTC, 114 * K * WAD)
+    mirror.walk_mark(BTC, 114 * K * WAD)
     refuse_and_flag(mirror, alice, stranger)
 
 
@@ -617,7 +617,7 @@ def test_take__on_a_cancelled_auction_reverts(vault_long, liquidator):
 def test_take__an_unwind_that_would_make_the_vault_negative_reverts(vault_long, liquidator):
     mirror, vault = vault_long, vault_long.vault_address
     mirror.set_auction_params(MAX_AUCTION_PREMIUM, 60, 120, AUCTION_MIN_NOTIONAL, False)
-    mirror.walk(BTC, 80 * K * WAD)  # the vault is worth 6k on 40k of notional
+    mirror.walk_mark(BTC, 80 * K * WAD)  # the vault is worth 6k on 40k of notional
     tx, offered = mirror.start_unwind(mirror.keeper, BTC, WAD)
     mirror.fast.mine_at(tx.timestamp + 60)  # 20% off: 64k, a 13.5k loss on the 0.5
     reason = "LiquidationEngine: take would bankrupt the account"
