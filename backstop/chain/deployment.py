@@ -219,7 +219,7 @@ def write_deployment(path: Path, protocol: Protocol, chain_id: int, config: Prot
 
 
 # The unit of each raw parameter of a deployment document's "config" (and of each market's).
-_UNIT_OF_SCALE = {WAD: "fraction, 1e18 fixed point (1e18 = 100%)", USDC: "collateral units (1e6 = $1)", 1: "seconds"}
+_UNIT_OF_SCALE = {WAD: "fraction, 1e18 fixed point (1e18 = 100%)", USDC: "collateral units (1e6 = $1)", 1: "seconds", bool: "true or false"}
 _SPECIAL_UNITS = {
     "price": "collateral per base unit, 1e18 fixed point",
     "max_open_interest": "base units, 1e18 fixed point (per side)",

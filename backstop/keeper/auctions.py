@@ -97,6 +97,8 @@ class AuctionDesk:
         # per market, the lowest and highest mark seen (the "rebound" policy)
         self.lows: dict[int, int] = {}
         self.highs: dict[int, int] = {}
+        # markets whose running unwind the "profit" policy started (it cancels them below the entry)
+        self.profit_offers: set[int] = set()
 
     def watch(self, account: str) -> None:
         """An account whose ADL round may open with a volunteer auction."""
@@ -126,9 +128,12 @@ class AuctionDesk:
         # the deepest discounts.
         running.sort(key=lambda a: (not a.volunteer, -reached[(a.account, a.market)], a.account.lower(), a.market))
         eager = [v for v in self.volunteers if v.threshold <= max(reached.values())]
+        # A flagged account cannot take (the contract refuses a bankrupt taker).
+        healths = {v.account: venue.health(v.account) for v in eager}
+        eager = [v for v in eager if not healths[v.account].bankrupt]
         if not eager:
             return
-        free = {v.account: self._free_margin(v.account) for v in eager}
+        free = {v.account: max(healths[v.account].value - healths[v.account].initial_margin, 0) for v in eager}
         held = venue.positions([v.account for v in eager])
         fractions = venue.initial_margin_fractions()
         for auction in running:
@@ -179,20 +184,21 @@ class AuctionDesk:
             mark = marks[market]
             in_profit = mark > entry if size > 0 else mark < entry
             if market in running:
-                if self.unwind == "profit" and not in_profit and venue.unwind_need(market) == 0:
+                if market in self.profit_offers and not in_profit:
                     self._cancel(market, report)
                 continue
+            self.profit_offers.discard(market)
+            need = venue.unwind_need(market)
             whole = (
                 self.unwind == "all"
                 or (self.unwind == "profit" and in_profit)
                 or (self.unwind == "rebound" and self._rebounded(market, size, mark, premium_cap))
             )
-            if whole:
-                amount = abs(size)
-            else:
-                amount = venue.unwind_need(market)
+            amount = abs(size) if whole else need
             if amount == 0:
                 continue
+            if self.unwind == "profit" and in_profit and need == 0:
+                self.profit_offers.add(market)
             outcome = venue.act(self.keeper, "start_unwind", market, amount, ZERO_ADDRESS)
             if not isinstance(outcome, list):
                 report.failures.append((f"start an unwind in market {market}", outcome.reason))
@@ -209,6 +215,7 @@ class AuctionDesk:
             self.log(f"cancel the vault's unwind in market {market}: failed: {outcome.reason}")
             return
         event = next(fields for name, fields in outcome if name == "AuctionCancelled")
+        self.profit_offers.discard(market)
         report.unwinds_cancelled.append((market, event["remaining"]))
         self.log(f"unwind cancelled in market {market}: the mark is back below the vault's entry")
 

@@ -111,7 +111,8 @@ class ChainVenue:
 
     def unwind_need(self, market: int) -> int:
         """What anyone may offer of the vault's position in `market` (above its targets): what
-        `start_unwind` from an account without the keeper role would offer, 0 if it refuses."""
+        `start_unwind` from an account without the keeper role would offer, 0 if it refuses (also
+        while an unwind runs there: ask only when none does)."""
         call = self.liquidation.start_unwind.call(market, 2**255, "0x" + "00" * 20)
         try:
             result = self.chain.request("eth_call", [{"from": "0x" + "00" * 19 + "01", "to": call.function.address, "data": call.data}, "latest"])
