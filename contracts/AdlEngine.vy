@@ -9,6 +9,10 @@
         - its positions are offset: by the vault within its risk limits (pro-rata and risk-aware
           policies) and by force-closing winners, all at one price per market, the mark when the
           round opened.
+        When the volunteer step is on (LiquidationEngine.volunteer_auctions), the round opens
+        with a descending-price auction of the bankrupt positions: volunteers take what they
+        will, the premium they earn joins D, and only what they leave is force-closed once the
+        auction ends; the round's deadline comes that much later.
         A keeper opens the round and submits winners in policy order, in one or more
         transactions; the engine re-checks each one (opposite side, profitable at the round's
         price, size clamped to its current position, its place in the order) and skips, with an
@@ -35,6 +39,7 @@ from interfaces import IWaterfallClearinghouse
 from interfaces import IInsuranceVault
 from interfaces import IMarginPool
 from interfaces import IOracle
+from interfaces import IVolunteerAuctions
 from modules import adl_candidates
 from modules import adl_math
 from modules import keeper_roles
@@ -94,6 +99,18 @@ event AdlMarketResolved:
     size_closed: uint256
     notional_closed: uint256
 
+event AdlVolunteerTake:
+    account: indexed(address)
+    market: indexed(uint256)
+    # @dev base units a volunteer took in the round's auction (LiquidationEngine.AuctionTaken)
+    size: uint256
+    # @dev its premium, now part of D
+    premium: uint256
+    # @dev the size still to offset in the market after the take
+    size_left: uint256
+    # @dev the round's D with the premium
+    deficit: uint256
+
 event AdlRoundClosed:
     account: indexed(address)
     deficit: uint256
@@ -118,7 +135,7 @@ event UpdateRoundDuration:
 # ---------------------------------------------------------------- structs
 
 struct Round:
-    # @dev the account's deficit D when the round opened (collateral units)
+    # @dev the account's deficit D when the round opened, plus the premiums volunteers earned (collateral units)
     deficit: uint256
     # @dev haircuts charged so far
     haircuts: uint256
@@ -132,6 +149,9 @@ struct Round:
     notional_absorbed: uint256
     # @dev after this time anyone may finish the round
     deadline: uint256
+    # @dev until this time volunteers may take the positions (the LiquidationEngine's auction) and
+    #      nothing is force-closed in a market with size left
+    auction_end: uint256
 
 struct MarketRound:
     # @dev the market's policy when the round opened
@@ -260,7 +280,9 @@ def open_round(account: address):
             proportion to the account's loss there) and the round's deadline; marks the winners'
             side of each market as chargeable (those accounts wait to withdraw); under the
             pro-rata and risk-aware policies the vault then absorbs as much of each position as
-            its limits allow.
+            its limits allow. With the volunteer step on, what is left of the positions is then
+            auctioned (LiquidationEngine.start_volunteer_auctions) until `auction_end`, and the
+            deadline is `round_duration` after that.
     @dev Keeper only. A round with nothing left to force-close or charge closes at once; so does
          the round of an account without positions (a deficit left in its balance).
     @param account The bankrupt account.
@@ -294,9 +316,13 @@ def open_round(account: address):
         )
         # The winners are on the other side of the bankrupt position.
         extcall adl_candidates.clearinghouse.set_adl_exposure(market, position.size < 0, True)
-    deadline: uint256 = block.timestamp + self.round_duration
+    # The volunteer auction (if the step is on) comes first; the round's own time follows it.
+    auctions: IVolunteerAuctions = IVolunteerAuctions(staticcall adl_candidates.clearinghouse.liquidation_engine())
+    auction_end: uint256 = block.timestamp + staticcall auctions.volunteer_window()
+    deadline: uint256 = auction_end + self.round_duration
     self.rounds[account] = Round(
         deficit=deficit, haircuts=0, markets=open_mask, markets_left=open_mask, notional_closed=0, notional_absorbed=0, deadline=deadline,
+        auction_end=auction_end,
     )
     log AdlRoundOpened(account=account, deficit=deficit, markets=open_mask, deadline=deadline)
 
@@ -318,6 +344,8 @@ def open_round(account: address):
         self._resolve_if_done(account, market)
     if open_mask == 0:
         self._close_round(account)
+    elif auction_end > block.timestamp and self.rounds[account].markets_left != 0:
+        extcall auctions.start_volunteer_auctions(account, auction_end)
 
 
 @external
@@ -330,10 +358,12 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
             leverage water-filling (see adl_math). For those two the keeper declares the weights
             of this call's winners plus all later ones; each winner's share is its weight over
             the weight left, and the last takes what is left, so the sums are exact.
-    @dev Keeper only. An entry is processed if its account is on the other side of the bankrupt
-         position, profitable at the round's price, with positive value, not bankrupt, and ranks
-         above every later valid entry (queues: key descending; risk-aware: net leverage
-         descending; pro-rata: address ascending; ties by address ascending), all evaluated now.
+    @dev Keeper only. Refused in a market with size left while the round's volunteer auction
+         runs (volunteers first). An entry is processed if its account is on the other side of
+         the bankrupt position, profitable at the round's price, with positive value, not
+         bankrupt, and ranks above every later valid entry (queues: key descending; risk-aware:
+         net leverage descending; pro-rata: address ascending; ties by address ascending), all
+         evaluated now.
          Any other entry is skipped with an `AdlSkipped` event: a winner that traded since the
          keeper planned, a duplicate or a misplaced entry never reverts the batch. A haircut is
          at most the winner's profit at the round's price and what its account can lose without
@@ -347,6 +377,7 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
     keeper_roles._check_keeper()
     assert self.rounds[account].markets_left & (1 << market) != 0, "AdlEngine: no open round in this market"
     state: MarketRound = self.market_rounds[account][market]
+    assert state.size_left == 0 or block.timestamp >= self.rounds[account].auction_end, "AdlEngine: volunteer auction running"
     entries: DynArray[Entry, MAX_CANDIDATES] = []
 
     # Each winner's account value is summed here from its pool balance and positions, with every
@@ -523,6 +554,37 @@ def finish_round(account: address):
         total_weight += weights[market]
         extcall adl_candidates.clearinghouse.set_adl_exposure(market, state.bankrupt_size < 0, False)
     self._finish_round(account, current, weights, total_weight, True)
+
+
+@external
+def record_volunteer_take(account: address, market: uint256, size: uint256, premium: uint256):
+    """
+    @notice A volunteer took `size` of the bankrupt position in the auction that opens the round,
+            for `premium` below the value at the mark: the size left to offset shrinks by it, and
+            the premium joins the deficit the round charges by its policy (what is left to charge
+            in the market, and D; `deficit_share` stays the market's share of D at the opening),
+            so the winners pay the volunteers instead of being force-closed.
+    @dev The LiquidationEngine only, after it moved the position. The take's price moved with
+         the mark since the round opened; that move, like funding while the round runs, is in
+         the account's value when the round closes and is settled then (spread over the
+         winners' side if negative, to the vault if positive).
+    @param account The bankrupt account.
+    @param market The market.
+    @param size Base units taken.
+    @param premium The volunteer's gain against the mark (collateral units).
+    """
+    assert msg.sender == staticcall adl_candidates.clearinghouse.liquidation_engine(), "AdlEngine: caller is not the liquidation engine"
+    # Checked arithmetic, never met: a volunteer auction offers at most the size left (its lot
+    # and the size left start equal and shrink together; no close runs before the auction ends).
+    size_left: uint256 = self.market_rounds[account][market].size_left - size
+    deficit_left: uint256 = self.market_rounds[account][market].deficit_left + premium
+    self.market_rounds[account][market].size_left = size_left
+    self.market_rounds[account][market].deficit_left = deficit_left
+    deficit: uint256 = self.rounds[account].deficit + premium
+    self.rounds[account].deficit = deficit
+    log AdlVolunteerTake(account=account, market=market, size=size, premium=premium, size_left=size_left, deficit=deficit)
+    if size_left == 0 and deficit_left == 0:
+        self._resolve_if_done(account, market)
 
 
 # ---------------------------------------------------------------- internals: rounds

@@ -210,7 +210,8 @@ class AdlMirror(VaultMirror):
             event = tx.one("AdlRoundOpened", at)
             deficit = engine.rounds[account].deficit if account in engine.rounds else engine.closed_rounds[-1].deficit
             assert (event.account, event.deficit, event.markets) == (account, deficit, self.model_open_mask(account, tx))
-            assert event.deadline == tx.timestamp + engine.round_duration
+            # A round's own time follows its volunteer auction (tests/test_auction.py), if the step is on.
+            assert event.deadline == tx.timestamp + self.model.liquidation.volunteer_window() + engine.round_duration
         else:
             assert not tx.all("AdlRoundOpened", at)
         # One AdlMarketResolved per market the transaction resolved.
@@ -403,7 +404,7 @@ def test_execute__bitmex_queue_closes_the_top_short_fully_and_the_next_partly(ba
     assert (size(mirror, alice), balance(mirror, alice), value(mirror, alice)) == (0, 0, 0)
     assert not mirror.model.bankrupt[alice.address]
     assert mirror.read(mirror.c.clearinghouse.adl_exposure.call(BTC, 1)) == 0  # the shorts are free again
-    assert mirror.read(mirror.engine_call("rounds", alice.address)) == (0,) * 7
+    assert mirror.read(mirror.engine_call("rounds", alice.address)) == (0,) * 8  # Round: 7 fields and the auction end
 
 
 def test_execute__bitmex_queue_stops_once_size_and_deficit_are_matched(bankrupt_alice, alice, bob, carol, erin):

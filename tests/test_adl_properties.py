@@ -30,6 +30,7 @@ every engine event, and the same invariants hold on the result.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pytest
@@ -349,14 +350,18 @@ def check_closed_round(model: Model, engine: AdlModel, victim: str, now: int, ma
     paying = {(m, 1 if before.bankrupt_sizes[m] > 0 else 0) for m in range(markets) if before.bankrupt_sizes[m]}
     if any(model.short_open_interest.get(m, 0) if side else model.long_open_interest.get(m, 0) for m, side in paying):
         assert closed.residual >= 0
-    # No negative account (other accounts already under water excepted, and after a fallback the
-    # accounts of the side the rest of the deficit was spread over).
+    # No negative account (other accounts already under water excepted). What a round spreads over
+    # the winners' side by size is exempt: after a fallback the rest of the deficit (such an
+    # account may go under water and through the waterfall), after a policy's close only the
+    # rounding dust, which can take an account a haircut left a few units above zero at most that
+    # dust below it (PRO_RATA_DUST_BELOW_ZERO).
     spread_over = {account for account in before.states
                    if any(model.position(account, m).size and (m, 0 if model.position(account, m).size > 0 else 1) in paying
-                          for m in range(markets))} if closed.fallback else set()
+                          for m in range(markets))} if closed.socialised else set()
     for account in before.states:
-        if account not in before.under_water and account != vault and account not in spread_over:
-            assert model.account_value(account, now) >= 0, account
+        if account not in before.under_water and account != vault:
+            floor = (-math.inf if closed.fallback else -closed.socialised) if account in spread_over else 0
+            assert model.account_value(account, now) >= floor, account
     assert model.open_interest_balanced()
     assert model.sum_account_values(now) <= model.total_held()
     # The bankrupt account is flat at exactly zero.
@@ -390,6 +395,24 @@ BROUGHT_BACK = Book(
     trades=((Trade(3, 5, 0, 271), Trade(4, 5, 0, 986)), (Trade(1, 3, 2, 181), Trade(2, 5, 2, 50))),
     vault_deposit=0, vault_max_position=(0, 0, 0), batch_size=1,
 )
+
+
+# A book hypothesis found: under pro-rata a winner's haircut, capped at its value, leaves it at 1
+# unit, and the round's rounding dust spread over its side by size then takes it to -1.
+PRO_RATA_DUST_BELOW_ZERO = Book(
+    collateral=(1_000 * USDC,) * 5, markets=3, second_phase=(85, 85, 85), crash=(130, 60, 60), victim_sides=(-1, 1, 1),
+    victim_use=700, victim_counterparties=3, trades=((Trade(2, 1, 0, 730),), (Trade(2, 1, 0, 806),)),
+    vault_deposit=1_000 * USDC, vault_max_position=(0, 0, 10**16), batch_size=1,
+)
+
+
+def test_execute__pro_rata_dust_takes_a_capped_winner_at_most_the_dust_below_zero():
+    exchange = ModelExchange(PRO_RATA_DUST_BELOW_ZERO)
+    victim = exchange.build()
+    for market in range(3):
+        exchange.engine.set_policy(market, PRO_RATA)
+    check_round(exchange, victim)
+    assert exchange.model.account_value(trader(1), exchange.now) == -1
 
 
 def test_execute__winner_brought_back_never_pays_beyond_its_profit():

@@ -19,6 +19,7 @@ from backstop.chain.deployment import deployment_document
 from backstop.keeper.chain_venue import ChainVenue
 from backstop.keeper.waterfall import Keeper
 from backstop.sim.chain_replay import ChainReplay, replay_on_chain
+from backstop.sim.replay import scenario_keys
 from backstop.sim.scenario import OpeningTrade, PriceStep, Scenario, ScenarioMarket, Trader, generate
 from conftest import BTC, USDC, WAD
 
@@ -250,3 +251,42 @@ def test_replay_on_chain__generated_crash_keeps_the_invariants(clean_node, deplo
 
     assert [(i["name"], i["detail"]) for i in result["invariants"] if not i["held"]] == []
     assert len(result["layers_by_step"]) == len(result["vault_equity"]) == 8
+
+
+def test_replay_on_chain__volunteers_and_the_vaults_unwind_agree_with_the_model(clean_node, deployment, keeper, config):
+    """Issue 15's auctions end to end: a crash whose small vault refuses enough accounts for ADL,
+    under the queue, with volunteers and the keeper's unwind, on chain and on the model: the same
+    rounds, takes and premiums to the unit."""
+    import dataclasses
+
+    from backstop.model.adl import QUEUE_PNL_LEVERAGE
+    from backstop.keeper.adl_executor import ChainAdlExecutor
+    from backstop.sim.model_replay import replay_on_model
+    from backstop.sim.policy_study import EXACT_FIGURES, policy_metrics
+
+    scenario = generate(traders=60, seed=0, steps=24)
+    small = dataclasses.replace(
+        config, vault_loss_cap_per_event=config.vault_loss_cap_per_event // 50, vault_loss_cap_per_day=config.vault_loss_cap_per_day // 50,
+        markets=tuple(dataclasses.replace(m, vault_max_position=m.vault_max_position // 50) for m in config.markets),
+    )
+    owner = deployment["owner"] if "owner" in deployment else clean_node.read([clean_node.contract(
+        deployment["contracts"]["vault"]["address"], deployment["contracts"]["vault"]["abi"]).owner.call()])[0]
+    vault = clean_node.contract(deployment["contracts"]["vault"]["address"], deployment["contracts"]["vault"]["abi"])
+    clean_node.request("anvil_impersonateAccount", [owner])
+    for call in [vault.set_risk_limits.call(small.vault_max_leverage, small.vault_loss_cap_per_event, small.vault_loss_cap_per_day),
+                 *[vault.set_max_position.call(m, market.vault_max_position) for m, market in enumerate(small.markets)]]:
+        assert clean_node.send(owner, call) is None
+    watched = lambda: [address for address, _ in scenario_keys(scenario.seed, len(scenario.traders))]  # noqa: E731
+    adl = ChainAdlExecutor(clean_node, deployment, keeper.address, accounts=watched)
+    engine = clean_node.contract(deployment["contracts"]["adl_engine"]["address"], deployment["contracts"]["adl_engine"]["abi"])
+    assert clean_node.send(owner, engine.set_policy.call(0, QUEUE_PNL_LEVERAGE)) is None
+
+    on_chain = replay_on_chain(clean_node, deployment, scenario, keeper.address, adl=adl)
+    on_model = replay_on_model(scenario, QUEUE_PNL_LEVERAGE, small)
+
+    assert [i["name"] for i in on_chain["invariants"] if not i["held"]] == []
+    chain_row, model_row = policy_metrics(QUEUE_PNL_LEVERAGE, on_chain), policy_metrics(QUEUE_PNL_LEVERAGE, on_model)
+    assert {name: chain_row[name] for name in EXACT_FIGURES} == {name: model_row[name] for name in EXACT_FIGURES}
+    auctions = ("volunteer_taken", "volunteer_premium", "unwound", "unwind_premium", "vault_open_notional", "adl_closed")
+    assert {k: on_chain["totals"][k] for k in auctions} == {k: on_model["totals"][k] for k in auctions}
+    assert on_model["adl_rounds"] and on_model["totals"]["volunteer_taken"] > 0

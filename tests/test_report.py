@@ -152,7 +152,8 @@ def study():
 
 
 def test_study_has_mean_and_spread_over_seeds_and_the_seed_list(study):
-    assert study["seeds"] == [0, 1] and study["schema"] == "backstop.policy-study" and study["replays"] == 6
+    # 2 seeds x 2 policies, the second vault size x 2 policies, the first seed without volunteers x 2 policies.
+    assert study["seeds"] == [0, 1] and study["schema"] == "backstop.policy-study" and study["replays"] == 8
     queue = study["by_policy"]["queue-pnl-leverage"]
     per_seed = [row["notional_closed"] for row in queue["per_seed"]]
     assert [row["seed"] for row in queue["per_seed"]] == [0, 1]
@@ -171,6 +172,10 @@ def test_study_report_and_its_json_reproduce_the_numbers(tmp_path, study):
     assert text.startswith("# Backstop ADL policy study")
     assert "seeds 0, 1 (2)" in text and "chain and model agree on every figure" in text
     assert "## The central trade-off" in text and "## Vault size" in text
+    assert "## Volunteers before forced ADL, and the vault's unwind (issue 15)" in text
+    step = study["volunteer_step"]["policies"]["queue-pnl-leverage"]
+    assert step["closed_drop"] == step["without"]["notional_closed"] - step["with"]["notional_closed"]
+    assert saved["volunteer_step"] == json.loads(json.dumps(study["volunteer_step"]))
     for file_name in study_report.PLOT_FILES.values():
         assert (tmp_path / file_name).read_bytes().startswith(b"\x89PNG")
     # every mean in the report comes from the JSON

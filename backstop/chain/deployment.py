@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from backstop.model import liquidation as liquidation_model
+
 WAD = 10**18
 USDC = 10**6
 
@@ -88,6 +90,20 @@ class ProtocolConfig:
     # so that one who enters just before a known gain and leaves as soon as she can takes at most
     # 8/30 of her pro-rata share of it.
     vault_profit_unlock: int = 30 * 24 * 3600
+    # @dev Auctions of a position that must change hands (a bankrupt account's, to volunteers
+    # before forced ADL; the vault's, to unwind it): the price starts at the mark and moves in the
+    # taker's favour up to `auction_premium` over `auction_ramp` seconds; an auction lasts
+    # `auction_duration`; no partial take may leave less than `auction_min_notional`. Defaults
+    # (backstop/model/liquidation.py): 5% over 10 minutes, 15 minutes, $100.
+    auction_premium: int = liquidation_model.AUCTION_PREMIUM
+    auction_ramp: int = liquidation_model.AUCTION_RAMP
+    auction_duration: int = liquidation_model.AUCTION_DURATION
+    auction_min_notional: int = liquidation_model.AUCTION_MIN_NOTIONAL
+    # @dev Whether an ADL round opens with a volunteer auction of the bankrupt positions (its
+    # deadline then moves back by `auction_duration`). Off until the keeper and the crash replay
+    # take part in auctions (issue 15's keeper half): with it on, a round force-closes nothing in
+    # a market while its auction runs.
+    volunteer_auctions: bool = False
     # @dev keeper role holders besides the keeper passed to `deploy_protocol`
     keepers: tuple[str, ...] = ()
     # @dev The vault's position limit per market caps its concentration in one market: about 1-2x the
@@ -145,7 +161,8 @@ def deploy_protocol(project, owner, keeper, config: ProtocolConfig = ProtocolCon
     clearinghouse = owner.deploy(project.Clearinghouse, oracle, pool, owner)
     configurator = owner.deploy(project.MarketConfigurator, clearinghouse)
     liquidation = owner.deploy(
-        project.LiquidationEngine, clearinghouse, oracle, config.liquidation_discount, config.liquidation_penalty, config.backstop_ratio
+        project.LiquidationEngine, clearinghouse, oracle, config.liquidation_discount, config.liquidation_penalty, config.backstop_ratio,
+        config.auction_premium, config.auction_ramp, config.auction_duration, config.auction_min_notional, config.volunteer_auctions,
     )
     vault = owner.deploy(
         project.InsuranceVault, token, pool, clearinghouse, config.vault_lockup, config.vault_withdrawal_delay,
@@ -202,7 +219,7 @@ def write_deployment(path: Path, protocol: Protocol, chain_id: int, config: Prot
 
 
 # The unit of each raw parameter of a deployment document's "config" (and of each market's).
-_UNIT_OF_SCALE = {WAD: "fraction, 1e18 fixed point (1e18 = 100%)", USDC: "collateral units (1e6 = $1)", 1: "seconds"}
+_UNIT_OF_SCALE = {WAD: "fraction, 1e18 fixed point (1e18 = 100%)", USDC: "collateral units (1e6 = $1)", 1: "seconds", bool: "true or false"}
 _SPECIAL_UNITS = {
     "price": "collateral per base unit, 1e18 fixed point",
     "max_open_interest": "base units, 1e18 fixed point (per side)",
@@ -233,7 +250,7 @@ class ConfigError(click.ClickException):
 # The file speaks in human units; the contracts in fixed point. Each key names its ProtocolConfig
 # (or MarketConfig) field and the scale its value is multiplied by: fractions, prices, sizes and
 # leverage are 1e18 fixed point (0.05 -> 5e16), collateral amounts are dollars (1e6 units), times
-# are seconds.
+# are seconds; a switch (`bool`) is true or false.
 SECTIONS = {
     "oracle": {
         "max_block_move": ("max_block_move", WAD),
@@ -255,6 +272,13 @@ SECTIONS = {
         "profit_unlock": ("vault_profit_unlock", 1),
     },
     "adl": {"round_duration": ("adl_round_duration", 1)},
+    "auction": {
+        "premium": ("auction_premium", WAD),
+        "ramp": ("auction_ramp", 1),
+        "duration": ("auction_duration", 1),
+        "min_notional": ("auction_min_notional", USDC),
+        "volunteers": ("volunteer_auctions", bool),
+    },
 }
 MARKET_KEYS = {
     "price": WAD,
@@ -365,8 +389,12 @@ def _table(path: Path, where: str, table, keys) -> dict:
     return table
 
 
-def _scaled(path: Path, where: str, value, scale: int) -> int:
-    """A number from the file times its unit's scale, as an exact integer."""
+def _scaled(path: Path, where: str, value, scale):
+    """A number from the file times its unit's scale, as an exact integer (`scale` bool: a switch)."""
+    if scale is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: {where} must be true or false, not {value!r}")
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
         raise ConfigError(f"{path}: {where} must be a number, not {value!r}")
     scaled = Decimal(value) * scale

@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 
 from backstop.cli.errors import Command
-from backstop.cli.options import (chosen_policies, claim_out_dir, config_option, network_option, out_options, policy_choice, scale_option, scenario_options,
-                                  vault_limits_for)
+from backstop.cli.options import (auction_options, chosen_policies, claim_out_dir, config_option, network_option, out_options, policy_choice,
+                                  scale_option, scenario_options, vault_limits_for)
 
 # Largest crowd replayed on chain by default (about a minute per policy per thousand traders).
 CHAIN_LIMIT = 2_000
@@ -32,9 +32,11 @@ CHAIN_LIMIT = 2_000
               help="Also replay the first seed with the vault at 5%, 10% and 40% of the traders' collateral (3 more replays per policy).")
 @config_option
 @scale_option
+@auction_options
 @network_option
 @out_options(Path("reports/compare"))
-def compare(traders, seed, steps, seeds, policies, on_chain, processes, vault_sweep, config, scale_vault, network, out, force):
+def compare(traders, seed, steps, seeds, policies, on_chain, processes, vault_sweep, config, scale_vault, volunteers, unwind, network, out,
+            force):
     """Compare the ADL policies on many seeds of one crash."""
     from backstop.model.adl import POLICY_NAMES
 
@@ -53,15 +55,16 @@ def compare(traders, seed, steps, seeds, policies, on_chain, processes, vault_sw
 
     started = time.perf_counter()
     fractions = VAULT_FRACTIONS if vault_sweep else ()
-    with progress_bar("model replays", len(study_cases(traders, steps, seed_list, policies, fractions))) as progress:
-        study = run_study(traders, steps, seed_list, policies, config, scale_vault, fractions, ProcessRunner(processes), progress)
+    with progress_bar("model replays", len(study_cases(traders, steps, seed_list, policies, fractions, volunteers, unwind))) as progress:
+        study = run_study(traders, steps, seed_list, policies, config, scale_vault, fractions, ProcessRunner(processes), progress,
+                          volunteers=volunteers, unwind=unwind)
     study["timings"] = {"model": time.perf_counter() - started}
     click.echo(f"model: {study['replays']} replays in {study['timings']['model']:.1f} s")
 
     agreement = None
     if on_chain:
         started = time.perf_counter()
-        agreement = chain_agreement(study, seed, steps, policies, vault_limits_for(config, traders, scale_vault), network)
+        agreement = chain_agreement(study, seed, steps, policies, vault_limits_for(config, traders, scale_vault), network, volunteers, unwind)
         study["timings"]["chain"] = time.perf_counter() - started
         click.echo("chain and model agree on every figure" if not agreement else "chain and model DISAGREE:\n  " + "\n  ".join(agreement))
     study["chain_agreement"] = agreement
@@ -73,7 +76,8 @@ def compare(traders, seed, steps, seeds, policies, on_chain, processes, vault_sw
         raise click.ClickException("the chain and the model disagree (listed above)")
 
 
-def chain_agreement(study: dict, seed: int, steps: int, policies: list[int], config, network: str) -> list[str]:
+def chain_agreement(study: dict, seed: int, steps: int, policies: list[int], config, network: str, volunteers: bool = True,
+                    unwind: str = "profit") -> list[str]:
     """The first seed replayed on chain under each policy, one private copy of one deployment each;
     the figures on which chain and model differ."""
     from backstop.cli.chain_session import connected, deploy, replay_chain
@@ -97,7 +101,7 @@ def chain_agreement(study: dict, seed: int, steps: int, policies: list[int], con
                 set_policy(fast, deployment, owner, policy)
                 adl = BookedChainAdlExecutor(fast, deployment, owner, accounts=lambda: watched)
                 with progress_bar(f"chain {POLICY_NAMES[policy]}", len(scenario.path)) as progress:
-                    result = replay_on_chain(fast, deployment, scenario, owner, progress=progress, adl=adl)
+                    result = replay_on_chain(fast, deployment, scenario, owner, progress=progress, adl=adl, volunteers=volunteers, unwind=unwind)
             model = study["reference"][POLICY_NAMES[policy]]["metrics"]
             disagreements += [f"{POLICY_NAMES[policy]}: {line}" for line in compare_runs(model, policy_metrics(policy, result))]
     return disagreements
@@ -111,4 +115,14 @@ def summary(study: dict) -> str:
         m = {k: v["mean"] for k, v in entry["summary"].items()}
         lines.append(f"{name:<20}{m['deficit'] / 1e6:>12,.0f}{m['notional_closed'] / 1e6:>14,.0f}{m['closed_over_deficit']:>9.1f}"
                      f"{m['notional_absorbed'] / 1e6:>14,.0f}{m['vault_pnl'] / 1e6:>13,.0f}{m['winners_hit']:>6.0f}{m['hedged_hit']:>7.0f}{m['gini']:>6.2f}")
+    step = study.get("volunteer_step", {})
+    if step.get("policies"):
+        lines.append(f"seed {step['seed']}, with and without the volunteer step (vault unwind: {study['auction']['unwind']})")
+        lines.append(f"{'policy':<20}{'closed w/o':>14}{'closed with':>14}{'vol. took':>14}{'premium':>11}{'vault PnL w/o':>15}"
+                     f"{'vault PnL':>13}{'vault open':>13}")
+        for name, entry in step["policies"].items():
+            on, off = entry["with"], entry["without"]
+            lines.append(f"{name:<20}{off['notional_closed'] / 1e6:>14,.0f}{on['notional_closed'] / 1e6:>14,.0f}"
+                         f"{on['volunteer_taken'] / 1e6:>14,.0f}{on['volunteer_premium'] / 1e6:>11,.0f}{off['vault_pnl'] / 1e6:>15,.0f}"
+                         f"{on['vault_pnl'] / 1e6:>13,.0f}{on['vault_open_notional'] / 1e6:>13,.0f}")
     return "\n".join(lines)

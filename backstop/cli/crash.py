@@ -16,8 +16,8 @@ from pathlib import Path
 import click
 
 from backstop.cli.errors import Command
-from backstop.cli.options import (claim_out_dir, config_option, network_option, out_options, policy_choice, scale_option, scenario_options,
-                                  vault_limits_for)
+from backstop.cli.options import (auction_options, claim_out_dir, config_option, network_option, out_options, policy_choice, scale_option,
+                                  scenario_options, vault_limits_for)
 
 
 @click.command(cls=Command)
@@ -25,6 +25,7 @@ from backstop.cli.options import (claim_out_dir, config_option, network_option, 
 @click.option("--policy", type=policy_choice(), default="risk-aware", show_default=True, help="ADL policy of every market.")
 @config_option
 @scale_option
+@auction_options
 @network_option
 @click.option("--keeper/--no-keeper", "keeper_acts", default=True, show_default=True,
               help="Run the waterfall after every block (--no-keeper: leave it to a `run keeper` beside a persistent node).")
@@ -33,7 +34,7 @@ from backstop.cli.options import (claim_out_dir, config_option, network_option, 
 @click.option("--deployment-file", type=click.Path(path_type=Path), default=None,
               help="On a persistent node: where the deployment is written for `run keeper` (default: deployments/<network>.json).")
 @out_options(Path("reports/crash"))
-def crash(traders, seed, steps, policy, config, scale_vault, network, keeper_acts, step_pause, deployment_file, out, force):
+def crash(traders, seed, steps, policy, config, scale_vault, volunteers, unwind, network, keeper_acts, step_pause, deployment_file, out, force):
     """Replay a crash on a fresh deployment and write the report."""
     out = claim_out_dir(out, force)
     config = vault_limits_for(config, traders, scale_vault)
@@ -47,9 +48,11 @@ def crash(traders, seed, steps, policy, config, scale_vault, network, keeper_act
     from backstop.report.crash import summary_lines, write_report
     from backstop.sim.chain_replay import replay_on_chain
     from backstop.sim.chain_winner_book import BookedChainAdlExecutor
+    from backstop.sim.model_replay import replay_on_model
     from backstop.sim.policy_study import policy_metrics
     from backstop.sim.replay import scenario_keys
     from backstop.sim.scenario import generate
+    from backstop.sim.study import volunteer_comparison
 
     scenario = generate(traders, seed, steps)
     click.echo(f"scenario: {traders:,} traders, seed {seed}, {steps} blocks after a {len(scenario.run_up)}-block run-up; ADL policy {policy}")
@@ -67,8 +70,13 @@ def crash(traders, seed, steps, policy, config, scale_vault, network, keeper_act
             adl = BookedChainAdlExecutor(fast, deployment, owner, accounts=lambda: watched)
             with progress_bar("crash", len(scenario.path)) as progress:
                 result = replay_on_chain(fast, deployment, scenario, owner, progress=progress, adl=adl, keeper_acts=keeper_acts,
-                                         step_pause=step_pause)
+                                         step_pause=step_pause, volunteers=volunteers, unwind=unwind)
     result["policy"] = policy_metrics(POLICY_BY_NAME[policy], result)
+    # The same crash with the volunteer step the other way, on the model (chain and model agree to
+    # the unit: `compare` checks it): what volunteers took off forced ADL, and at what premium.
+    counterpart = replay_on_model(scenario, POLICY_BY_NAME[policy], config, volunteers=not volunteers, unwind=unwind)
+    runs = {volunteers: result["policy"], not volunteers: policy_metrics(POLICY_BY_NAME[policy], counterpart)}
+    result["volunteer_step"] = volunteer_comparison(runs, policy, seed)
     result["timings"]["total"] = time.perf_counter() - started
     report = write_report(out, result)
     write_json(out / "result.json", result)

@@ -24,7 +24,7 @@ from pathlib import Path
 import click
 
 from backstop.cli.errors import Command
-from backstop.cli.options import network_option
+from backstop.cli.options import UNWIND_POLICIES, network_option
 
 
 @click.command(cls=Command)
@@ -38,7 +38,10 @@ from backstop.cli.options import network_option
 @click.option("--interval", type=click.FloatRange(min=0), default=2.0, show_default=True, help="Seconds between passes.")
 @click.option("--passes", type=click.IntRange(min=1), default=None, help="Stop after this many passes (default: run until Ctrl-C).")
 @click.option("--from-block", type=int, default=None, help="First block to look for traders in (default: the deployment's deploy block).")
-def keeper(deployment_path, network, alias, liquidators, interval, passes, from_block):
+@click.option("--unwind", type=click.Choice(UNWIND_POLICIES), default="profit", show_default=True,
+              help="When the keeper offers the vault's positions in auctions (backstop/keeper/auctions.py); the liquidators take "
+                   "from 2% off the mark in every auction, the ADL rounds' volunteer auctions included.")
+def keeper(deployment_path, network, alias, liquidators, interval, passes, from_block, unwind):
     """Run the liquidation waterfall every INTERVAL seconds until Ctrl-C.
 
     Local Anvil only: transactions are not signed here but sent with eth_sendTransaction, which
@@ -54,15 +57,17 @@ def keeper(deployment_path, network, alias, liquidators, interval, passes, from_
 
     with connected(network) as provider:
         run_keeper(provider, document, deployment_path, alias, liquidators, interval, passes,
-                   document.get("deploy_block", 0) if from_block is None else from_block)
+                   document.get("deploy_block", 0) if from_block is None else from_block, unwind)
 
 
-def run_keeper(provider, document: dict, path: Path, alias, liquidators, interval: float, passes: int | None, from_block: int) -> None:
+def run_keeper(provider, document: dict, path: Path, alias, liquidators, interval: float, passes: int | None, from_block: int,
+               unwind: str = "profit") -> None:
     from ape import accounts
 
     from backstop.chain.fast_chain import FastChain
+    from backstop.keeper.auctions import AuctionDesk, Volunteer
     from backstop.keeper.chain_venue import ChainVenue
-    from backstop.keeper.waterfall import USDC, Keeper
+    from backstop.keeper.waterfall import USDC, WAD, Keeper
     from backstop.sim.chain_winner_book import BookedChainAdlExecutor
 
     fast = FastChain(provider.http_uri)
@@ -80,7 +85,9 @@ def run_keeper(provider, document: dict, path: Path, alias, liquidators, interva
     watched: dict[str, None] = {}
     # ADL rounds rank winners among every account seen trading, the vault included.
     adl = BookedChainAdlExecutor(fast, document, keeper_address, accounts=lambda: [*watched, document["contracts"]["vault"]["address"]])
-    waterfall = Keeper(venue, keeper_address, liquidators, adl=adl, log=lambda line: click.echo(f"{time.strftime('%H:%M:%S')} {line}"))
+    log = lambda line: click.echo(f"{time.strftime('%H:%M:%S')} {line}")  # noqa: E731
+    desk = AuctionDesk(venue, keeper_address, [Volunteer(address, WAD // 50) for address in liquidators], unwind, log=log)
+    waterfall = Keeper(venue, keeper_address, liquidators, adl=adl, log=log, auctions=desk)
     done, liquidated, backstopped, refused, rounds = 0, Counter(), Counter(), 0, 0
     click.echo(f"keeper {keeper_address} watching {document['contracts']['clearinghouse']['address']} every {interval:g}s (Ctrl-C stops)")
     # ape turns Ctrl-C into an exit with status 130; here it ends the loop with a summary instead.

@@ -13,6 +13,9 @@ DEFAULT_NETWORK = "ethereum:local:foundry"
 DEFAULT_CONFIG = Path("config/local.toml")
 # What a run writes into its --out folder: a folder holding one of these holds another run's report.
 REPORT_FILES = ("report.md", "result.json")
+# backstop/keeper/auctions.py's UNWIND_POLICIES, spelled out so that parsing imports no keeper code
+# (tests/test_auction_keeper.py checks they are the same).
+UNWIND_POLICIES = ("profit", "rebound", "targets", "all", "none")
 
 
 def scenario_options(function):
@@ -43,6 +46,20 @@ def scale_option(function):
     return click.option(
         "--scale-vault/--no-scale-vault", "scale_vault", default=True, show_default=True,
         help="Scale the vault's loss caps and position limits with --traders (the config's are sized for 1,000 traders).",
+    )(function)
+
+
+def auction_options(function):
+    """--volunteers/--no-volunteers and --unwind: issue 15's volunteer step and the keeper's unwind
+    policy for the vault (backstop/keeper/auctions.py)."""
+    function = click.option(
+        "--unwind", type=click.Choice(UNWIND_POLICIES), default="profit", show_default=True,
+        help="When the keeper offers the vault's positions: profit (once back above its entry), rebound (once the market is the "
+             "premium cap off its worst), targets (only above its risk limits), all (at once), none.",
+    )(function)
+    return click.option(
+        "--volunteers/--no-volunteers", "volunteers", default=True, show_default=True,
+        help="ADL rounds first auction the bankrupt positions to volunteers (the scenario's liquidators and market makers).",
     )(function)
 
 

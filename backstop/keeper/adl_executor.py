@@ -72,15 +72,35 @@ class ModelAdlExecutor:
 
     On a model that keeps a winner book (backstop/keeper/model_venue.py's TrackingModel, in a
     replay) the plans and the hedged winners come from the book, which gives what `winner_states`
-    and `plan_market` give without reading every position for every round."""
+    and `plan_market` give without reading every position for every round.
+
+    With the volunteer step on, `resolve` only opens the round: its auction runs until
+    `auction_end`, and `finish_due` executes it once the auction has ended (what volunteers did
+    not take is then force-closed) or sold out (the round then only charges)."""
 
     def __init__(self, engine: adl.AdlModel, clock, batch_size: int = DEFAULT_BATCH):
         self.engine, self.clock, self.batch_size = engine, clock, batch_size
+        # rounds whose volunteer auction runs: account -> minimum notional closed
+        self.auctioning: dict[str, int] = {}
         # rounds the book could not resolve: account -> (minimum notional closed, hedged winners)
         self.open_rounds: dict[str, tuple[int, set[str]]] = {}
 
+    def open_accounts(self) -> list[str]:
+        return [*self.auctioning, *self.open_rounds]
+
     def finish_due(self) -> list[RoundMetrics]:
+        """Executes the rounds whose auction has ended, and finishes those past their deadline."""
         engine, now, finished = self.engine, self.clock(), []
+        for account, minimum in list(self.auctioning.items()):
+            # Once the auction has ended, or sold out in every market left (nothing to force-close,
+            # the round may charge at once).
+            state = engine.round(account)
+            sold_out = all(engine.market_round(account, m).size_left == 0 for m in _markets(state.markets_left))
+            if now >= state.auction_end or sold_out:
+                del self.auctioning[account]
+                metrics = self._execute(account, minimum)
+                if metrics is not None:
+                    finished.append(metrics)
         for account, (minimum, hedged) in list(self.open_rounds.items()):
             if now > engine.round(account).deadline:
                 engine.finish_round(account, now)
@@ -90,16 +110,28 @@ class ModelAdlExecutor:
 
     def resolve(self, account: str) -> RoundMetrics | None:
         engine, exchange, now = self.engine, self.engine.exchange, self.clock()
-        winner_book = getattr(exchange, "winner_book", None)
         markets = _markets(exchange.open_markets.get(account, 0))
         minimum = sum(
             notional(abs(exchange.position(account, m).size) - engine.vault_capacity_of(account, m, now), exchange.latest_prices(m)[1])
             for m in markets
         )
         engine.open_round(account, now)
+        state = engine.round(account)
+        if state.markets_left and state.auction_end > now:
+            self.auctioning[account] = minimum
+            return None
+        if not state.markets_left:
+            return round_metrics(engine.closed_rounds[-1], minimum, set())
+        return self._execute(account, minimum)
+
+    def _execute(self, account: str, minimum: int) -> RoundMetrics | None:
+        """The planner's batches for every market left; the metrics if the round closed, else None
+        (it waits for its deadline)."""
+        engine, exchange, now = self.engine, self.engine.exchange, self.clock()
+        winner_book = getattr(exchange, "winner_book", None)
         hedged: set[str] = set()
         planned: list[tuple[int, int, int]] = []
-        for market in markets:
+        for market in range(MAX_MARKETS):
             if engine.round(account).markets_left & (1 << market) == 0:
                 continue
             state = engine.market_round(account, market)
@@ -137,15 +169,31 @@ class ChainAdlExecutor:
         self.oracle = chain.contract(contracts["oracle"]["address"], contracts["oracle"]["abi"])
         self.events = EventDecoder(self.engine.address, contracts["adl_engine"]["abi"])
         (self.market_count,) = chain.read([self.clearinghouse.market_count.call()])
+        # rounds whose volunteer auction runs: account -> (minimum notional closed, hits so far)
+        self.auctioning: dict[str, tuple[int, list]] = {}
         # rounds the book could not resolve: account -> (minimum notional closed, hedged winners, hits so far)
         self.open_rounds: dict[str, tuple[int, set[str], list]] = {}
 
+    def open_accounts(self) -> list[str]:
+        return [*self.auctioning, *self.open_rounds]
+
     def finish_due(self) -> list[RoundMetrics]:
-        """Finishes the rounds left open whose deadline has passed (anyone may; the keeper does)."""
+        """Executes the rounds whose volunteer auction has ended, and finishes the rounds left
+        open whose deadline has passed (anyone may; the keeper does)."""
         finished = []
-        if not self.open_rounds:
+        if not self.open_rounds and not self.auctioning:
             return finished
         _, now = self.chain.block()
+        for account, (minimum, hits) in list(self.auctioning.items()):
+            (state,) = self.chain.read([self.engine.rounds.call(account)])
+            left = _markets(state[3])  # Round.markets_left
+            sizes = self.chain.read([self.engine.market_rounds.call(account, m) for m in left])
+            if now < state[7] and any(market_round[3] for market_round in sizes):  # Round.auction_end, MarketRound.size_left
+                continue
+            del self.auctioning[account]
+            metrics = self._execute(account, minimum, hits)
+            if metrics is not None:
+                finished.append(metrics)
         for account, (minimum, hedged, hits) in list(self.open_rounds.items()):
             (state,) = self.chain.read([self.engine.rounds.call(account)])
             if now <= state[6]:  # Round.deadline
@@ -172,8 +220,22 @@ class ChainAdlExecutor:
         )
         hits: list[adl.Hit] = []
         closed = self._send(engine.open_round.call(account), hits)
-        hedged: set[str] = set()
-        for market in markets:
+        if closed is not None:
+            closed.hits = hits
+            return round_metrics(closed, minimum, set())
+        (state,) = chain.read([engine.rounds.call(account)])
+        _, now = chain.block()
+        if state[7] > now:  # Round.auction_end: volunteers first
+            self.auctioning[account] = (minimum, hits)
+            return None
+        return self._execute(account, minimum, hits)
+
+    def _execute(self, account: str, minimum: int, hits: list) -> RoundMetrics | None:
+        """The planner's batches for every market left; the metrics if the round closed, else None
+        (it waits for its deadline)."""
+        chain, engine = self.chain, self.engine
+        closed, hedged = None, set()
+        for market in range(self.market_count):
             if closed is not None:
                 break
             round_state, state, (_, mark) = chain.read(

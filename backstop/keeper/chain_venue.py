@@ -77,6 +77,56 @@ class ChainVenue:
         (value,) = self.chain.read([self.clearinghouse.account_value.call(self.vault)])
         return value
 
+    def now(self) -> int:
+        return self.chain.block()[1]
+
+    # ------------------------------------------------------------ auctions (backstop/keeper/auctions.py)
+
+    def auction_params(self) -> tuple[int, int, int]:
+        """(premium cap, ramp, minimum notional) of the LiquidationEngine's auctions."""
+        liquidation = self.liquidation
+        premium, ramp, min_notional = self.chain.read(
+            [liquidation.auction_premium.call(), liquidation.auction_ramp.call(), liquidation.auction_min_notional.call()]
+        )
+        return premium, ramp, min_notional
+
+    def auctions(self, accounts: list[str]):
+        """The auctions running now of `accounts`, in every market, in one multicall."""
+        from backstop.keeper.auctions import RunningAuction
+
+        markets = range(self.market_count)
+        pairs = [(to_checksum_address(a), m) for a in accounts for m in markets]
+        if not pairs:
+            return []
+        now = self.now()
+        found = self.chain.read([self.liquidation.auctions.call(a, m) for a, m in pairs])
+        return [RunningAuction(a, m, lot, start, end, volunteer)
+                for (a, m), (lot, start, end, volunteer) in zip(pairs, found) if lot != 0 and now < end]
+
+    def entries(self, account: str) -> dict[int, tuple[int, int]]:
+        """market -> (signed size, entry price) of the account's open positions."""
+        markets = range(self.market_count)
+        found = self.chain.read([self.clearinghouse.positions.call(account, m) for m in markets])
+        return {m: (found[m][0], found[m][1]) for m in markets if found[m][0]}
+
+    def unwind_need(self, market: int) -> int:
+        """What anyone may offer of the vault's position in `market` (above its targets): what
+        `start_unwind` from an account without the keeper role would offer, 0 if it refuses (also
+        while an unwind runs there: ask only when none does)."""
+        call = self.liquidation.start_unwind.call(market, 2**255, "0x" + "00" * 20)
+        try:
+            result = self.chain.request("eth_call", [{"from": "0x" + "00" * 19 + "01", "to": call.function.address, "data": call.data}, "latest"])
+        except RevertError:
+            return 0
+        return int(result, 16)
+
+    def vault_open_notional(self) -> int:
+        """Σ |size| x mark of the vault's positions (collateral units)."""
+        markets = range(self.market_count)
+        reads = self.chain.read([self.clearinghouse.positions.call(self.vault, m) for m in markets]
+                                + [self.oracle.latest_prices.call(m) for m in markets])
+        return sum(abs(reads[m][0]) * reads[self.market_count + m][1] // 10**30 for m in markets)
+
     def discover_accounts(self, from_block: int, to_block: int | None = None) -> list[str]:
         """Every account with a PositionUpdate (a trade, liquidation or takeover) in the block range
         (`to_block` None: up to the latest block), in order of first appearance."""

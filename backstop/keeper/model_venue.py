@@ -33,7 +33,7 @@ from backstop.chain.deployment import ProtocolConfig
 from backstop.keeper.adl_planner import evaluate_winner, plan_market, plan_queue, winner_state
 from backstop.model.adl import QUEUE_PNL_LEVERAGE, AdlModel, is_queue
 from backstop.model.liquidation import LiquidationModel
-from backstop.model.protocol import MAX_MARKETS, WAD, MarketParams, Model, ModelRevert, notional
+from backstop.model.protocol import MAX_MARKETS, WAD, ZERO_ADDRESS, MarketParams, Model, ModelRevert, notional
 from backstop.model.vault import VaultModel
 
 VAULT = "0x" + "fa" * 20  # the vault's address in the model (any fixed address)
@@ -151,7 +151,10 @@ def build_model(config: ProtocolConfig, markets, policy: int, now: int) -> tuple
     `markets` (ScenarioMarket-like: name, price, initial_margin, maintenance_margin) and every
     market on ADL `policy`."""
     model = TrackingModel(config.max_block_move, config.move_window, config.max_window_move, config.staleness, VAULT)
-    LiquidationModel(model, config.liquidation_discount, config.liquidation_penalty, config.backstop_ratio)
+    LiquidationModel(
+        model, config.liquidation_discount, config.liquidation_penalty, config.backstop_ratio, config.auction_premium, config.auction_ramp,
+        config.auction_duration, config.auction_min_notional, config.volunteer_auctions,
+    )
     vault = VaultModel(model, VAULT, config.vault_lockup, config.vault_withdrawal_delay, config.vault_max_leverage,
                        config.vault_loss_cap_per_event, config.vault_loss_cap_per_day, config.vault_profit_unlock)
     engine = AdlModel(model, config.adl_round_duration)
@@ -165,6 +168,19 @@ def build_model(config: ProtocolConfig, markets, policy: int, now: int) -> tuple
         vault.set_max_position(market_id, base.vault_max_position)
         engine.set_policy(market_id, policy)
     return model, vault, engine
+
+
+# The contract's auction events, field names in order (backstop/model/liquidation.py's `auction_events`).
+_AUCTION_FIELDS = {
+    "AuctionStarted": ("account", "market", "size", "mark", "end", "volunteer"),
+    "AuctionTaken": ("account", "taker", "market", "size", "price", "premium", "remaining"),
+    "AuctionEnded": ("account", "market"),
+    "AuctionCancelled": ("account", "market", "remaining"),
+}
+
+
+def _auction_events(events) -> list:
+    return [(name, dict(zip(_AUCTION_FIELDS[name], fields))) for name, *fields in events]
 
 
 @dataclass
@@ -223,6 +239,43 @@ class ModelVenue:
     def vault_equity(self) -> int:
         return self.model.account_value(VAULT, self.clock())
 
+    def now(self) -> int:
+        return self.clock()
+
+    # ------------------------------------------------------------ auctions (backstop/keeper/auctions.py)
+
+    def auction_params(self) -> tuple[int, int, int]:
+        """(premium cap, ramp, minimum notional) of the LiquidationEngine's auctions."""
+        liquidation = self.model.liquidation
+        return liquidation.auction_premium, liquidation.auction_ramp, liquidation.auction_min_notional
+
+    def auctions(self, accounts: list[str]):
+        """The auctions running now of `accounts`, in every market."""
+        from backstop.keeper.auctions import RunningAuction
+
+        liquidation, now = self.model.liquidation, self.clock()
+        wanted = set(accounts)
+        return [
+            RunningAuction(account, market, auction.lot, auction.start, auction.end, auction.volunteer)
+            for (account, market), auction in liquidation.auctions.items()
+            if account in wanted and auction.lot != 0 and now < auction.end
+        ]
+
+    def entries(self, account: str) -> dict[int, tuple[int, int]]:
+        """market -> (signed size, entry price) of the account's open positions."""
+        model = self.model
+        return {m: (model.position(account, m).size, model.position(account, m).entry_price)
+                for m in range(self.market_count) if model.position(account, m).size}
+
+    def unwind_need(self, market: int) -> int:
+        """What anyone may offer of the vault's position in `market` (above its targets)."""
+        return self.model.liquidation.unwind_need(market, ZERO_ADDRESS, self.clock())
+
+    def vault_open_notional(self) -> int:
+        """Σ |size| x mark of the vault's positions (collateral units)."""
+        model = self.model
+        return sum(notional(abs(model.position(VAULT, m).size), model.latest_prices(m)[1]) for m in range(self.market_count))
+
     # ------------------------------------------------------------ actions (the contracts' events)
 
     def act(self, sender: str, action: str, *args):
@@ -251,6 +304,21 @@ class ModelVenue:
             if action == "clear_bankruptcy":
                 model.liquidation.clear_bankruptcy(args[0], now)
                 return []
+            if action == "take":
+                account, market, size, limit = args
+                before = len(model.liquidation.auction_events)
+                model.liquidation.take(sender, account, market, size, limit, now)
+                return _auction_events(model.liquidation.auction_events[before:])
+            if action == "start_unwind":
+                market, size, controller = args
+                before = len(model.liquidation.auction_events)
+                # The keeper's role (the venue acts for the keeper, as `backstop` does).
+                model.liquidation.start_unwind(True, market, size, controller, now)
+                return _auction_events(model.liquidation.auction_events[before:])
+            if action == "cancel_unwind":
+                before = len(model.liquidation.auction_events)
+                model.liquidation.cancel_unwind(args[0], now)
+                return _auction_events(model.liquidation.auction_events[before:])
         except ModelRevert as revert:
             return Failure(revert.reason)
         raise ValueError(f"unknown action {action}")

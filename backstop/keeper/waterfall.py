@@ -15,8 +15,14 @@ One `Keeper` serves the on-chain crash replay (backstop/sim/chain_replay.py), th
    allows it below maintenance margin) what the market did not take, and every account below the
    backstop line or under water. The vault may refuse (its limits); the contract flags a refused
    account with negative value bankrupt;
-5. gives each bankrupt account to the ADL executor (`adl.resolve(account)`), or, without one,
-   logs it as "ADL pending".
+5. runs the auctions, if it has an auction desk (backstop/keeper/auctions.py): offers the vault's
+   positions, and lets the volunteers take from the running auctions (the vault's unwinds and the
+   volunteer auctions that open ADL rounds);
+6. executes the ADL rounds whose volunteer auction has ended and finishes those past their
+   deadline (`adl.finish_due()`), then gives each new bankrupt account to the ADL executor
+   (`adl.resolve(account)`), which opens its round (and with it, when the volunteer step is on,
+   its volunteer auction), or, without one, logs it as "ADL pending". An account whose round is
+   open waits for it (it is reported as pending meanwhile).
 
 The keeper decides; a venue reads and acts: `ChainVenue` (backstop/keeper/chain_venue.py) the
 deployed contracts on an Anvil node, `ModelVenue` (backstop/keeper/model_venue.py) the reference
@@ -93,6 +99,9 @@ class AdlExecutor(Protocol):
 
     def finish_due(self) -> list[dict]: ...
 
+    def open_accounts(self) -> list[str]:
+        """The accounts whose round is open (its volunteer auction running, or waiting for its deadline)."""
+
 
 class Venue(Protocol):
     """Where the keeper reads and acts: backstop/keeper/chain_venue.py's `ChainVenue`, or
@@ -141,6 +150,12 @@ class KeeperReport:
     adl_pending: list[str] = field(default_factory=list)
     # flagged accounts whose value is back above zero, unfrozen
     cleared: list[str] = field(default_factory=list)
+    # every auction take (backstop/keeper/auctions.py's AuctionTake): volunteers and the vault's unwind
+    auction_takes: list = field(default_factory=list)
+    # (market, signed size offered, mark) of every unwind of the vault the keeper started
+    unwinds: list[tuple[int, int, int]] = field(default_factory=list)
+    # (market, size still offered) of every unwind the keeper cancelled
+    unwinds_cancelled: list[tuple[int, int]] = field(default_factory=list)
     # (action, revert reason) of every action that failed
     failures: list[tuple[str, str]] = field(default_factory=list)
 
@@ -148,12 +163,23 @@ class KeeperReport:
     def adl_closed(self) -> int:
         return sum(round_.get("notional_closed", 0) for round_ in self.adl_rounds)
 
+    @property
+    def volunteer_taken(self) -> int:
+        """Notional volunteers took in the auctions that open ADL rounds (collateral units)."""
+        return sum(take.notional for take in self.auction_takes if take.volunteer)
+
+    @property
+    def unwound(self) -> int:
+        """Notional of the vault's positions taken in its unwinds (collateral units)."""
+        return sum(take.notional for take in self.auction_takes if not take.volunteer)
+
     def line(self) -> str:
         return (
             f"liquidated {_dollars(sum(self.liquidated.values()))} ({len(self.liquidated_accounts)} accounts), "
             f"backstopped {_dollars(sum(self.backstopped.values()))} ({len(self.backstopped_accounts)}), "
             f"{len(self.refusals)} refused, {len(self.bankrupt)} bankrupt, {len(self.adl_rounds)} ADL rounds "
             f"({_dollars(self.adl_closed)} closed), {len(self.adl_pending)} ADL pending, {len(self.cleared)} cleared, "
+            f"volunteers took {_dollars(self.volunteer_taken)}, vault unwound {_dollars(self.unwound)}, "
             f"{len(self.failures)} failed"
         )
 
@@ -166,15 +192,17 @@ class Keeper:
     keeper: the account that sends accruals and takeovers; it needs the clearinghouse's keeper role.
     liquidators: accounts with collateral in the pool that take positions over at the mark.
     adl: the ADL executor; None logs bankrupt accounts as "ADL pending".
+    auctions: the auction step (backstop/keeper/auctions.py's AuctionDesk); None skips it.
     log: receives one line per action.
     """
 
     def __init__(self, venue: Venue, keeper: str, liquidators: Sequence[str] = (), adl: AdlExecutor | None = None,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, auctions=None):
         self.venue = venue
         self.keeper = to_checksum_address(keeper)
         self.liquidators = [to_checksum_address(liquidator) for liquidator in liquidators]
         self.adl = adl
+        self.auctions = auctions
         self.log = log
 
     def run_once(self, accounts: Sequence[str], liquidation_depth: Mapping[int, int] | None = None) -> KeeperReport:
@@ -183,14 +211,14 @@ class Keeper:
         left out has none; None means unlimited."""
         venue, report = self.venue, KeeperReport()
         self._accrue_funding(report)
-        if self.adl is not None:
-            for metrics in self.adl.finish_due():
-                self._record_round(metrics, "finished at its deadline", report)
         watched = list(dict.fromkeys([*map(_checksum, accounts), venue.vault, *self.liquidators]))
         healths, marks, ratio, allowance = venue.read(watched)
-        self._clear_recovered([h for h in healths if h.bankrupt and h.value >= 0], report)
-        failing = sorted((h for h in healths if h.failing), key=lambda h: h.margin_ratio)
+        # An account in an open round waits for it: its auction, its execution or its deadline.
+        in_round = set(self._open_rounds())
+        self._clear_recovered([h for h in healths if h.bankrupt and h.value >= 0 and h.account not in in_round], report)
+        failing = sorted((h for h in healths if h.failing and h.account not in in_round), key=lambda h: h.margin_ratio)
         if not failing:
+            self._auctions_and_adl(report)
             return report
         positions = venue.positions([h.account for h in failing])
 
@@ -209,9 +237,21 @@ class Keeper:
         if vault is not None and vault.value < 0:
             self._flag_vault(vault, report)
         self._backstop([h for h in to_vault if h.account != venue.vault], positions, marks, allowance, report)
-        for account, deficit in report.bankrupt.items():
-            self._adl(account, deficit, report)
+        self._auctions_and_adl(report)
         return report
+
+    def settle_auctions(self) -> KeeperReport:
+        """A pass without prices moving or anyone failing anew (the tail of a replay): volunteers
+        take from the auctions still running, rounds whose auction ended are executed; the vault
+        offers nothing new."""
+        report = KeeperReport()
+        self._accrue_funding(report)
+        self._auctions_and_adl(report, offer=False)
+        return report
+
+    def _open_rounds(self) -> list[str]:
+        open_accounts = getattr(self.adl, "open_accounts", None)
+        return list(open_accounts()) if open_accounts is not None else []
 
     # ------------------------------------------------------------ the layers
 
@@ -334,15 +374,32 @@ class Keeper:
         if health.bankrupt or self._succeeded(self.venue.act(self.keeper, "flag_bankruptcy", health.account), "flag the vault bankrupt", report):
             report.bankrupt[health.account] = -health.value
 
+    def _auctions_and_adl(self, report: KeeperReport, offer: bool = True) -> None:
+        """The auction step, then ADL: the rounds due (auction ended, or past the deadline), the
+        new bankrupt accounts' rounds, and the rounds still open reported as pending."""
+        if self.auctions is not None:
+            self.auctions.run(report, offer=offer)
+        if self.adl is not None:
+            for metrics in self.adl.finish_due():
+                self._record_round(metrics, "finished", report)
+        in_round = set(self._open_rounds())
+        for account, deficit in report.bankrupt.items():
+            if account not in in_round:
+                self._adl(account, deficit, report)
+        pending = set(report.adl_pending)
+        report.adl_pending += [account for account in self._open_rounds() if account not in pending]
+
     def _adl(self, account: str, deficit: int, report: KeeperReport) -> None:
         if self.adl is None:
             report.adl_pending.append(account)
             self.log(f"ADL pending: {account} (deficit {_dollars(deficit)})")
             return
+        if self.auctions is not None:
+            self.auctions.watch(account)
         metrics = self.adl.resolve(account)
         if metrics is None:
-            report.adl_pending.append(account)
-            self.log(f"ADL round of {account} open (deficit {_dollars(deficit)}): the book cannot resolve it; it ends at its deadline")
+            self.log(f"ADL round of {account} open (deficit {_dollars(deficit)}): its volunteer auction runs, or the book "
+                     "cannot resolve it and it ends at its deadline")
             return
         self._record_round(metrics, "resolved", report)
 

@@ -114,6 +114,7 @@ class Round:
     notional_closed: int = 0
     notional_absorbed: int = 0
     deadline: int = 0
+    auction_end: int = 0
 
 
 @dataclass
@@ -193,7 +194,7 @@ def _address_number(account: Account) -> int:
 
 
 class AdlModel:
-    """Storage names as in the contract; `hits`, `skips`, `absorptions` and `closed_rounds` are its events."""
+    """Storage names as in the contract; `hits`, `skips`, `absorptions`, `volunteer_takes` and `closed_rounds` are its events."""
 
     def __init__(self, exchange: Model, round_duration: int):
         self.exchange = exchange
@@ -205,6 +206,8 @@ class AdlModel:
         self.round_hits: dict[Account, list[Hit]] = {}
         self.absorptions: list[tuple[Account, int, int]] = []
         self.closed_rounds: list[ClosedRound] = []
+        # AdlVolunteerTake events: (account, market, size, premium, size_left, deficit).
+        self.volunteer_takes: list[tuple[Account, int, int, int, int, int]] = []
         self._set_round_duration(round_duration)
         exchange.adl = self
 
@@ -216,6 +219,7 @@ class AdlModel:
             "market_rounds": copy.deepcopy(self.market_rounds),
             "round_hits": {account: list(hits) for account, hits in self.round_hits.items()},
             "lengths": (len(self.hits), len(self.skips), len(self.absorptions), len(self.closed_rounds)),
+            "volunteer_takes": len(self.volunteer_takes),
         }
 
     def restore(self, saved: dict) -> None:
@@ -226,6 +230,7 @@ class AdlModel:
         self.round_hits = {account: list(hits) for account, hits in saved["round_hits"].items()}
         hits, skips, absorptions, closed = saved["lengths"]
         del self.hits[hits:], self.skips[skips:], self.absorptions[absorptions:], self.closed_rounds[closed:]
+        del self.volunteer_takes[saved.get("volunteer_takes", 0):]
 
     def round(self, account: Account) -> Round:
         return self.rounds.get(account, Round())
@@ -272,7 +277,10 @@ class AdlModel:
                 policy=self.policy.get(market, QUEUE_PNL_LEVERAGE), price=price, bankrupt_size=position.size, size_left=sizes[market],
             )
             exchange.set_adl_exposure(market, position.size < 0, True)
-        self.rounds[account] = Round(deficit=deficit, markets=open_mask, markets_left=open_mask, deadline=now + self.round_duration)
+        auction_end = now + exchange.liquidation.volunteer_window()
+        self.rounds[account] = Round(
+            deficit=deficit, markets=open_mask, markets_left=open_mask, deadline=auction_end + self.round_duration, auction_end=auction_end,
+        )
 
         total_loss = sum(losses.values())
         weights = losses if total_loss > 0 else sizes
@@ -288,11 +296,14 @@ class AdlModel:
             self._resolve_if_done(account, market, now)
         if open_mask == 0:
             self._close_round(account, now)
+        elif auction_end > now and self.round(account).markets_left != 0:
+            exchange.liquidation.start_volunteer_auctions(account, auction_end, now)
 
     @atomic
     def execute(self, account: Account, market: int, winners: list[Account], declaration: Declaration, now: int) -> None:
         _require(self.round(account).markets_left & (1 << market) != 0, "AdlEngine: no open round in this market")
         state = copy.copy(self.market_rounds[(account, market)])
+        _require(state.size_left == 0 or now >= self.rounds[account].auction_end, "AdlEngine: volunteer auction running")
         entries = [self._entry(winner, market, state, now) for winner in winners]
         # The order, from the back: an entry is processed only if it ranks above every later valid entry.
         best = None
@@ -370,6 +381,19 @@ class AdlModel:
             weights[market] = state.deficit_left if state.deficit_left > 0 else notional(state.size_left, state.price)
             exchange.set_adl_exposure(market, state.bankrupt_size < 0, False)
         self._finish_round(account, current, weights, True, now)
+
+    def record_volunteer_take(self, account: Account, market: int, size: int, premium: int, now: int) -> None:
+        """The LiquidationEngine's call after a volunteer took `size` for `premium` (not a transaction of its own)."""
+        state = self.market_rounds.get((account, market), MarketRound())
+        # The contract's checked subtraction (a revert without a reason), never met: a volunteer
+        # auction offers at most the size left.
+        _require(size <= state.size_left, "")
+        state.size_left -= size
+        state.deficit_left += premium
+        self.rounds[account].deficit += premium
+        self.volunteer_takes.append((account, market, size, premium, state.size_left, self.rounds[account].deficit))
+        if state.size_left == 0 and state.deficit_left == 0:
+            self._resolve_if_done(account, market, now)
 
     # ------------------------------------------------------------ views
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from backstop.report import plots
 from backstop.report.format import definitions, dollars, table
+from backstop.report.volunteers import TOTALS as AUCTION_TOTALS
+from backstop.report.volunteers import comparison_section
 from backstop.report.who_paid import who_paid_section
 from backstop.sim.policy_study import DEFINITIONS as POLICY_DEFINITIONS
 
@@ -55,7 +57,9 @@ def write_report(out_dir: Path, result: dict) -> Path:
         drawn.append(("ADL overshoot", plots.overshoot(out_dir, PLOT_FILES["adl_overshoot"], [policy])))
         drawn.append(("Haircuts per winner", plots.haircuts(out_dir, PLOT_FILES["haircuts"], [policy])))
     lines = ["# Backstop crash replay", "", scenario_line(scenario, policy["policy"] if policy else None), ""]
-    lines += ["## Totals", "", *totals_table(result["totals"]), ""]
+    lines += ["## Totals", "", auction_line(result.get("auction", {})), "", *totals_table(result["totals"]), ""]
+    if "volunteer_step" in result:
+        lines += comparison_section(result["volunteer_step"], result.get("auction", {}))
     lines += who_paid_section(result["who_paid"])
     lines += refusals_section(result["refusals"])
     if policy:
@@ -65,7 +69,7 @@ def write_report(out_dir: Path, result: dict) -> Path:
     lines += ["## Plots", ""]
     for title, file_name in drawn:
         lines += [f"### {title}", "", f"![{title}]({file_name})", ""]
-    lines += ["## Definitions", "", *definitions({label: meaning for label, meaning in TOTALS.values()}),
+    lines += ["## Definitions", "", *definitions({label: meaning for label, meaning in (*TOTALS.values(), *AUCTION_TOTALS.values())}),
               *definitions({label: "a count over the whole replay; an account counts once however often it was hit" for label in COUNTS.values()}),
               *definitions(_policy_definitions()), ""]
     report = out_dir / "report.md"
@@ -79,8 +83,14 @@ def scenario_line(scenario: dict, policy: str | None = None) -> str:
             f"{', '.join(scenario['markets'])}, vault {dollars(scenario['vault_deposit'])}" + (f"; ADL policy {policy}" if policy else "") + ".")
 
 
+def auction_line(auction: dict) -> str:
+    step = "on: ADL rounds first auction the bankrupt positions to volunteers" if auction.get("volunteers") else "off (--no-volunteers)"
+    return f"Volunteer step {step}; the keeper's unwind policy for the vault: {auction.get('unwind', 'none')}."
+
+
 def totals_table(totals: dict) -> list[str]:
     rows = [[label, dollars(totals[key])] for key, (label, _) in TOTALS.items()]
+    rows += [[label, dollars(totals[key])] for key, (label, _) in AUCTION_TOTALS.items() if key in totals]
     rows += [[label, f"{totals[key]:,}"] for key, label in COUNTS.items()]
     return table(["measure", "value"], rows)
 
@@ -139,10 +149,17 @@ def summary_lines(result: dict) -> list[str]:
         f"ADL absorbed    {dollars(totals['adl_absorbed']):>16}  by the vault",
         f"ADL closed      {dollars(totals['adl_closed']):>16}  for {totals['accounts_adl']:,} bankrupt accounts, {totals['winners_hit']:,} winners hit",
         f"deficit         {dollars(totals['deficit']):>16}",
+        f"volunteers took {dollars(totals.get('volunteer_taken', 0)):>16}  for a premium of {dollars(totals.get('volunteer_premium', 0))}"
+        + ("" if result.get("auction", {}).get("volunteers") else " (volunteer step off)"),
+        f"vault unwound   {dollars(totals.get('unwound', 0)):>16}  for {dollars(totals.get('unwind_premium', 0))};"
+        f" still open at the end {dollars(totals.get('vault_open_notional', 0))}",
         f"vault PnL       {dollars(totals['vault_pnl']):>16}" + (f"  (deficits covered {dollars(-vault['takeover_deficit'])},"
                                                                f" market moves {dollars(vault['market'])})" if vault else ""),
         f"invariants      {held} of {len(result['invariants'])} held" + (f"; failed: {', '.join(failed)}" if failed else ""),
     ]
+    for name, entry in result.get("volunteer_step", {}).get("policies", {}).items():
+        lines.append(f"{name}: force-closed {dollars(entry['without']['notional_closed'])} without volunteers, "
+                     f"{dollars(entry['with']['notional_closed'])} with (premium {dollars(entry['with']['volunteer_premium'])})")
     if policy:
         lines.append(f"{'policy':<22} {'closed/D':>9} {'Gini':>6} {'winners':>8} {'hedged':>7}")
         lines.append(f"{policy['policy'][:22]:<22} {policy['closed_over_deficit']:>8.1f}x {policy['gini']:>6.2f}"

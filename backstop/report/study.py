@@ -11,6 +11,7 @@ from backstop.model.adl import is_queue, POLICY_BY_NAME
 from backstop.report import plots
 from backstop.report.crash import policy_cell, policy_table
 from backstop.report.format import definitions, dollars, exact_dollars, table
+from backstop.report.volunteers import comparison_section
 from backstop.report.who_paid import ROW_NAMES, ROW_ORDER
 from backstop.sim.policy_study import DEFINITIONS
 
@@ -59,6 +60,7 @@ def write_study_report(out_dir: Path, study: dict, agreement: list[str] | None) 
               "### Who paid, per policy: PnL per kind of account", "",
               "Exact to the collateral unit; each column sums to zero (the layers behind each cell: result.json, "
               "`reference.<policy>.who_paid`).", "", *who_paid_by_policy(reference), ""]
+    lines += comparison_section(study.get("volunteer_step", {}), study.get("auction", {}))
     lines += ["## Vault size", "", *vault_sweep_table(study["vault_sweep"]), ""]
     lines += ["## Plots", ""]
     for title, file_name in drawn:
@@ -76,8 +78,11 @@ def write_study_report(out_dir: Path, study: dict, agreement: list[str] | None) 
 def study_line(study: dict) -> str:
     seeds = study["seeds"]
     listed = ", ".join(map(str, seeds)) if len(seeds) <= 8 else f"{seeds[0]}–{seeds[-1]}"
+    auction = study.get("auction", {})
+    step = "on" if auction.get("volunteers", True) else "off (--no-volunteers)"
     return (f"Crowd: {study['traders']:,} traders, {study['steps']} blocks after a run-up; seeds {listed} ({len(seeds)}); "
-            f"policies {', '.join(study['policies'])}; {study['replays']} model replays, all invariants "
+            f"policies {', '.join(study['policies'])}; volunteer step {step}, vault unwind policy {auction.get('unwind', 'profit')}; "
+            f"{study['replays']} model replays, all invariants "
             + ("held." if study["invariants_held"] else "**NOT** held: see result.json."))
 
 

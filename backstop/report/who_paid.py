@@ -18,6 +18,7 @@ HEADERS = {
     "takeover_deficit": "takeover: deficit",
     "adl_haircut": "ADL haircut",
     "adl_residual": "ADL residual",
+    "auction_premium": "auction premium",
 }
 ROW_NAMES = {
     "crowded_long": "crowded longs",

@@ -6,6 +6,7 @@ the insurance vault), or it stays in the pool as rounding dust. For each account
 
     PnL = value at the end - collateral put in
         = market + discount + penalty + takeover collateral + takeover deficit + ADL haircut + ADL residual
+      + auction premium
 
 where every term but `market` is a transfer the waterfall's events record (it leaves one account and
 enters another, so each such column sums to zero over all accounts), and `market` is the rest: what
@@ -30,6 +31,8 @@ COLUMNS = {
     "takeover_deficit": "negative value of an account the vault took over, covered by the vault",
     "adl_haircut": "profit a winner gave up in an ADL round, paid to the bankrupt account (which it brings to zero)",
     "adl_residual": "what an ADL round moved between the bankrupt account and the vault after the haircuts (funding and rounding: a few units)",
+    "auction_premium": "what a taker gained against the mark in an auction (issue 15): paid by a bankrupt account in its round's "
+                       "volunteer auction (the winners pay it back through their haircuts), or by the vault in its unwind",
 }
 POOL = "pool"
 VAULT = "insurance_vault"
@@ -69,6 +72,13 @@ def record_adl_rounds(ledger: Ledger, rounds: Iterable[dict], vault: str) -> Non
         for winner, haircut in round_["haircut_by_winner"].items():
             ledger.move("adl_haircut", winner, round_["account"], haircut)
         ledger.move("adl_residual", round_["account"], vault, round_["residual"])
+
+
+def record_auction_takes(ledger: Ledger, takes: Iterable) -> None:
+    """Every auction take (backstop/keeper/auctions.py AuctionTake): its premium, from the
+    auctioned account to the taker."""
+    for take in takes:
+        ledger.move("auction_premium", take.account, take.taker, take.premium)
 
 
 def who_paid(ledger: Ledger, kind_of: dict[str, str]) -> dict:

@@ -26,6 +26,7 @@ from eth_utils import to_checksum_address
 from backstop.chain.deployment import MarketConfig
 from backstop.chain.fast_chain import FastChain
 from backstop.chain.trading import ONE_YEAR, OrderSigner
+from backstop.keeper.auctions import AuctionDesk
 from backstop.keeper.chain_venue import ChainVenue, send_in_blocks
 from backstop.keeper.waterfall import AdlExecutor, Keeper
 from backstop.sim.replay import FinalState, Progress, Replay, price_updates
@@ -43,7 +44,8 @@ FUNDING_GAS = 1_000_000
 
 def replay_on_chain(chain: FastChain, deployment: dict, scenario: Scenario, keeper_address: str,
                     progress: Progress | None = None, adl: AdlExecutor | None = None,
-                    log: Callable[[str], None] | None = None, keeper_acts: bool = True, step_pause: float = 0.0) -> dict:
+                    log: Callable[[str], None] | None = None, keeper_acts: bool = True, step_pause: float = 0.0,
+                    volunteers: bool = True, unwind: str = "profit") -> dict:
     """Replays `scenario` on the deployment (the dict of deployments/<network>.json) and returns the
     figures of `Replay.result`, with the invariants checked on chain after the last step.
 
@@ -52,9 +54,11 @@ def replay_on_chain(chain: FastChain, deployment: dict, scenario: Scenario, keep
     The scenario's markets are listed, re-margined and re-priced on chain as needed.
     `progress(step, total, message)` is called once per price step; `log` gets the keeper's line
     per action. `keeper_acts` False leaves the waterfall to a keeper beside the replay, which
-    `step_pause` seconds after each step give time to act.
+    `step_pause` seconds after each step give time to act. `volunteers`: whether ADL rounds open
+    with a volunteer auction (set on chain by the owner); `unwind`: the keeper's unwind policy for
+    the vault (backstop/keeper/auctions.py).
     """
-    replay = ChainReplay(chain, deployment, scenario, keeper_address, adl, log or (lambda line: None))
+    replay = ChainReplay(chain, deployment, scenario, keeper_address, adl, log or (lambda line: None), volunteers, unwind)
     replay.keeper_acts, replay.step_pause = keeper_acts, step_pause
     return replay.run(progress)
 
@@ -63,8 +67,8 @@ class ChainReplay(Replay):
     """`Replay` on the deployed contracts."""
 
     def __init__(self, chain: FastChain, deployment: dict, scenario: Scenario, keeper: str,
-                 adl: AdlExecutor | None, log: Callable[[str], None]):
-        super().__init__(scenario, log)
+                 adl: AdlExecutor | None, log: Callable[[str], None], volunteers: bool = True, unwind: str = "profit"):
+        super().__init__(scenario, log, volunteers, unwind)
         self.chain = chain
         self.c = {name: chain.contract(entry["address"], entry["abi"]) for name, entry in deployment["contracts"].items()}
         self.keeper_address = to_checksum_address(keeper)
@@ -101,10 +105,17 @@ class ChainReplay(Replay):
                 txs.append((self.owner, oracle.initialize_feed.call(market_id, market.price, market.price)))
                 txs.append((self.owner, configurator.list_market.call(config.params())))
                 txs.append((self.owner, vault.set_max_position.call(market_id, config.vault_max_position)))
+        # The volunteer step as the replay asks (the owner's switch in the auction parameters).
+        liquidation = self.c["liquidation"]
+        params = chain.read([liquidation.auction_premium.call(), liquidation.auction_ramp.call(), liquidation.auction_duration.call(),
+                             liquidation.auction_min_notional.call(), liquidation.volunteer_auctions.call()])
+        if params[4] != self.volunteer_step:
+            txs.append((self.owner, liquidation.set_auction_params.call(*params[:4], self.volunteer_step)))
         self._send_all(txs, FUNDING_GAS, "market set-up")
         self.push_prices([market.price for market in self.scenario.markets])
         self.venue = ChainVenue(chain, self.deployment)
-        self.keeper = Keeper(self.venue, self.keeper_address, self.liquidators, adl=self.adl, log=self.log)
+        desk = AuctionDesk(self.venue, self.keeper_address, self.volunteers, self.unwind, log=self.log)
+        self.keeper = Keeper(self.venue, self.keeper_address, self.liquidators, adl=self.adl, log=self.log, auctions=desk)
 
     def fund_accounts(self) -> None:
         """Gas money and collateral for every trader; the vault's deposit from its depositor."""

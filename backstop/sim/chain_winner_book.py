@@ -11,7 +11,8 @@ account per round. `BookedChainAdlExecutor` gives the same winner states from `C
 - an account's value and bankrupt flag are read once and kept until a log names the account (a
   position update, a pool balance move, a flag change: every way the contracts change an account
   names it in an indexed topic), and all of them are dropped when a price moves, funding accrues,
-  a market's parameters change or the block time moves (funding accrues with time).
+  a loss is spread over a side (its loss index), a market's parameters change or the block time
+  moves (funding accrues with time).
 
 tests/test_chain_winner_book.py replays a crash with the book and checks every call against the
 executor's own `winner_states`.
@@ -31,8 +32,11 @@ from backstop.model.protocol import notional
 LOG_BLOCKS = 2_000
 # Views per multicall when values are read again.
 READ_CHUNK = 2_000
-# Logs that move every account's value at once.
-_EVERY_VALUE = {("oracle", "PriceUpdate"), ("clearinghouse", "FundingAccrued"), ("clearinghouse", "UpdateMarket")}
+# Logs that move every account's value at once (LossSocialised: a side's loss index rose, which
+# moves the value of every position on that side; a volunteer auction's round spreads the market's
+# move that way when it closes).
+_EVERY_VALUE = {("oracle", "PriceUpdate"), ("clearinghouse", "FundingAccrued"), ("clearinghouse", "UpdateMarket"),
+                ("clearinghouse", "LossSocialised")}
 
 
 class ChainBook:

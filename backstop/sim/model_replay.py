@@ -8,10 +8,12 @@ backstop/sim/sweep.py.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Sequence
 
 from backstop.chain.deployment import ProtocolConfig
 from backstop.keeper.adl_executor import ModelAdlExecutor
+from backstop.keeper.auctions import AuctionDesk
 from backstop.keeper.model_venue import VAULT, ModelVenue, build_model
 from backstop.keeper.waterfall import Keeper, remember_checksummed
 from backstop.model.protocol import Order
@@ -24,18 +26,22 @@ ONE_YEAR = 365 * 24 * 3600
 
 
 def replay_on_model(scenario: Scenario, policy: int, config: ProtocolConfig = ProtocolConfig(),
-                    progress: Progress | None = None, log: Callable[[str], None] | None = None) -> dict:
+                    progress: Progress | None = None, log: Callable[[str], None] | None = None,
+                    volunteers: bool = True, unwind: str = "profit") -> dict:
     """Replays `scenario` on the model with every market on ADL `policy`; the figures of
-    `Replay.result`."""
-    return ModelReplay(scenario, policy, config, log or (lambda line: None)).run(progress)
+    `Replay.result`. `volunteers`: whether ADL rounds open with a volunteer auction (whatever
+    `config.volunteer_auctions` says); `unwind`: the keeper's unwind policy for the vault
+    (backstop/keeper/auctions.py)."""
+    return ModelReplay(scenario, policy, config, log or (lambda line: None), volunteers, unwind).run(progress)
 
 
 class ModelReplay(Replay):
     """`Replay` on the reference model."""
 
-    def __init__(self, scenario: Scenario, policy: int, config: ProtocolConfig, log: Callable[[str], None]):
-        super().__init__(scenario, log)
-        self.policy, self.config = policy, config
+    def __init__(self, scenario: Scenario, policy: int, config: ProtocolConfig, log: Callable[[str], None],
+                 volunteers: bool = True, unwind: str = "profit"):
+        super().__init__(scenario, log, volunteers, unwind)
+        self.policy, self.config = policy, replace(config, volunteer_auctions=volunteers)
         self.vault_address = VAULT
         self.now = START
         self.walk_start = START
@@ -49,7 +55,8 @@ class ModelReplay(Replay):
         self.venue = ModelVenue(self.model, self.vault, self.clock)
         adl = ModelAdlExecutor(self.engine, self.clock)
         remember_checksummed(self.traders)  # scenario_keys checksummed them
-        self.keeper = Keeper(self.venue, KEEPER, self.liquidators, adl=adl, log=self.log)
+        desk = AuctionDesk(self.venue, KEEPER, self.volunteers, self.unwind, log=self.log)
+        self.keeper = Keeper(self.venue, KEEPER, self.liquidators, adl=adl, log=self.log, auctions=desk)
 
     def fund_accounts(self) -> None:
         for address, trader in zip(self.traders, self.scenario.traders):

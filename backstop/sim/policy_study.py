@@ -14,10 +14,12 @@ from backstop.sim.inequality import gini, largest_share
 
 # Figures a chain run and a model run of the same scenario and policy must share exactly.
 EXACT_FIGURES = ("deficit", "haircuts", "notional_closed", "min_notional_closed", "notional_absorbed", "winners_hit", "hedged_hit",
-                 "residual_bad_debt", "vault_pnl", "who_paid")
+                 "residual_bad_debt", "vault_pnl", "who_paid", "volunteer_taken", "volunteer_premium", "socialised", "unwound",
+                 "unwind_premium", "vault_open_notional")
 # Figures summarised over seeds (mean, standard deviation, least, most).
 SEED_FIGURES = ("deficit", "notional_closed", "min_notional_closed", "notional_absorbed", "closed_over_deficit", "gini",
-                "largest_share", "winners_hit", "hedged_hit", "rounds", "vault_pnl", "vault_equity_low", "residual_bad_debt")
+                "largest_share", "winners_hit", "hedged_hit", "rounds", "vault_pnl", "vault_equity_low", "residual_bad_debt",
+                "volunteer_taken", "volunteer_premium", "socialised", "unwound", "unwind_premium", "vault_open_notional")
 # What each figure means: the reports' definitions.
 DEFINITIONS = {
     "deficit": "D: the negative value of every bankrupt account ADL resolved (the vault refused them), summed over rounds",
@@ -34,6 +36,14 @@ DEFINITIONS = {
     "vault_pnl": "the insurance vault's equity at the end of the replay minus its equity after its deposit, before the crash",
     "vault_equity_low": "the vault's lowest equity after any step of the replay",
     "residual_bad_debt": "negative value still left in any account at the end (0: every deficit was covered)",
+    "volunteer_taken": "bankrupt positions volunteers (the scenario's liquidators and market makers) took in the auctions that open ADL "
+                       "rounds, at the auction's price (notional)",
+    "volunteer_premium": "what those volunteers gained against the mark (the auction's discount); it joins D, so the winners pay it",
+    "socialised": "deficit spread over the winners' side by the loss index when rounds closed: rounding, funding, the market's move "
+                  "on what volunteers took while a round's auction ran, and the fallback's",
+    "unwound": "the vault's positions taken in its unwind auctions (notional, at the auction's price)",
+    "unwind_premium": "what the vault gave up against the mark in its unwind auctions (part of its PnL)",
+    "vault_open_notional": "the vault's positions left at the end of the replay, at the last marks",
 }
 
 
@@ -41,6 +51,7 @@ def policy_metrics(policy: int, result: dict) -> dict:
     """The figures of one policy over a whole replay (see DEFINITIONS); "haircuts_list" holds each
     paying winner's haircuts summed over all rounds (the distribution plot's data)."""
     rounds = result["adl_rounds"]
+    totals = result["totals"]
     by_winner = haircuts_by_winner(rounds)
     deficit = sum(r["deficit"] for r in rounds)
     closed = sum(r["notional_closed"] for r in rounds)
@@ -63,6 +74,12 @@ def policy_metrics(policy: int, result: dict) -> dict:
         "vault_equity_low": min(result["vault_equity"], default=result["vault_equity_start"]),
         "residual_bad_debt": result["totals"]["residual_bad_debt"],
         "who_paid": result["who_paid"],
+        "volunteer_taken": totals.get("volunteer_taken", 0),
+        "volunteer_premium": totals.get("volunteer_premium", 0),
+        "socialised": sum(r.get("socialised", 0) for r in rounds),
+        "unwound": totals.get("unwound", 0),
+        "unwind_premium": totals.get("unwind_premium", 0),
+        "vault_open_notional": totals.get("vault_open_notional", 0),
         "haircuts_list": haircuts,
     }
 

@@ -17,13 +17,21 @@ import cchecksum
 import coincurve
 import sha3
 
+from backstop.keeper.auctions import Volunteer, summarise
 from backstop.keeper.waterfall import USDC, WAD, Keeper, KeeperReport
 from backstop.model.protocol import reachable_price
-from backstop.sim.attribution import VAULT, Ledger, record_adl_rounds, record_liquidations, record_takeovers, who_paid
+from backstop.sim.attribution import VAULT, Ledger, record_adl_rounds, record_auction_takes, record_liquidations, record_takeovers, who_paid
 from backstop.sim.result_schema import crash_result
 from backstop.sim.scenario import Scenario
 
 Progress = Callable[[int, int, str], None]
+
+# The scenario's volunteers (issue 15): from which auction premium each kind takes a bankrupt
+# account's or the vault's position. Liquidators, who take positions over for a living, from 2%;
+# market makers, who mostly buy back the alts they sold, from 3%. With the default auction (5% over
+# 10 minutes) and a block a minute, liquidators take in the fifth block of an auction, market makers
+# from the seventh. Each commits half of its free margin per pass (`Volunteer.margin_use`).
+VOLUNTEER_THRESHOLDS = {"liquidator": WAD // 50, "market_maker": 3 * WAD // 100}
 
 
 def scenario_keys(seed: int, count: int, role: str = "trader") -> list[tuple[str, str]]:
@@ -63,6 +71,9 @@ class StepFigures:
     adl_closed: int
     adl_absorbed: int
     vault_equity: int
+    # notional volunteers took in ADL rounds' auctions, and of the vault's positions in its unwinds
+    volunteer_taken: int = 0
+    unwound: int = 0
 
 
 @dataclass
@@ -86,12 +97,20 @@ class Replay:
     keeper: Keeper
     vault_address: str
 
-    def __init__(self, scenario: Scenario, log: Callable[[str], None]):
+    def __init__(self, scenario: Scenario, log: Callable[[str], None], volunteers: bool = True, unwind: str = "profit"):
         self.scenario, self.log = scenario, log
         keys = scenario_keys(scenario.seed, len(scenario.traders))
         self.keys = keys
         self.traders = [address for address, _ in keys]
         self.liquidators = [a for a, trader in zip(self.traders, scenario.traders) if trader.kind == "liquidator"]
+        # Whether ADL rounds open with a volunteer auction (the deployment's `volunteer_auctions`),
+        # how the keeper unwinds the vault (backstop/keeper/auctions.py: "profit", "rebound", "targets", "all", "none"),
+        # and who takes in the auctions: the liquidators and the market makers.
+        self.volunteer_step, self.unwind = volunteers, unwind
+        self.volunteers = [
+            Volunteer(a, VOLUNTEER_THRESHOLDS[trader.kind])
+            for a, trader in zip(self.traders, scenario.traders) if trader.kind in VOLUNTEER_THRESHOLDS
+        ]
         (self.depositor, _), = scenario_keys(scenario.seed, 1, role="vault depositor")
         self.deposited = 0  # what the replay put into the pool
         self.balance_before = 0  # the pool's tokens before the replay
@@ -124,6 +143,10 @@ class Replay:
 
     def vault_equity(self) -> int:
         raise NotImplementedError
+
+    def vault_open_notional(self) -> int:
+        """Σ |size| x mark of the vault's positions now (collateral units)."""
+        return self.keeper.venue.vault_open_notional()
 
     def final_state(self) -> FinalState:
         raise NotImplementedError
@@ -166,8 +189,37 @@ class Replay:
                 adl_closed=report.adl_closed,
                 adl_absorbed=sum(round_.get("notional_absorbed", 0) for round_ in report.adl_rounds),
                 vault_equity=self.vault_equity(),
+                volunteer_taken=report.volunteer_taken,
+                unwound=report.unwound,
             ))
             progress(index + 1, total, f"t={step.time}s {report.line()}")
+        self.settle_auctions()
+
+    def settle_auctions(self) -> None:
+        """After the path, at its last prices: the keeper goes on, a block a minute (the path's
+        spacing), until every volunteer auction still running has ended and its round has been
+        executed, so that each round opened late is resolved like the others. What these blocks
+        do counts in the last step."""
+        path = self.scenario.path
+        auctioning = getattr(self.keeper.adl, "auctioning", None)
+        if not auctioning or not path or not self.steps:
+            return
+        spacing = path[-1].time - path[-2].time if len(path) > 1 else 60
+        seconds = path[-1].time
+        last = self.steps[-1]
+        for _ in range(10_000):
+            if not auctioning:
+                break
+            seconds += spacing
+            self.advance_to(seconds)
+            self.push_prices(list(path[-1].prices))
+            report = self.keeper.settle_auctions()
+            self.reports.append(report)
+            last.adl_closed += report.adl_closed
+            last.adl_absorbed += sum(round_.get("notional_absorbed", 0) for round_ in report.adl_rounds)
+            last.volunteer_taken += report.volunteer_taken
+            last.unwound += report.unwound
+            last.vault_equity = self.vault_equity()
 
     def check_invariants(self) -> list[dict]:
         """The design's invariants over every account of the replay and the vault."""
@@ -214,11 +266,15 @@ class Replay:
         scenario, reports, state = self.scenario, self.reports, self.final_state()
         rounds = [round_ for report in reports for round_ in report.adl_rounds]
         pending = reports[-1].adl_pending if reports else []
-        deficit = sum(round_.get("deficit", 0) for round_ in rounds) + sum(reports[-1].bankrupt[a] for a in pending)
+        # An account whose round is still open at the end is pending without being in the last
+        # pass's bankrupt accounts (the keeper leaves it to its round): its deficit is the round's.
+        deficit = sum(round_.get("deficit", 0) for round_ in rounds) + sum(reports[-1].bankrupt.get(a, 0) for a in pending)
         refused: dict[str, list[str]] = {}
         for report in reports:
             for account, reason in report.refusals:
                 refused.setdefault(reason, []).append(account)
+        takes = [take for report in reports for take in report.auction_takes]
+        auctions = summarise(takes)
         return crash_result(
             scenario=scenario,
             steps=self.steps,
@@ -237,15 +293,22 @@ class Replay:
                 "accounts_adl": len({a for r in reports for a in r.bankrupt}),
                 "adl_rounds": len(rounds),
                 "winners_hit": len({winner for round_ in rounds for winner in round_["haircut_by_winner"]}),
+                "volunteer_taken": auctions["volunteer_notional"],
+                "volunteer_premium": auctions["volunteer_premium"],
+                "unwound": auctions["unwind_notional"],
+                "unwind_premium": auctions["unwind_premium"],
+                "volunteers_taking": auctions["takers"],
+                "vault_open_notional": self.vault_open_notional(),
             },
             refusals={reason: {"attempts": len(accounts), "accounts": len(set(accounts))} for reason, accounts in sorted(refused.items())},
-            who_paid=self._who_paid(state, rounds),
+            who_paid=self._who_paid(state, rounds, takes),
+            auction={"volunteers": self.volunteer_step, "unwind": self.unwind},
             adl_rounds=rounds,
             invariants=invariants,
             timings=timings,
         )
 
-    def _who_paid(self, state: FinalState, rounds: list[dict]) -> dict:
+    def _who_paid(self, state: FinalState, rounds: list[dict], takes: list) -> dict:
         """The loss attribution of backstop/sim/attribution.py over every account of the replay."""
         ledger = Ledger()
         kind_of = {address: trader.kind for address, trader in zip(self.traders, self.scenario.traders)}
@@ -259,6 +322,7 @@ class Replay:
             record_liquidations(ledger, report.liquidation_fees, self.vault_address)
             record_takeovers(ledger, report.takeovers, self.vault_address)
         record_adl_rounds(ledger, rounds, self.vault_address)
+        record_auction_takes(ledger, takes)
         return who_paid(ledger, kind_of)
 
 

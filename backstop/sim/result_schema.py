@@ -10,13 +10,21 @@ A crash result (`crash_result`, schema "backstop.crash"):
   start of the walk;
 - "layers_by_step": per step, the notional each layer handled: "liquidated" (taken by
   liquidators), "backstopped" (taken over by the vault), "adl_closed" (winners' positions
-  force-closed by ADL), "adl_absorbed" (bankrupt positions the vault absorbed inside ADL);
+  force-closed by ADL), "adl_absorbed" (bankrupt positions the vault absorbed inside ADL),
+  "volunteer_taken" (bankrupt positions volunteers took in the auctions that open ADL rounds),
+  "unwound" (the vault's positions taken in its unwind auctions);
 - "vault_equity": per step, the vault's account value after the keeper's pass (money, negative
   while under water); "vault_equity_start": after its deposit, before the crash;
-- "totals": those four notionals summed; "deficit" (negative value of the bankrupt accounts ADL
-  resolved, or that wait for it); "vault_pnl" (equity at the end minus at the start);
-  "residual_bad_debt" (negative value left in any account at the end); counts: accounts
-  liquidated, backstopped, refused by the vault, bankrupt (sent to ADL), ADL rounds, winners hit;
+- "totals": those six notionals summed; "deficit" (negative value of the bankrupt accounts ADL
+  resolved, or that wait for it, volunteers' premiums included); "vault_pnl" (equity at the end
+  minus at the start, its unwind included); "residual_bad_debt" (negative value left in any
+  account at the end); "volunteer_premium" (what volunteers gained against the mark, which the
+  winners pay through D), "unwind_premium" (what the vault gave up against the mark in its
+  unwind), "vault_open_notional" (the vault's positions at the end, at the last marks); counts:
+  accounts liquidated, backstopped, refused by the vault, bankrupt (sent to ADL), ADL rounds,
+  winners hit, volunteers that took ("volunteers_taking");
+- "auction": "volunteers" (whether ADL rounds opened with a volunteer auction), "unwind" (the
+  keeper's unwind policy for the vault, backstop/keeper/auctions.py);
 - "refusals": per reason the vault gave (the limit that refused), {"attempts", "accounts"};
 - "who_paid": the loss attribution of backstop/sim/attribution.py (money);
 - "adl_rounds": every round's metrics (backstop/keeper/adl_executor.py RoundMetrics; money);
@@ -58,7 +66,7 @@ def scenario_info(scenario: Scenario) -> dict:
 
 
 def crash_result(*, scenario: Scenario, steps: list, vault_equity_start: int, totals: dict, refusals: dict, who_paid: dict,
-                 adl_rounds: list[dict], invariants: list[dict], timings: dict) -> dict:
+                 adl_rounds: list[dict], invariants: list[dict], timings: dict, auction: dict | None = None) -> dict:
     """A crash result (see the module's docstring); `steps` are backstop/sim/replay.py StepFigures.
     The attribution's sums are checked here and reported as one more invariant."""
     unbalanced = [column for column in ("pnl", *COLUMNS) if who_paid["total"][column] != 0]
@@ -79,6 +87,7 @@ def crash_result(*, scenario: Scenario, steps: list, vault_equity_start: int, to
         "vault_equity_start": vault_equity_start,
         "totals": totals,
         "refusals": refusals,
+        "auction": auction or {"volunteers": False, "unwind": "none"},
         "who_paid": who_paid,
         "adl_rounds": adl_rounds,
         "invariants": [*invariants, balanced],

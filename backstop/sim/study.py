@@ -1,6 +1,7 @@
 """The ADL policy study on the model: every policy on many seeds of one crash, the mean and spread of
 each figure over the seeds, the whole replay of the first seed per policy (for its plots and its
-loss attribution), and a sweep of the vault's size. `study_result` is what `compare` writes to
+loss attribution), a sweep of the vault's size, and the first seed per policy with the volunteer
+step switched the other way (issue 15: what volunteers take off forced ADL, and at what premium). `study_result` is what `compare` writes to
 result.json (schema "backstop.policy-study", units as backstop/sim/result_schema.py says).
 """
 
@@ -24,29 +25,37 @@ _REFERENCE_KEYS = ("scenario", "prices", "times", "layers_by_step", "vault_equit
 
 
 def study_cases(traders: int, steps: int, seeds: Sequence[int], policies: Sequence[int],
-                vault_fractions: Sequence[float] = VAULT_FRACTIONS) -> list[Case]:
+                vault_fractions: Sequence[float] = VAULT_FRACTIONS, volunteers: bool = True, unwind: str = "profit") -> list[Case]:
     """Every policy on every seed at the default vault size, then every policy at every vault
-    size on the first seed."""
-    cases = [Case(traders, seed, policy, DEFAULT_VAULT_FRACTION, steps) for seed in seeds for policy in policies]
-    cases += [Case(traders, seeds[0], policy, fraction, steps) for fraction in vault_fractions if fraction != DEFAULT_VAULT_FRACTION
-              for policy in policies]
+    size on the first seed, then every policy on the first seed with the volunteer step the other
+    way."""
+    cases = [Case(traders, seed, policy, DEFAULT_VAULT_FRACTION, steps, volunteers, unwind) for seed in seeds for policy in policies]
+    cases += [Case(traders, seeds[0], policy, fraction, steps, volunteers, unwind) for fraction in vault_fractions
+              if fraction != DEFAULT_VAULT_FRACTION for policy in policies]
+    cases += [Case(traders, seeds[0], policy, DEFAULT_VAULT_FRACTION, steps, not volunteers, unwind) for policy in policies]
     return cases
 
 
 def run_study(traders: int, steps: int, seeds: Sequence[int], policies: Sequence[int], config: ProtocolConfig, scale: bool = True,
-              vault_fractions: Sequence[float] = VAULT_FRACTIONS, runner=None, progress: Callable | None = None) -> dict:
-    """The study's outcomes (`study_result`), replays run by `runner` (default: two processes)."""
-    cases = study_cases(traders, steps, seeds, policies, vault_fractions)
+              vault_fractions: Sequence[float] = VAULT_FRACTIONS, runner=None, progress: Callable | None = None,
+              volunteers: bool = True, unwind: str = "profit") -> dict:
+    """The study's outcomes (`study_result`), replays run by `runner` (default: two processes).
+    `volunteers` and `unwind`: the volunteer step and the keeper's unwind policy of every replay
+    but the counterparts, which switch the volunteer step the other way."""
+    cases = study_cases(traders, steps, seeds, policies, vault_fractions, volunteers, unwind)
     reference = seeds[0]
     outcomes = (runner or ProcessRunner()).run(
-        cases, config, scale, series=lambda case: case.seed == reference and case.vault_fraction == DEFAULT_VAULT_FRACTION, progress=progress,
+        cases, config, scale, series=lambda case: (case.seed == reference and case.vault_fraction == DEFAULT_VAULT_FRACTION
+                                                   and case.volunteers == volunteers), progress=progress,
     )
-    return study_result(traders, steps, seeds, policies, config, scale, vault_fractions, outcomes)
+    return study_result(traders, steps, seeds, policies, config, scale, vault_fractions, outcomes, volunteers, unwind)
 
 
 def study_result(traders: int, steps: int, seeds: Sequence[int], policies: Sequence[int], config: ProtocolConfig, scale: bool,
-                 vault_fractions: Sequence[float], outcomes: list[dict]) -> dict:
+                 vault_fractions: Sequence[float], outcomes: list[dict], volunteers: bool = True, unwind: str = "profit") -> dict:
     names = [POLICY_NAMES[policy] for policy in policies]
+    counterparts = [o for o in outcomes if o["case"].get("volunteers", True) != volunteers]
+    outcomes = [o for o in outcomes if o["case"].get("volunteers", True) == volunteers]
     default = [o for o in outcomes if o["case"]["vault_fraction"] == DEFAULT_VAULT_FRACTION]
     by_policy = {}
     for policy, name in zip(policies, names):
@@ -73,9 +82,45 @@ def study_result(traders: int, steps: int, seeds: Sequence[int], policies: Seque
         "by_policy": by_policy,
         "reference": reference,
         "vault_sweep": _vault_sweep(outcomes, policies, seeds[0], sorted({*vault_fractions, DEFAULT_VAULT_FRACTION})),
-        "invariants_held": all(o["invariants_held"] for o in outcomes),
-        "replays": len(outcomes),
-        "replay_seconds": sum(o["seconds"] for o in outcomes),
+        "auction": {"volunteers": volunteers, "unwind": unwind},
+        "volunteer_step": volunteer_step(default, counterparts, policies, seeds[0], volunteers),
+        "invariants_held": all(o["invariants_held"] for o in [*outcomes, *counterparts]),
+        "replays": len(outcomes) + len(counterparts),
+        "replay_seconds": sum(o["seconds"] for o in [*outcomes, *counterparts]),
+    }
+
+
+# What the volunteer-step comparison keeps of each replay's metrics.
+VOLUNTEER_FIGURES = ("deficit", "notional_closed", "volunteer_taken", "volunteer_premium", "socialised", "winners_hit", "vault_pnl",
+                     "unwound", "unwind_premium", "vault_open_notional")
+
+
+def volunteer_step(default: list[dict], counterparts: list[dict], policies: Sequence[int], seed: int, volunteers: bool) -> dict:
+    """Per policy, the first seed with and without the volunteer step: VOLUNTEER_FIGURES of each,
+    and what the step changed in winners' notional force-closed ("closed_drop", money, and
+    "closed_drop_share" of the force-closed without it)."""
+    runs = {(o["case"]["policy"], o["case"].get("volunteers", True)): o["metrics"]
+            for o in [*default, *counterparts] if o["case"]["seed"] == seed}
+    comparison = {}
+    for policy in policies:
+        if (policy, True) in runs and (policy, False) in runs:
+            comparison[POLICY_NAMES[policy]] = _compared(runs[(policy, True)], runs[(policy, False)])
+    return {"seed": seed, "policies": comparison}
+
+
+def volunteer_comparison(runs: dict[bool, dict], policy_name: str, seed: int) -> dict:
+    """`volunteer_step`'s shape for one policy: `runs` maps the volunteer step (on, off) to the
+    replay's metrics (backstop/sim/policy_study.py `policy_metrics`)."""
+    return {"seed": seed, "policies": {policy_name: _compared(runs[True], runs[False])}}
+
+
+def _compared(on: dict, off: dict) -> dict:
+    drop = off["notional_closed"] - on["notional_closed"]
+    return {
+        "with": {figure: on[figure] for figure in VOLUNTEER_FIGURES},
+        "without": {figure: off[figure] for figure in VOLUNTEER_FIGURES},
+        "closed_drop": drop,
+        "closed_drop_share": drop / off["notional_closed"] if off["notional_closed"] else 0.0,
     }
 
 

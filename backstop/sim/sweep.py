@@ -39,9 +39,13 @@ class Case:
     policy: int
     vault_fraction: float = DEFAULT_VAULT_FRACTION
     steps: int = 48
+    # the volunteer step (ADL rounds open with an auction) and the keeper's unwind policy (issue 15)
+    volunteers: bool = True
+    unwind: str = "profit"
 
     def label(self) -> str:
-        return f"{self.traders:,} traders, seed {self.seed}, {POLICY_NAMES.get(self.policy, self.policy)}, vault {self.vault_fraction:.0%}"
+        return (f"{self.traders:,} traders, seed {self.seed}, {POLICY_NAMES.get(self.policy, self.policy)}, vault {self.vault_fraction:.0%}"
+                + ("" if self.volunteers else ", no volunteers"))
 
 
 def case_config(config: ProtocolConfig, traders: int, vault_fraction: float, scale: bool = True) -> ProtocolConfig:
@@ -58,7 +62,8 @@ def run_case(case: Case, config: ProtocolConfig, scale: bool = True, series: boo
     """The replay of `case` on the model: {"case", "metrics"} (backstop/sim/policy_study.py
     `policy_metrics`), and with `series` the whole result of the replay under "result"."""
     scenario = generate(case.traders, case.seed, case.steps, vault_fraction=case.vault_fraction)
-    result = replay_on_model(scenario, case.policy, case_config(config, case.traders, case.vault_fraction, scale))
+    result = replay_on_model(scenario, case.policy, case_config(config, case.traders, case.vault_fraction, scale),
+                             volunteers=case.volunteers, unwind=case.unwind)
     outcome = {"case": asdict(case), "metrics": policy_metrics(case.policy, result),
                "seconds": sum(result["timings"].values()), "invariants_held": all(check["held"] for check in result["invariants"])}
     if series:
