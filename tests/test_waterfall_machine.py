@@ -24,6 +24,7 @@ after every step in `WaterfallMachine.check_waterfall` (see tests/README.md for 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -39,7 +40,7 @@ from backstop.model.adl import AdlModel, Declaration, MarketRound, Round
 from backstop.model.protocol import ModelRevert, pnl
 from backstop.model.vault import VIRTUAL_ASSETS, VIRTUAL_SHARES, Request, VaultModel
 from test_state_machine import (  # noqa: F401  (env is a fixture, found by name)
-    STATS, USDC, WAD, WALLET, ProtocolMachine, _model_from_chain, _run, action, env, market_id, rarely, replay,
+    PROFILE, RUNS, STATS, USDC, WAD, WALLET, ProtocolMachine, _model_from_chain, _run, action, env, market_id, rarely, replay,
 )
 
 KEEPER_ONLY = "keeper_roles: caller is not a keeper"
@@ -51,6 +52,11 @@ ACCOMPLICE = EthAccount.from_key(ACCOMPLICE_KEY).address
 # The setup's vault: a liquidity provider's deposit, and short waits so that a run sees claims.
 LP_DEPOSIT = 2_000_000 * USDC
 LOCKUP, DELAY, PROFIT_UNLOCK = 2 * 3600, 3600, 86_400
+# Loss caps small beside the traders' deficits (leverage 5x, 2,000 a takeover, 20,000 a day), so
+# that refused bankrupt accounts, and so ADL rounds, are common; the owner's rule changes them.
+VAULT_RISK_LIMITS = (5 * WAD, 2_000 * USDC, 20_000 * USDC)
+# Examples x steps per profile (the core machine's are in test_state_machine.RUNS).
+WATERFALL_RUNS = {"ci": {"max_examples": 30, "stateful_step_count": 150}, "deep": {"max_examples": 3_000, "stateful_step_count": 250}}
 DEPOSITORS = 4  # the liquidity provider, alice, carol, the attacker
 
 depositor = st.integers(0, DEPOSITORS - 1)
@@ -74,7 +80,7 @@ def waterfall_env(env, accounts):
     for who in (lp, e.traders[0], e.traders[2], e.attacker):
         txs.append((who, e.token.approve.call(e.vault.address, MAX_UINT)))
     txs += [(e.owner, e.vault.set_lockup.call(LOCKUP, DELAY)), (e.owner, e.vault.set_profit_unlock.call(PROFIT_UNLOCK)),
-            (lp, e.vault.deposit.call(LP_DEPOSIT, lp))]
+            (e.owner, e.vault.set_risk_limits.call(*VAULT_RISK_LIMITS)), (lp, e.vault.deposit.call(LP_DEPOSIT, lp))]
     fc.send_many(txs)
     e.depositors = [lp, e.traders[0], e.traders[2], e.attacker]
     e.static_calls = {}
@@ -164,6 +170,7 @@ class WaterfallMachine(ProtocolMachine):
         self.vault, self.engine = vault, engine
         self.lp = e.depositors[0]
         self.open_rounds: dict[str, OpenRound] = {}
+        self.watched = set(a for a, _ in self.engine.market_rounds)  # accounts whose rounds are compared
         self.closed_seen = 0  # closed rounds already checked
         self.share_price_before: Fraction | None = None
         self.share_actions_only = True  # this step did nothing but share actions (deposit, request, claim, ...)
@@ -382,6 +389,7 @@ class WaterfallMachine(ProtocolMachine):
         outcome = self.engine_act("adl: open_round", self.env.keeper, self.env.adl_engine.open_round.call(target),
                                   lambda now: self.engine.open_round(target, now))
         if outcome.ok:
+            self.watched.add(target)
             if target in self.engine.rounds:
                 self.open_rounds[target] = OpenRound(self.engine.rounds[target].deadline)
             STATS.notes["ADL rounds opened"] += 1
@@ -489,6 +497,22 @@ class WaterfallMachine(ProtocolMachine):
             if self.model.bankrupt.get(account, False) and not self.model.in_adl_round.get(account, False):
                 self._open_round(account)
         self.execute_rounds(batch_size)
+
+    @action(trader=st.integers(0, 3), depth_bp=st.integers(-8_000, -1), batch_size=st.sampled_from([1, 3, 250]), honest=st.booleans())
+    def crash_into_adl(self, trader, depth_bp, batch_size, honest):
+        """A gap aimed at one account (`drive`: its value walked to `depth_bp` / 10,000 of its
+        maintenance margin, below zero), then the keeper's pass: a takeover within the vault's loss
+        allowance, else a refusal, the flag and an ADL round, which the honest keeper executes at
+        once or leaves open for the other rules (hostile lists, trades, the deadline)."""
+        self.drive(trader, depth_bp, 10_000)
+        if honest:
+            self.keeper_pass(batch_size)
+        else:
+            for account in self.candidates():
+                h = self.health(account)
+                if self.model.open_markets.get(account, 0) and h.value < 0 and not self.model.in_adl_round.get(account, False):
+                    if self.backstop("crash: backstop", self.env.keeper, account).result:
+                        self._open_round(account)
 
     def execute_rounds(self, batch_size):
         for account in sorted(self.engine.rounds):
@@ -687,11 +711,12 @@ class WaterfallMachine(ProtocolMachine):
             calls[("round_duration",)] = a.round_duration.call()
             for x in e.accounts:
                 calls[("in_adl_round", x)] = ch.in_adl_round.call(x)
-                calls[("round", x)] = a.rounds.call(x)
-                for m in range(e.market_count):
-                    calls[("market_round", x, m)] = a.market_rounds.call(x, m)
             e.waterfall_calls = calls
-        return {**super().chain_reads(), **e.waterfall_calls}
+            e.round_calls = {x: [(("round", x), a.rounds.call(x)), *((("market_round", x, m), a.market_rounds.call(x, m)) for m in range(e.market_count))]
+                             for x in e.accounts}
+        # Rounds and their markets of every account that has been in one (the others stay zero).
+        rounds = {key: call for x in self.watched for key, call in e.round_calls[x]}
+        return {**super().chain_reads(), **e.waterfall_calls, **rounds}
 
     def expected_state(self, keys) -> dict:
         vault, engine, m, t = self.vault, self.engine, self.model, self.t
@@ -807,4 +832,7 @@ WATERFALL_KINDS = {
 
 def test_waterfall_state_machine(waterfall_env):
     """The waterfall machine under the active profile."""
-    _run(WaterfallMachine, waterfall_env)
+    runs = {**RUNS, **WATERFALL_RUNS.get(PROFILE, {})}
+    runs["max_examples"] = int(os.environ.get("BACKSTOP_SM_EXAMPLES", runs["max_examples"]))
+    runs["stateful_step_count"] = int(os.environ.get("BACKSTOP_SM_STEPS", runs["stateful_step_count"]))
+    _run(WaterfallMachine, waterfall_env, **runs)
