@@ -503,7 +503,23 @@ class WaterfallMachine(ProtocolMachine):
         """A gap aimed at one account (`drive`: its value walked to `depth_bp` / 10,000 of its
         maintenance margin, below zero), then the keeper's pass: a takeover within the vault's loss
         allowance, else a refusal, the flag and an ADL round, which the honest keeper executes at
-        once or leaves open for the other rules (hostile lists, trades, the deadline)."""
+        once or leaves open for the other rules (hostile lists, trades, the deadline). A victim
+        without a position first opens one against the other traders in parts, so that its round
+        has several winners to rank."""
+        alive = [a for a in self.actors[:-1] if not self.model.bankrupt.get(a, False)]
+        if alive and not self.model.open_markets.get(alive[trader % len(alive)], 0):
+            victim, market = alive[trader % len(alive)], trader % self.env.market_count
+            price = self.mark(market)
+            others = [a for a in alive if a != victim]
+            part = self.capacity(victim, market, price) * 90 // 100 // max(len(others), 1)
+            fills = []
+            for other in others:
+                size = max(min(part, self.capacity(other, market, price) // 2), 1)
+                buyer, seller = (victim, other) if trader % 2 == 0 else (other, victim)
+                buy, sell = self.new_order(buyer, market, size, price), self.new_order(seller, market, -size, price)
+                fills.append((buy, self.sign(buy), sell, self.sign(sell), size, price))
+            if fills:
+                self.settle("adl setup: several counterparties", fills)
         self.drive(trader, depth_bp, 10_000)
         if honest:
             self.keeper_pass(batch_size)
@@ -604,11 +620,14 @@ class WaterfallMachine(ProtocolMachine):
         else:
             STATS.notes["wash pairs under a block limit at or above maintenance (not asserted)"] += 1
 
-    @action(victim=st.integers(0, 20), assets=st.integers(1, 2_000).map(lambda x: x * 1_000 * USDC))
-    def jit_deposit(self, victim, assets):
+    @action(victim=st.integers(0, 20), assets=st.integers(1, 2_000).map(lambda x: x * 1_000 * USDC),
+            loss_while_waiting=st.booleans(), depth_bp=st.integers(-8_000, -1))
+    def jit_deposit(self, victim, assets, loss_while_waiting, depth_bp):
         """The attacker deposits just before a takeover it saw coming, then leaves as soon as it can:
         the takeover's gain is locked, so it is paid no more than its pro-rata part of the share
-        price it held through (claims pay min(value at request, value at claim))."""
+        price it held through. With `loss_while_waiting` a gap takes an account into a deficit the
+        vault covers while the request waits: the claim pays min(value at request, value at claim),
+        so the loss is shared with those who stay."""
         attacker = self.env.attacker
         if self.vault.requests.get(attacker, Request()).shares or self.vault.balance_of.get(attacker, 0):
             return
@@ -633,8 +652,14 @@ class WaterfallMachine(ProtocolMachine):
             self.refresh_prices("jit: refresh")
             if not self.vault_act("vault: requestRedeem", attacker, self.env.vault.requestRedeem.call(shares, attacker, attacker), request).ok:
                 return
+        if loss_while_waiting:
+            self.drive(victim, depth_bp, 10_000)
+            self.keeper_pass(250)
+        if attacker not in self.vault.requests:
+            return
         claimable = self.vault.requests[attacker]
-        self.pass_time(max(claimable.claimable_at - self.t - 1, 1))
+        # Fresh prices one block before the claim, the claim at exactly `claimable_at` (the edge).
+        self.pass_time(max(claimable.claimable_at - self.t - 2, 1))
         self.refresh_prices("jit: refresh")
         price_at_claim = Fraction(self.vault.total_assets(self.t + 1) + VIRTUAL_ASSETS, self.vault.total_supply + VIRTUAL_SHARES)
         claim = self.vault_act("vault: redeem", attacker, self.env.vault.redeem.call(claimable.shares, attacker, attacker),
@@ -646,11 +671,14 @@ class WaterfallMachine(ProtocolMachine):
             STATS.notes["JIT deposits claimed"] += 1
 
     @precondition(lambda self: self.engine.rounds)
-    @action(account=st.integers(0, 20), market=market_id, which=st.integers(0, 100), fraction_bp=st.integers(1, 20_000))
-    def winner_trades_before_execution(self, account, market, which, fraction_bp):
+    @action(account=st.integers(0, 20), market=market_id, which=st.integers(0, 100), fraction_bp=st.integers(1, 20_000),
+            loses_elsewhere=st.booleans(), blocks=st.integers(1, 4))
+    def winner_trades_before_execution(self, account, market, which, fraction_bp, loses_elsewhere, blocks):
         """The keeper plans; before its batch lands a planned winner closes part of its position (or
-        flips it) against the market maker; the keeper's now stale list still executes, skipping or
-        charging within what each winner has left."""
+        flips it) against the market maker, or (`loses_elsewhere`) takes a levered long in another
+        market that a gap of a few blocks then eats, so that its account is worth little beside its
+        profit; the keeper's now stale list still executes, skipping or charging within what each
+        winner has left (its profit at the round's price and what its account can lose)."""
         target = sorted(self.engine.rounds)[account % len(self.engine.rounds)]
         if not self.engine.rounds[target].markets_left & (1 << market):
             return
@@ -658,6 +686,20 @@ class WaterfallMachine(ProtocolMachine):
         if not batches or not batches[0].winners:
             return
         winner = batches[0].winners[which % len(batches[0].winners)]
+        if loses_elsewhere:
+            other = (market + 1) % self.env.market_count
+            price = self.mark(other)
+            size = self.capacity(winner, other, price) * 95 // 100
+            buy, sell = self.new_order(winner, other, size, price), self.new_order(self.maker, other, -size, price)
+            if self.settle("winner levers up elsewhere", [(buy, self.sign(buy), sell, self.sign(sell), size, price)]).ok:
+                for _ in range(blocks):
+                    index_price, mark_price = self.model.latest_prices(other)
+                    factor = WAD - self.model.max_block_move
+                    target = (max(index_price * factor // WAD, 1), max(mark_price * factor // WAD, 1))
+                    if self.model.reachable_prices(other, *target, self.t + 1) != target or not self.push_prices("gap elsewhere", [(other, *target)]).ok:
+                        break
+            self.execute("adl: execute planned before a loss elsewhere", target, market, batches[0].winners, batches[0].declaration)
+            return
         position = self.model.position(winner, market).size
         size, price = max(abs(position) * fraction_bp // 10_000, 1), self.mark(market)
         buyer, seller = (self.maker, winner) if position > 0 else (winner, self.maker)
