@@ -502,10 +502,81 @@ UNCOVERABLE_MARKET = Book(
 )
 
 
+# Books found on the model (issue 16) where each case that random books reach only by luck happens
+# for sure; `test_fixed_books__reach_their_case` proves each still does, the chain test below runs
+# each under every policy.
+# Under the Hyperliquid queue a winner's haircut is capped (its account value) and the remainder
+# spills over to the winners after it; the round still closes with Σ haircuts == D.
+CAPPED_SPILL = Book(
+    collateral=(3_522_000_000, 3_332_000_000, 3_600_000_000, 56_621_000_000, 60_756_000_000, 1_826_000_000), markets=1,
+    second_phase=(85,), crash=(80,), victim_sides=(1,), victim_use=785, victim_counterparties=3,
+    trades=((Trade(1, 1, 0, 246),), (Trade(4, 4, 0, 167), Trade(1, 2, 0, 381), Trade(4, 1, 0, 165), Trade(2, 2, 0, 901))),
+    vault_deposit=20_000_000_000, vault_max_position=(10**24,), batch_size=1,
+)
+# Under risk-aware the size is matched before the deficit: the last winners pay a haircut and
+# close nothing (haircut-only hits).
+HAIRCUT_ONLY = Book(
+    collateral=(2_204_000_000, 27_877_000_000, 32_421_000_000, 3_112_000_000, 19_216_000_000, 27_284_000_000, 1_001_000_000, 113_177_000_000),
+    markets=1, second_phase=(95,), crash=(60,), victim_sides=(1,), victim_use=701, victim_counterparties=6,
+    trades=((Trade(2, 4, 0, 68), Trade(7, 0, 0, 588), Trade(4, 5, 0, 834), Trade(6, 7, 0, 943), Trade(7, 7, 0, 803), Trade(4, 6, 0, 389),
+             Trade(7, 6, 0, 702), Trade(7, 2, 0, 123)), (Trade(3, 6, 0, 490), Trade(6, 3, 0, 173))),
+    vault_deposit=300_000_000_000, vault_max_position=(WAD,), batch_size=250,
+)
+# Under pro-rata the vault (20,000 deposited, no position limit to speak of) absorbs up to its
+# leverage limit, less than the bankrupt size; the winners close the rest.
+VAULT_AT_ITS_LEVERAGE = Book(
+    collateral=(53_052_000_000, 2_679_000_000, 82_681_000_000, 1_008_000_000), markets=1, second_phase=(100,), crash=(70,),
+    victim_sides=(1,), victim_use=743, victim_counterparties=2,
+    trades=((Trade(3, 2, 0, 50), Trade(3, 3, 0, 185), Trade(1, 3, 0, 442), Trade(3, 3, 0, 121), Trade(2, 2, 0, 400), Trade(0, 3, 0, 167),
+             Trade(2, 1, 0, 150), Trade(1, 3, 0, 621)), ()),
+    vault_deposit=20_000_000_000, vault_max_position=(10**24,), batch_size=3,
+)
+
+
+def _resolve_with_probes(book: Book, policy: int, monkeypatch) -> tuple[adl.ClosedRound, ModelExchange, bool]:
+    """The book resolved on the model under `policy`; also whether any haircut was capped (the
+    engine asked more of a queue winner than `haircut_room` allowed)."""
+    asked, capped = [0], [False]
+    queue_share, haircut_room = adl.queue_share, adl.haircut_room
+
+    def share(size_left, deficit_left, position):
+        size, haircut = queue_share(size_left, deficit_left, position)
+        asked[0] = haircut
+        return size, haircut
+
+    def room(*args):
+        allowed = haircut_room(*args)
+        capped[0] = capped[0] or allowed < asked[0]
+        return allowed
+
+    monkeypatch.setattr(adl, "queue_share", share)
+    monkeypatch.setattr(adl, "haircut_room", room)
+    exchange = ModelExchange(book)
+    victim = exchange.build()
+    assert victim is not None
+    for market in range(book.markets):
+        exchange.engine.set_policy(market, policy)
+    return check_round(exchange, victim), exchange, capped[0]
+
+
+def test_fixed_books__reach_their_case(monkeypatch):
+    closed, _, capped = _resolve_with_probes(CAPPED_SPILL, QUEUE_HYPERLIQUID, monkeypatch)
+    assert capped and not closed.fallback and closed.haircuts == closed.deficit
+    closed, _, _ = _resolve_with_probes(HAIRCUT_ONLY, RISK_AWARE, monkeypatch)
+    assert any(hit.size_closed == 0 and hit.haircut > 0 for hit in closed.hits) and closed.haircuts == closed.deficit
+    closed, exchange, _ = _resolve_with_probes(VAULT_AT_ITS_LEVERAGE, PRO_RATA, monkeypatch)
+    absorbed = sum(size for _, _, size in exchange.engine.absorptions)
+    bankrupt_size = abs(exchange.engine.market_round(closed.account, 0).bankrupt_size)
+    assert 0 < absorbed < bankrupt_size and not closed.fallback
+
+
 @pytest.mark.parametrize("policy", POLICIES, ids=[adl.POLICY_NAMES[p] for p in POLICIES])
 @settings(max_examples=CHAIN_EXAMPLES)
 @given(book=books(min_traders=4, max_traders=8, max_trades=8))
 @example(book=UNCOVERABLE_MARKET)
+@example(book=CAPPED_SPILL)
+@example(book=HAIRCUT_ONLY)
+@example(book=VAULT_AT_ITS_LEVERAGE)
 def test_execute__contract_equals_model_on_random_books(mirror, dave, keeper, stranger, policy, book):
     checkpoint = mirror.checkpoint()
     try:

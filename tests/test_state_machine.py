@@ -154,13 +154,27 @@ class TrackedModel(Model):
 
     def _trade(self, account, market, delta, price, reduce_only, adjustment=0, profit_charge=0):
         position = self.position(account, market)
-        funding = funding_payment(position.size, self.funding_index.get(market, 0), position.funding_snapshot)
+        # The loss an ADL fallback spread over the position's side settles with its funding.
+        index = self._index_for(market, position.size, self.funding_index.get(market, 0))
+        funding = funding_payment(position.size, index, position.funding_snapshot)
         before = self.balance(account)
         grew = super()._trade(account, market, delta, price, reduce_only, adjustment, profit_charge)
         self.funding_settled += funding
-        self.pnl_realized += self.balance(account) - before - funding - adjustment
+        # A fee (a negative adjustment) reaches the vault as a credit of its own, so it is left out;
+        # an ADL payment (positive) is PnL the winner's shifted entry gave up, so it counts.
+        self.pnl_realized += self.balance(account) - before - funding - min(adjustment, 0)
         self.settlements += 1
         return grew
+
+    def transfer_positions(self, account, market, price, transfers, now):
+        super().transfer_positions(account, market, price, transfers, now)
+        if sum(size for _, size, _ in transfers) == 0:  # haircuts only: paid to the account without a trade
+            self.pnl_realized += sum(payment for _, _, payment in transfers)
+
+    def socialise_loss(self, account, market, longs_pay, amount):
+        credited = super().socialise_loss(account, market, longs_pay, amount)
+        self.funding_settled += credited  # the side pays it through its loss index, as funding
+        return credited
 
     def _use_order(self, order, size, now):
         if order in self.forged_orders:
@@ -205,11 +219,14 @@ class Env:
     base_wallets: dict = field(default_factory=dict)
     static_calls: dict = field(default_factory=dict)  # the reads that do not depend on the example
     start_prices: dict = field(default_factory=dict)  # index price per market in the setup
+    vault: object = None  # the waterfall's contracts, for machines that drive them
+    adl_engine: object = None
+    extra_accounts: list = field(default_factory=list)  # accounts a machine adds (compared like the others)
 
     @property
     def accounts(self) -> list[str]:
-        """Every account whose state is compared: traders, liquidator, attacker, insurance."""
-        return [*self.traders, self.liquidator, self.attacker, self.insurance]
+        """Every account whose state is compared: traders, liquidator, attacker, insurance, extras."""
+        return [*self.traders, self.liquidator, self.attacker, self.insurance, *self.extra_accounts]
 
     def reset(self) -> None:
         self.fc.revert(self.base_snapshot)
@@ -230,7 +247,8 @@ def env(request, chain, protocol, accounts, owner, keeper, alice, bob, carol, li
         traders = [alice.address, bob.address, carol.address, accounts[8].address, accounts[9].address]
         contracts = {name: fc.contract(c.address, _abi(c)) for name, c in
                      (("token", protocol.token), ("oracle", protocol.oracle), ("pool", protocol.pool), ("ch", protocol.clearinghouse),
-                      ("configurator", protocol.configurator), ("liquidation", protocol.liquidation))}
+                      ("configurator", protocol.configurator), ("liquidation", protocol.liquidation),
+                      ("vault", protocol.vault), ("adl_engine", protocol.adl_engine))}
         ch = contracts["ch"]
         insurance, market_count = fc.read([ch.insurance_account.call(), ch.market_count.call()])
         chain_id = int(fc.request("eth_chainId"), 16)
@@ -382,6 +400,8 @@ class ProtocolMachine(RuleBasedStateMachine):
     """Core protocol: oracle, pool, clearinghouse. `env` is set by the test before running."""
 
     env: Env = None
+    # Kinds of compared values that move with the clock alone (left out of "a revert changed nothing").
+    time_dependent = ("health", "current_funding_index")
 
     def __init__(self):
         super().__init__()
@@ -1209,7 +1229,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         assert not diff, "chain != model (chain, model): " + "; ".join(f"{k}: {v}" for k, v in list(diff.items())[:8])
 
         # Invariant 8: a refused action changed nothing (the time-independent state is as before).
-        storage = {k: v for k, v in chain.items() if k[0] not in ("health", "current_funding_index")}
+        storage = {k: v for k, v in chain.items() if k[0] not in self.time_dependent}
         if self.reverted and not self.changed and self.last_storage is not None:
             changed = [k for k in storage if k in self.last_storage and storage[k] != self.last_storage[k]]
             assert not changed, f"a reverted action changed {changed[:5]}"
@@ -1236,7 +1256,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         open_positions = [(a, mk) for (a, mk), p in m.positions.items() if p.size]
         dust = m.settlements + len(open_positions) + 1
         unsettled = sum(
-            funding_payment(m.position(a, mk).size, m.current_funding_index(mk, t), m.position(a, mk).funding_snapshot)
+            funding_payment(m.position(a, mk).size, m._index_for(mk, m.position(a, mk).size, m.current_funding_index(mk, t)), m.position(a, mk).funding_snapshot)
             for a, mk in open_positions
         )
         unrealized = sum(pnl(m.position(a, mk).size, m.position(a, mk).entry_price, self.mark(mk)) for a, mk in open_positions)
@@ -1260,7 +1280,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             STATS.notes["steps with Σ positive values above the pool's holdings (a deficit open)"] += 1
         # A flagged account is frozen: its positions do not move until the flag is lifted.
         for a in e.accounts:
-            if chain[("bankrupt", a)]:
+            if chain[("bankrupt", a)] and not m.in_adl_round.get(a, False):  # an ADL round moves them on purpose
                 book = tuple(chain[("position", a, mk)] for mk in range(e.market_count))
                 assert self.frozen.setdefault(a, book) == book, f"the positions of bankrupt {a} moved"
             else:

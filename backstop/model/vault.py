@@ -385,5 +385,5 @@ class VaultModel:
         _require(sender != ZERO_ADDRESS, "erc20: transfer from the zero address")
         _require(receiver != ZERO_ADDRESS, "erc20: transfer to the zero address")
         _require(self.balance_of.get(sender, 0) >= amount, "erc20: transfer amount exceeds balance")
-        self.balance_of[sender] -= amount
+        self.balance_of[sender] = self.balance_of.get(sender, 0) - amount  # a zero transfer from an account never seen
         self.balance_of[receiver] = self.balance_of.get(receiver, 0) + amount
