@@ -164,7 +164,7 @@ class WaterfallMachine(ProtocolMachine):
         vault.exchange = self.model
         engine = AdlModel.__new__(AdlModel)
         engine.exchange = self.model
-        engine.hits, engine.skips, engine.absorptions, engine.closed_rounds = [], [], [], []
+        engine.hits, engine.skips, engine.absorptions, engine.closed_rounds, engine.volunteer_takes = [], [], [], [], []
         self.model.vault, self.model.adl = vault, engine
         self.model.restore(e.base_model)
         self.vault, self.engine = vault, engine
