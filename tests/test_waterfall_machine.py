@@ -693,7 +693,11 @@ class WaterfallMachine(ProtocolMachine):
         batches = self.plan(target, market)
         if not batches or not batches[0].winners:
             return
-        winner = batches[0].winners[which % len(batches[0].winners)]
+        # Only a winner that signs its own orders trades: the vault can be a winner too, it cannot.
+        traders = [w for w in batches[0].winners if w in self.env.keys]
+        if not traders:
+            return
+        winner = traders[which % len(traders)]
         if loses_elsewhere:
             other = (market + 1) % self.env.market_count
             price = self.mark(other)
@@ -703,8 +707,8 @@ class WaterfallMachine(ProtocolMachine):
                 for _ in range(blocks):
                     index_price, mark_price = self.model.latest_prices(other)
                     factor = WAD - self.model.max_block_move
-                    target = (max(index_price * factor // WAD, 1), max(mark_price * factor // WAD, 1))
-                    if self.model.reachable_prices(other, *target, self.t + 1) != target or not self.push_prices("gap elsewhere", [(other, *target)]).ok:
+                    gap = (max(index_price * factor // WAD, 1), max(mark_price * factor // WAD, 1))
+                    if self.model.reachable_prices(other, *gap, self.t + 1) != gap or not self.push_prices("gap elsewhere", [(other, *gap)]).ok:
                         break
             self.execute("adl: execute planned before a loss elsewhere", target, market, batches[0].winners, batches[0].declaration)
             return
