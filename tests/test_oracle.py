@@ -180,25 +180,15 @@ def test_set_prices__block_move_exactly_at_limit(oracle, keeper):
         assert oracle.latest_prices(BTC) == (new_index, new_mark)
 
 
-def test_set_prices__index_move_above_block_limit(oracle, keeper):
+@pytest.mark.parametrize("moved", ["index", "mark"])
+def test_set_prices__move_above_block_limit(oracle, keeper, moved):
     max_move = oracle.max_block_move()
-    index_price, mark_price = oracle.latest_prices(BTC)
+    prices = dict(zip(("index", "mark"), oracle.latest_prices(BTC)))
     before = oracle_state(oracle, BTC)
     for up in (True, False):
-        too_far = at_limit(index_price, max_move, up) + (1 if up else -1)
-        with ape.reverts("Oracle: index move above block limit"):
-            oracle.set_prices(BTC, too_far, mark_price, sender=keeper)
-    assert oracle_state(oracle, BTC) == before
-
-
-def test_set_prices__mark_move_above_block_limit(oracle, keeper):
-    max_move = oracle.max_block_move()
-    index_price, mark_price = oracle.latest_prices(BTC)
-    before = oracle_state(oracle, BTC)
-    for up in (True, False):
-        too_far = at_limit(mark_price, max_move, up) + (1 if up else -1)
-        with ape.reverts("Oracle: mark move above block limit"):
-            oracle.set_prices(BTC, index_price, too_far, sender=keeper)
+        too_far = {**prices, moved: at_limit(prices[moved], max_move, up) + (1 if up else -1)}
+        with ape.reverts(f"Oracle: {moved} move above block limit"):
+            oracle.set_prices(BTC, too_far["index"], too_far["mark"], sender=keeper)
     assert oracle_state(oracle, BTC) == before
 
 
