@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from backstop.model import liquidation as liquidation_model
+from backstop.model.protocol import MAX_MARKETS, MAX_MOVE_WINDOW, MAX_PRICE, MAX_TRADING_FEE
 
 WAD = 10**18
 USDC = 10**6
@@ -334,10 +335,6 @@ def load_config(path: Path | str = DEFAULT_CONFIG_PATH) -> ProtocolConfig:
 
 # What the contracts refuse, checked before anything is deployed: (file key, test, why). A field
 # the constructors or setters would revert on is named here by its key in the config file.
-MAX_MARKETS = 16  # Clearinghouse.MAX_MARKETS
-MAX_MOVE_WINDOW = 86_400  # Oracle.MAX_MOVE_WINDOW
-MAX_PRICE = 2**128 - 1  # Oracle.MAX_PRICE
-MAX_TRADING_FEE = 10**16  # MarketConfigurator.MAX_TRADING_FEE
 
 
 def config_problem(config: ProtocolConfig) -> str | None:
