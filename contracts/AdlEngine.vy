@@ -99,16 +99,17 @@ event AdlMarketResolved:
     size_closed: uint256
     notional_closed: uint256
 
-event AdlVolunteerTake:
+event AdlVolunteerTakes:
     account: indexed(address)
     market: indexed(uint256)
-    # @dev base units a volunteer took in the round's auction (LiquidationEngine.AuctionTaken)
+    # @dev base units volunteers took in the round's auction since the engine last acted in the
+    #      market (each take is a LiquidationEngine.AuctionTaken)
     size: uint256
-    # @dev its premium, now part of D
+    # @dev their premiums, now part of D
     premium: uint256
-    # @dev the size still to offset in the market after the take
+    # @dev the size still to offset in the market
     size_left: uint256
-    # @dev the round's D with the premium
+    # @dev the round's D with the premiums
     deficit: uint256
 
 event AdlRoundClosed:
@@ -376,7 +377,7 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
     """
     keeper_roles._check_keeper()
     assert self.rounds[account].markets_left & (1 << market) != 0, "AdlEngine: no open round in this market"
-    state: MarketRound = self.market_rounds[account][market]
+    state: MarketRound = self._settle_volunteer_takes(account, market)
     assert state.size_left == 0 or block.timestamp >= self.rounds[account].auction_end, "AdlEngine: volunteer auction running"
     entries: DynArray[Entry, MAX_CANDIDATES] = []
 
@@ -533,7 +534,7 @@ def finish_round(account: address):
     for market: uint256 in range(MAX_MARKETS):
         if current.markets_left & (1 << market) == 0:
             continue
-        state: MarketRound = self.market_rounds[account][market]
+        state: MarketRound = self._settle_volunteer_takes(account, market)
         mark: uint256 = adl_candidates._latest_mark(market)
         size: int256 = (staticcall adl_candidates.clearinghouse.positions(account, market)).size
         if size != 0 and account != vault:
@@ -553,38 +554,8 @@ def finish_round(account: address):
         weights[market] = state.deficit_left if state.deficit_left > 0 else margin_math.notional(convert(state.size_left, int256), state.price)
         total_weight += weights[market]
         extcall adl_candidates.clearinghouse.set_adl_exposure(market, state.bankrupt_size < 0, False)
+    current.deficit = self.rounds[account].deficit
     self._finish_round(account, current, weights, total_weight, True)
-
-
-@external
-def record_volunteer_take(account: address, market: uint256, size: uint256, premium: uint256):
-    """
-    @notice A volunteer took `size` of the bankrupt position in the auction that opens the round,
-            for `premium` below the value at the mark: the size left to offset shrinks by it, and
-            the premium joins the deficit the round charges by its policy (what is left to charge
-            in the market, and D; `deficit_share` stays the market's share of D at the opening),
-            so the winners pay the volunteers instead of being force-closed.
-    @dev The LiquidationEngine only, after it moved the position. The take's price moved with
-         the mark since the round opened; that move, like funding while the round runs, is in
-         the account's value when the round closes and is settled then (spread over the
-         winners' side if negative, to the vault if positive).
-    @param account The bankrupt account.
-    @param market The market.
-    @param size Base units taken.
-    @param premium The volunteer's gain against the mark (collateral units).
-    """
-    assert msg.sender == staticcall adl_candidates.clearinghouse.liquidation_engine(), "AdlEngine: caller is not the liquidation engine"
-    # Checked arithmetic, never met: a volunteer auction offers at most the size left (its lot
-    # and the size left start equal and shrink together; no close runs before the auction ends).
-    size_left: uint256 = self.market_rounds[account][market].size_left - size
-    deficit_left: uint256 = self.market_rounds[account][market].deficit_left + premium
-    self.market_rounds[account][market].size_left = size_left
-    self.market_rounds[account][market].deficit_left = deficit_left
-    deficit: uint256 = self.rounds[account].deficit + premium
-    self.rounds[account].deficit = deficit
-    log AdlVolunteerTake(account=account, market=market, size=size, premium=premium, size_left=size_left, deficit=deficit)
-    if size_left == 0 and deficit_left == 0:
-        self._resolve_if_done(account, market)
 
 
 # ---------------------------------------------------------------- internals: rounds
@@ -608,6 +579,30 @@ def _absorb(account: address, market: uint256):
     self.market_rounds[account][market].size_absorbed = size
     self.rounds[account].notional_absorbed += margin_math.notional(convert(size, int256), state.price)
     log VaultAbsorption(account=account, vault=vault, market=market, size=size, price=state.price)
+
+
+@internal
+def _settle_volunteer_takes(account: address, market: uint256) -> MarketRound:
+    """
+    @dev The round in `market` with the volunteer takes since the engine last acted there: a take
+         does not call the engine (a take stays within 200,000 gas), so what is left to offset
+         is the bankrupt position itself (nothing else moves it while the round is open) and the
+         premiums are collected from the LiquidationEngine into D.
+    """
+    state: MarketRound = self.market_rounds[account][market]
+    held: uint256 = convert(abs((staticcall adl_candidates.clearinghouse.positions(account, market)).size), uint256)
+    if held >= state.size_left:
+        return state
+    auctions: IVolunteerAuctions = IVolunteerAuctions(staticcall adl_candidates.clearinghouse.liquidation_engine())
+    premium: uint256 = extcall auctions.settle_volunteer_premium(account, market)
+    log AdlVolunteerTakes(
+        account=account, market=market, size=state.size_left - held, premium=premium, size_left=held, deficit=self.rounds[account].deficit + premium
+    )
+    state.size_left = held
+    state.deficit_left += premium
+    self.market_rounds[account][market] = state
+    self.rounds[account].deficit += premium
+    return state
 
 
 @internal

@@ -3,8 +3,8 @@
 """
 @title AdlRanking
 @notice Read-only views that let anyone audit the ADL keeper: each position's ranking key under
-        its market's policy, its 1-5 ADL indicator, and how much of a position the insurance vault
-        could absorb. The AdlEngine cannot enumerate a market's accounts, so the keeper supplies
+        its market's policy, its 1-5 ADL indicator, how much of a position the insurance vault
+        could absorb, and a round's state as the engine's next `execute` will see it. The AdlEngine cannot enumerate a market's accounts, so the keeper supplies
         the winners of a round; with these views and the accounts from the clearinghouse's
         PositionUpdate events, anyone can check that it followed the policy.
 @dev Computes exactly what the AdlEngine computes (modules/adl_candidates.vy), at the latest
@@ -13,6 +13,7 @@
 
 from interfaces import IAdlPolicies
 from interfaces import IOracle
+from interfaces import IVolunteerAuctions
 from interfaces import IWaterfallClearinghouse
 from modules import adl_candidates
 
@@ -125,3 +126,24 @@ def vault_capacity(account: address, market: uint256) -> uint256:
     return min(convert(abs(size), uint256), adl_candidates._vault_capacity(vault, account, market, mark, size > 0))
 
 
+
+
+@external
+@view
+def market_round(account: address, market: uint256) -> IAdlPolicies.MarketRound:
+    """
+    @notice `account`'s ADL round in `market` as the engine's next `execute` will see it: its
+            `market_rounds` with the volunteer takes the engine has not yet settled (a take does
+            not call the engine): the size taken off `size_left`, the premiums added to
+            `deficit_left`. What a keeper plans the next batch with.
+    @param account The bankrupt account.
+    @param market The market id.
+    @return The round's state in the market (all zero when none ever opened there).
+    """
+    state: IAdlPolicies.MarketRound = staticcall engine.market_rounds(account, market)
+    held: uint256 = convert(abs((staticcall adl_candidates.clearinghouse.positions(account, market)).size), uint256)
+    if held < state.size_left and (staticcall engine.rounds(account)).markets_left & (1 << market) != 0:
+        auctions: IVolunteerAuctions = IVolunteerAuctions(staticcall adl_candidates.clearinghouse.liquidation_engine())
+        state.size_left = held
+        state.deficit_left += staticcall auctions.volunteer_premium(account, market)
+    return state

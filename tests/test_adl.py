@@ -191,14 +191,14 @@ class AdlMirror(VaultMirror):
     def _marks(self):
         engine = self.adl_model
         return (
-            len(engine.hits), len(engine.skips), len(engine.absorptions), len(engine.closed_rounds),
+            len(engine.hits), len(engine.skips), len(engine.absorptions), len(engine.closed_rounds), len(engine.volunteer_takes),
             {a: r.markets_left for a, r in engine.rounds.items()},
         )
 
     def _check_events(self, tx, account, before, opened=False):
         """The engine's events in `tx` are exactly those the model's transaction implies."""
         engine, vault = self.adl_model, self.vault_address
-        hits, skips, absorptions, closed, rounds_before = before
+        hits, skips, absorptions, closed, volunteer_takes, rounds_before = before
         at = self.engine_address
         got_hits = [(e.account, e.winner, e.market, e.size_closed, e.price, e.haircut) for e in tx.all("AdlHit", at)]
         assert got_hits == [tuple(vars(h).values()) for h in engine.hits[hits:]]
@@ -206,6 +206,8 @@ class AdlMirror(VaultMirror):
         assert got_skips == [tuple(vars(skip).values()) for skip in engine.skips[skips:]]
         got_absorbed = [(e.account, e.vault, e.market, e.size) for e in tx.all("VaultAbsorption", at)]
         assert got_absorbed == [(a, vault, m, size) for a, m, size in engine.absorptions[absorptions:]]
+        got_takes = [(e.account, e.market, e.size, e.premium, e.size_left, e.deficit) for e in tx.all("AdlVolunteerTakes", at)]
+        assert got_takes == engine.volunteer_takes[volunteer_takes:]
         if opened:
             event = tx.one("AdlRoundOpened", at)
             deficit = engine.rounds[account].deficit if account in engine.rounds else engine.closed_rounds[-1].deficit

@@ -95,7 +95,7 @@ class ModelAdlExecutor:
             # Once the auction has ended, or sold out in every market left (nothing to force-close,
             # the round may charge at once).
             state = engine.round(account)
-            sold_out = all(engine.market_round(account, m).size_left == 0 for m in _markets(state.markets_left))
+            sold_out = all(engine.settled_market_round(account, m).size_left == 0 for m in _markets(state.markets_left))
             if now >= state.auction_end or sold_out:
                 del self.auctioning[account]
                 metrics = self._execute(account, minimum)
@@ -187,7 +187,7 @@ class ChainAdlExecutor:
         for account, (minimum, hits) in list(self.auctioning.items()):
             (state,) = self.chain.read([self.engine.rounds.call(account)])
             left = _markets(state[3])  # Round.markets_left
-            sizes = self.chain.read([self.engine.market_rounds.call(account, m) for m in left])
+            sizes = self.chain.read([self.ranking.market_round.call(account, m) for m in left])
             if now < state[7] and any(market_round[3] for market_round in sizes):  # Round.auction_end, MarketRound.size_left
                 continue
             del self.auctioning[account]
@@ -239,7 +239,7 @@ class ChainAdlExecutor:
             if closed is not None:
                 break
             round_state, state, (_, mark) = chain.read(
-                [engine.rounds.call(account), engine.market_rounds.call(account, market), self.oracle.latest_prices.call(market)]
+                [engine.rounds.call(account), self.ranking.market_round.call(account, market), self.oracle.latest_prices.call(market)]
             )
             if round_state[3] & (1 << market) == 0:  # Round.markets_left
                 continue

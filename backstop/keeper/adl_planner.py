@@ -37,7 +37,8 @@ class WinnerState:
 
 @dataclass(frozen=True)
 class MarketToResolve:
-    """The round's state in one market (AdlEngine.market_rounds) and the market's latest mark."""
+    """The round's state in one market as the next `execute` sees it (AdlRanking.market_round) and
+    the market's latest mark."""
 
     policy: int
     price: int
@@ -49,7 +50,7 @@ class MarketToResolve:
 
     @classmethod
     def on_model(cls, engine: adl.AdlModel, bankrupt: Account, market: int) -> MarketToResolve:
-        state = engine.market_round(bankrupt, market)
+        state = engine.settled_market_round(bankrupt, market)
         mark = engine.exchange.latest_prices(market)[1]
         return cls(state.policy, state.price, state.bankrupt_size, state.size_left, state.deficit_left, mark)
 

@@ -9,7 +9,7 @@ a book into the winner lists the engine accepts, is backstop/keeper/adl_planner.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from backstop.model.protocol import MAX_MARKETS, NOTIONAL_SCALE, WAD, Account, Model, Position, _require, atomic, ceil_div, notional, pnl
 
@@ -206,7 +206,7 @@ class AdlModel:
         self.round_hits: dict[Account, list[Hit]] = {}
         self.absorptions: list[tuple[Account, int, int]] = []
         self.closed_rounds: list[ClosedRound] = []
-        # AdlVolunteerTake events: (account, market, size, premium, size_left, deficit).
+        # AdlVolunteerTakes events: (account, market, size, premium, size_left, deficit).
         self.volunteer_takes: list[tuple[Account, int, int, int, int, int]] = []
         self._set_round_duration(round_duration)
         exchange.adl = self
@@ -237,6 +237,14 @@ class AdlModel:
 
     def market_round(self, account: Account, market: int) -> MarketRound:
         return self.market_rounds.get((account, market), MarketRound())
+
+    def settled_market_round(self, account: Account, market: int) -> MarketRound:
+        """AdlRanking.market_round: the round in `market` as the next `execute` sees it."""
+        state = self.market_round(account, market)
+        held = abs(self.exchange.position(account, market).size)
+        if held < state.size_left and self.round(account).markets_left & (1 << market):
+            return replace(state, size_left=held, deficit_left=state.deficit_left + self.exchange.liquidation.volunteer_premium(account, market))
+        return state
 
     # ------------------------------------------------------------ owner
 
@@ -302,7 +310,7 @@ class AdlModel:
     @atomic
     def execute(self, account: Account, market: int, winners: list[Account], declaration: Declaration, now: int) -> None:
         _require(self.round(account).markets_left & (1 << market) != 0, "AdlEngine: no open round in this market")
-        state = copy.copy(self.market_rounds[(account, market)])
+        state = copy.copy(self._settle_volunteer_takes(account, market))
         _require(state.size_left == 0 or now >= self.rounds[account].auction_end, "AdlEngine: volunteer auction running")
         entries = [self._entry(winner, market, state, now) for winner in winners]
         # The order, from the back: an entry is processed only if it ranks above every later valid entry.
@@ -370,7 +378,7 @@ class AdlModel:
         vault = exchange.insurance_account
         weights = {}
         for market in _markets(current.markets_left):
-            state = self.market_rounds[(account, market)]
+            state = self._settle_volunteer_takes(account, market)
             mark = exchange.latest_prices(market)[1]
             size = exchange.position(account, market).size
             if size != 0 and account != vault:
@@ -381,19 +389,6 @@ class AdlModel:
             weights[market] = state.deficit_left if state.deficit_left > 0 else notional(state.size_left, state.price)
             exchange.set_adl_exposure(market, state.bankrupt_size < 0, False)
         self._finish_round(account, current, weights, True, now)
-
-    def record_volunteer_take(self, account: Account, market: int, size: int, premium: int, now: int) -> None:
-        """The LiquidationEngine's call after a volunteer took `size` for `premium` (not a transaction of its own)."""
-        state = self.market_rounds.get((account, market), MarketRound())
-        # The contract's checked subtraction (a revert without a reason), never met: a volunteer
-        # auction offers at most the size left.
-        _require(size <= state.size_left, "")
-        state.size_left -= size
-        state.deficit_left += premium
-        self.rounds[account].deficit += premium
-        self.volunteer_takes.append((account, market, size, premium, state.size_left, self.rounds[account].deficit))
-        if state.size_left == 0 and state.deficit_left == 0:
-            self._resolve_if_done(account, market, now)
 
     # ------------------------------------------------------------ views
 
@@ -456,6 +451,18 @@ class AdlModel:
         state.size_absorbed = size
         self.rounds[account].notional_absorbed += notional(size, state.price)
         self.absorptions.append((account, market, size))
+
+    def _settle_volunteer_takes(self, account: Account, market: int) -> MarketRound:
+        """The round in `market` with the volunteer takes since the engine last acted there."""
+        state = self.market_rounds[(account, market)]
+        held = abs(self.exchange.position(account, market).size)
+        if held < state.size_left:
+            premium = self.exchange.liquidation.settle_volunteer_premium(account, market)
+            self.rounds[account].deficit += premium
+            self.volunteer_takes.append((account, market, state.size_left - held, premium, held, self.rounds[account].deficit))
+            state.size_left = held
+            state.deficit_left += premium
+        return state
 
     def _resolve_if_done(self, account: Account, market: int, now: int) -> None:
         state = self.market_rounds[(account, market)]

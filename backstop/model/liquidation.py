@@ -9,8 +9,9 @@ restores both.
 Auctions (docs/design.md, section 4.2): a position is offered at the fresh mark and its price moves
 in the taker's favour by `auction_premium` x elapsed / `auction_ramp`, capped at `auction_premium`,
 until `auction_end`. A bankrupt account's positions are auctioned to volunteers when its ADL round
-opens (`start_volunteer_auctions`, called by `AdlModel.open_round`; each take reports its premium
-to `AdlModel.record_volunteer_take`); the vault's are offered by `start_unwind`. `auction_events`
+opens (`start_volunteer_auctions`, called by `AdlModel.open_round`; the takes' premiums wait in
+`volunteer_premiums` until the ADL engine settles them into the round when it next acts in the
+market); the vault's are offered by `start_unwind`. `auction_events`
 records the contract's auction events in order, as tuples whose first item is the event's name.
 """
 
@@ -67,6 +68,8 @@ class LiquidationModel:
         self._set_liquidation_params(discount, penalty)
         self._set_backstop_ratio(ratio)
         self.auctions: dict[tuple[Account, int], Auction] = {}
+        # premiums volunteers earned that the ADL engine has not settled (the contract stores 1 + it)
+        self.volunteer_premiums: dict[tuple[Account, int], int] = {}
         self._set_auction_params(premium, ramp, duration, min_notional, volunteers)
         # The Liquidation event's fields of the last `liquidate`, for replays that follow the model like a chain.
         self.last_liquidation: tuple[int, int, int, int] | None = None
@@ -79,13 +82,15 @@ class LiquidationModel:
     def snapshot(self) -> dict:
         saved = {name: value for name, value in vars(self).items() if name not in ("exchange", "auction_events")}
         saved["auctions"] = dict(getattr(self, "auctions", {}))
+        saved["volunteer_premiums"] = dict(getattr(self, "volunteer_premiums", {}))
         saved["auction_events"] = len(getattr(self, "auction_events", ()))
         return saved
 
     def restore(self, saved: dict) -> None:
         events = getattr(self, "auction_events", [])
-        vars(self).update({name: value for name, value in saved.items() if name not in ("auctions", "auction_events")})
+        vars(self).update({name: value for name, value in saved.items() if name not in ("auctions", "volunteer_premiums", "auction_events")})
         self.auctions = dict(saved.get("auctions", {}))
+        self.volunteer_premiums = dict(saved.get("volunteer_premiums", {}))
         del events[saved.get("auction_events", 0):]
         self.auction_events = events
 
@@ -228,7 +233,7 @@ class LiquidationModel:
         exchange.transfer_positions(account, market, price, [(taker, taken, 0)], now)
         premium = pnl(taken, price, mark)
         if auction.volunteer:
-            exchange.adl.record_volunteer_take(account, market, size, premium, now)
+            self.volunteer_premiums[(account, market)] += premium
         else:
             _require(exchange.account_value(account, now) >= 0, "LiquidationEngine: take would bankrupt the account")
         health = exchange.account_health(taker, now, fresh=True)
@@ -246,6 +251,15 @@ class LiquidationModel:
         for market in range(MAX_MARKETS):
             if exchange.open_markets.get(account, 0) & (1 << market):
                 self._start(account, market, exchange.position(account, market).size, end, True, now)
+
+    def settle_volunteer_premium(self, account: Account, market: int) -> int:
+        """The AdlEngine's call when it acts in a market of `account`'s round (not a transaction of its own)."""
+        premium = self.volunteer_premium(account, market)
+        self.volunteer_premiums[(account, market)] = 0
+        return premium
+
+    def volunteer_premium(self, account: Account, market: int) -> int:
+        return self.volunteer_premiums.get((account, market), 0)
 
     @atomic
     def start_unwind(self, caller_is_keeper: bool, market: int, size: int, controller: Account, now: int) -> int:
@@ -329,6 +343,8 @@ class LiquidationModel:
 
     def _start(self, account: Account, market: int, lot: int, end: int, volunteer: bool, now: int) -> None:
         self.auctions[(account, market)] = Auction(lot, now, end, volunteer)
+        if volunteer:
+            self.volunteer_premiums[(account, market)] = 0
         self.auction_events.append(("AuctionStarted", account, market, lot, self.exchange.fresh_prices(market, now)[1], end, volunteer))
 
     # ------------------------------------------------------------ internals
