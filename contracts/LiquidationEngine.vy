@@ -613,7 +613,7 @@ def auctions(account: address, market: uint256) -> Auction:
 def volunteer_premium(account: address, market: uint256) -> uint256:
     """
     @notice The premiums volunteers earned in `account`'s auction in `market` that its ADL round
-            has not yet added to its deficit (AdlEngine.market_round includes them).
+            has not yet added to its deficit (AdlRanking.market_round includes them).
     @param account The bankrupt account.
     @param market The market.
     @return Collateral units.

@@ -797,9 +797,11 @@ class ProtocolMachine(RuleBasedStateMachine):
         one it can be liquidated, above one it is just healthy. Then the keeper's pass. An account
         without a position first takes one at full leverage from the market maker."""
         alive = [a for a in self.actors[:-1] if not self.model.bankrupt.get(a, False)]
-        if not alive:
-            return
-        account = alive[trader % len(alive)]
+        if alive:
+            self.drive_account(alive[trader % len(alive)], trader, target_bp, size_bp)
+
+    def drive_account(self, account, trader, target_bp, size_bp):
+        """`drive` for a given account (`trader` picks the market and side of a first position)."""
         positions = [(abs(self.model.position(account, m).size) * self.mark(m), m) for m in range(self.env.market_count)]
         notional, market = max(positions)
         if not notional:

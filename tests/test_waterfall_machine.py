@@ -7,18 +7,25 @@ the insurance vault and the ADL engine, their actors and the attackers that aim 
   shares), claim them through `redeem` and `withdraw` (EIP-7540), name operators, approve and
   transfer shares; anyone's `process_report`;
 - the keeper's waterfall: `backstop` (takeovers and refusals by limit), ADL rounds opened for
-  refused bankrupt accounts and executed under each policy with honest planner lists and hostile
-  ones (stale, duplicated, out of order, incomplete, junk, a declaration that lies), rounds that
-  reach their deadline and are ended by anyone (`finish_round`); the owner switches policies, the
-  round duration and the vault's limits;
+  refused bankrupt accounts (crashes aimed at an account that first traded against every trader,
+  at staggered prices, beside a profitable position on its own side) and executed under each
+  policy with honest planner lists and hostile ones (stale, duplicated, out of order, incomplete,
+  junk, the bankrupt side's own positions, a declaration that lies), rounds that reach their
+  deadline and are ended by anyone (`finish_round`); the owner switches policies, the round
+  duration and the vault's limits;
+- auctions: the owner's schedule and the volunteer step, volunteers' takes of a round's auction
+  (in the keeper's pass the liquidator and the market maker each take a third), the vault's
+  unwinds started by the keeper or by anyone, their takes and cancels;
 - attackers: the wash pair, the just-in-time deposit around a takeover, a winner that trades
   between the keeper's planning and execution, bursts of oracle updates, donations to the vault.
 
 The reference model carries the vault (`VaultModel`) and the ADL engine (`AdlModel`), so every action
 is one transaction of the whole exchange on both sides, and after every step the vault's and the
-engine's state joins the comparison (shares, supply, requests, operators, allowances, unlock times,
+engines' state joins the comparison (shares, supply, requests, operators, allowances, unlock times,
 income locked, the day's high, limits, totalAssets, drawdown, loss allowance; rounds per account and
-per market, exposure and loss indices, policies, flags). The waterfall's invariants are checked
+per market, exposure and loss indices, policies, flags; auctions, volunteers' premiums not yet
+settled, auction parameters). Every transaction's ADL events (hits, skips with their reasons,
+settled volunteer takes, closed rounds) must equal the model's. The waterfall's invariants are checked
 after every step in `WaterfallMachine.check_waterfall` (see tests/README.md for the map).
 """
 
@@ -35,12 +42,14 @@ from coincurve import PrivateKey
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition
 
+from backstop.chain.events import EventDecoder
 from backstop.keeper.adl_planner import MarketToResolve, plan_market, winner_states
 from backstop.model.adl import AdlModel, Declaration, MarketRound, Round
-from backstop.model.protocol import ModelRevert, pnl
+from backstop.model.liquidation import offered
+from backstop.model.protocol import ZERO_ADDRESS, ModelRevert, pnl
 from backstop.model.vault import VIRTUAL_ASSETS, VIRTUAL_SHARES, Request, VaultModel
 from test_state_machine import (  # noqa: F401  (env is a fixture, found by name)
-    PROFILE, RUNS, STATS, USDC, WAD, WALLET, ProtocolMachine, _model_from_chain, _run, action, env, market_id, rarely, replay,
+    PROFILE, RUNS, STATS, USDC, WAD, WALLET, ProtocolMachine, _abi, _model_from_chain, _run, action, env, market_id, rarely, replay,
 )
 
 KEEPER_ONLY = "keeper_roles: caller is not a keeper"
@@ -66,7 +75,7 @@ offset = st.integers(0, DEPOSITORS - 1)  # 0: the caller itself
 # ================================================================ the setup
 
 @pytest.fixture(scope="module")
-def waterfall_env(env, accounts):
+def waterfall_env(env, accounts, protocol):
     """The core machine's funded setup plus: the accomplice (funded, approved), the depositors'
     approvals for the vault, the liquidity provider's deposit, short lock-up and delay; the model
     of it all (vault and ADL engine included) is read back from the chain and snapshotted."""
@@ -83,6 +92,7 @@ def waterfall_env(env, accounts):
             (e.owner, e.vault.set_risk_limits.call(*VAULT_RISK_LIMITS)), (lp, e.vault.deposit.call(LP_DEPOSIT, lp))]
     fc.send_many(txs)
     e.depositors = [lp, e.traders[0], e.traders[2], e.attacker]
+    e.adl_events = EventDecoder(e.adl_engine.address, _abi(protocol.adl_engine))
     e.static_calls = {}
     e.base_block, e.base_time = fc.block()
     wallets = [*e.accounts, lp]
@@ -149,6 +159,8 @@ class OpenRound:
     """What the harness remembers of a round while it is open (for the invariants and stale lists)."""
 
     deadline: int
+    deficit: int  # D when it opened
+    auction_events: int  # the LiquidationEngine's auction events before it opened
     plans: dict = field(default_factory=dict)  # market -> the winners of an earlier plan
 
 
@@ -198,7 +210,32 @@ class WaterfallMachine(ProtocolMachine):
     def act(self, label, sender, call, model_action):
         if not label.startswith("vault:"):
             self.share_actions_only = False
-        return super().act(label, sender, call, model_action)
+        engine = self.engine
+        before = (len(engine.hits), len(engine.skips), len(engine.volunteer_takes), len(engine.closed_rounds))
+        outcome = super().act(label, sender, call, model_action)
+        if outcome.ok:
+            self.check_adl_events(label, before)
+        return outcome
+
+    def check_adl_events(self, label, before):
+        """The ADL engine's events in the last transaction are exactly those the model's transaction
+        implies: each hit (winner, size, price, haircut), each skip with its reason, each settlement
+        of volunteer takes, each closed round's totals, in order."""
+        engine = self.engine
+        hits, skips, takes, closed = before
+        got: dict = {"AdlHit": [], "AdlSkipped": [], "AdlVolunteerTakes": [], "AdlRoundClosed": []}
+        for name, fields in self.env.adl_events.decode(self.fc.last_receipt["logs"]):
+            if name in got:
+                got[name].append(tuple(fields.values()))
+        expected = {
+            "AdlHit": [tuple(vars(hit).values()) for hit in engine.hits[hits:]],
+            "AdlSkipped": [tuple(vars(skip).values()) for skip in engine.skips[skips:]],
+            "AdlVolunteerTakes": engine.volunteer_takes[takes:],
+            "AdlRoundClosed": [(c.account, c.deficit, c.haircuts, c.notional_closed, c.notional_absorbed, c.residual, c.socialised, c.fallback)
+                               for c in engine.closed_rounds[closed:]],
+        }
+        for name in got:
+            assert got[name] == expected[name], f"{label}: the chain's {name} events differ from the model's"
 
     def pass_time(self, seconds):
         self.share_actions_only = False
@@ -386,12 +423,13 @@ class WaterfallMachine(ProtocolMachine):
         self._open_round(target)
 
     def _open_round(self, target):
+        events_before = len(self.model.liquidation.auction_events)
         outcome = self.engine_act("adl: open_round", self.env.keeper, self.env.adl_engine.open_round.call(target),
                                   lambda now: self.engine.open_round(target, now))
         if outcome.ok:
             self.watched.add(target)
             if target in self.engine.rounds:
-                self.open_rounds[target] = OpenRound(self.engine.rounds[target].deadline)
+                self.open_rounds[target] = OpenRound(self.engine.rounds[target].deadline, self.engine.rounds[target].deficit, events_before)
             STATS.notes["ADL rounds opened"] += 1
         return outcome
 
@@ -401,15 +439,19 @@ class WaterfallMachine(ProtocolMachine):
         return plan_market(MarketToResolve.on_model(self.engine, account, market), winner_states(self.model, account, market, now), batch_size)
 
     @action(account=st.integers(0, 20), market=market_id,
-            kind=st.sampled_from(["honest", "honest", "stale", "duplicated", "reversed", "incomplete", "junk", "lying"]),
+            kind=st.sampled_from(["honest", "honest", "stale", "duplicated", "reversed", "incomplete", "junk", "same_side", "lying"]),
             batch_size=st.sampled_from([1, 2, 3, 250]), pick=st.integers(0, 1_000))
     def adl_execute(self, account, market, kind, batch_size, pick):
         """The keeper executes one batch of a round in a market: the planner's first batch, or a
         hostile list built from it (a plan from an earlier step, entries duplicated, reversed, one
-        dropped, junk accounts of every kind, or a declaration below the true weights). A hostile
-        list never reverts the call; it only skips entries (the model says which)."""
+        dropped, junk accounts of every kind, positions on the bankrupt account's own side, or a
+        declaration below the true weights). A hostile list never reverts the call; it only skips
+        entries (the model says which)."""
         open_accounts = sorted(self.engine.rounds) or self.env.accounts
-        target = open_accounts[account % len(open_accounts)]
+        self.keeper_execute(open_accounts[account % len(open_accounts)], market, kind, batch_size, pick)
+
+    def keeper_execute(self, target, market, kind, batch_size, pick):
+        """`adl_execute` for a given round."""
         in_round = target in self.engine.rounds and self.engine.rounds[target].markets_left & (1 << market)
         batches = self.plan(target, market, batch_size) if in_round else []
         winners, declaration = (batches[0].winners, batches[0].declaration) if batches else ([], Declaration())
@@ -425,6 +467,11 @@ class WaterfallMachine(ProtocolMachine):
         elif kind == "junk":
             everyone = self.env.accounts
             winners = [everyone[(pick + 7 * i) % len(everyone)] for i in range(1 + pick % 6)] + winners
+        elif kind == "same_side" and in_round:
+            long_side = self.engine.market_round(target, market).bankrupt_size > 0
+            same = [a for a in self.candidates() if a != target and self.model.position(a, market).size
+                    and (self.model.position(a, market).size > 0) == long_side]
+            winners = same + winners + same[:1]
         elif kind == "lying":
             declaration = Declaration(declaration.haircut_level, declaration.close_level, declaration.haircut_weight * (pick % 100) // 100,
                                       declaration.close_weight * (pick % 100) // 100)
@@ -470,13 +517,15 @@ class WaterfallMachine(ProtocolMachine):
     @precondition(lambda self: self.engine.rounds)
     @action(extra=st.sampled_from([0, 1, 2]))
     def wait_for_deadline(self, extra):
-        """Time runs to the earliest open round's deadline; the keeper refreshes the prices one block
-        before, and anyone calls `finish_round` exactly at the deadline (refused), or one or two
-        seconds past it (it goes through)."""
-        deadline, account = min((r.deadline, a) for a, r in self.engine.rounds.items())
+        """Time runs to the earliest deadline still ahead (else the earliest); the keeper refreshes the
+        prices one block before, and anyone calls `finish_round` exactly at the deadline (refused),
+        or one or two seconds past it (it goes through)."""
+        ahead = [(r.deadline, a) for a, r in self.engine.rounds.items() if r.deadline + extra >= self.t + 2]
+        deadline, account = min(ahead or [(r.deadline, a) for a, r in self.engine.rounds.items()])
         if deadline + extra - 2 > self.t:
             self.pass_time(deadline + extra - 2 - self.t)
         self.refresh_prices()
+        STATS.notes[f"finish_round {self.t + 1 - deadline:+d} s from the deadline" if self.t + 1 - deadline <= 2 else "finish_round later"] += 1
         self.engine_act("adl: finish_round at the deadline", self.env.attacker, self.env.adl_engine.finish_round.call(account),
                         lambda now: self.engine.finish_round(account, now))
 
@@ -487,8 +536,13 @@ class WaterfallMachine(ProtocolMachine):
     def keeper_pass(self, batch_size):
         """The honest keeper's whole pass: liquidations (the core sweep), a backstop for every
         account still below maintenance, a round for every refused bankrupt account, the planner's
-        batches for every open round, and `finish_round` for every round past its deadline."""
+        batches for every open round, and `finish_round` for every round past its deadline. Before
+        the rounds, two volunteers (the liquidator, then the market maker) each take a third of
+        what each running auction offers."""
         self.sweep(10_000)
+        for account, market in self.running_auctions():
+            for volunteer in (self.env.liquidator, self.maker):
+                self.volunteer_take("waterfall: volunteer take", volunteer, account, market, 3_333, "any")
         for account in self.candidates():
             if self.model.in_adl_round.get(account, False) or not self.model.open_markets.get(account, 0):
                 continue
@@ -500,37 +554,82 @@ class WaterfallMachine(ProtocolMachine):
                 self._open_round(account)
         self.execute_rounds(batch_size)
 
-    @action(trader=st.integers(0, 3), depth_bp=st.integers(-8_000, -1), batch_size=st.sampled_from([1, 3, 250]), honest=st.booleans())
-    def crash_into_adl(self, trader, depth_bp, batch_size, honest):
+    @action(trader=st.integers(0, 3), depth_bp=st.integers(-8_000, -1), batch_size=st.sampled_from([1, 3, 250]),
+            keeper=st.sampled_from(["honest", "honest", "none", "stale", "duplicated", "reversed", "incomplete", "junk", "same_side", "lying"]),
+            stagger_bp=st.sampled_from([0, 0, 150, 400, 700]), bystander=st.booleans(), pick=st.integers(0, 1_000))
+    def crash_into_adl(self, trader, depth_bp, batch_size, keeper, stagger_bp, bystander, pick):
         """A gap aimed at one account (`drive`: its value walked to `depth_bp` / 10,000 of its
         maintenance margin, below zero), then the keeper's pass: a takeover within the vault's loss
         allowance, else a refusal, the flag and an ADL round, which the honest keeper executes at
-        once or leaves open for the other rules (hostile lists, trades, the deadline). A victim
-        without a position first opens one against the other traders in parts, so that its round
-        has several winners to rank."""
-        alive = [a for a in self.actors[:-1] if not self.model.bankrupt.get(a, False)]
-        if alive and not self.model.open_markets.get(alive[trader % len(alive)], 0):
-            victim, market = alive[trader % len(alive)], trader % self.env.market_count
-            price = self.mark(market)
-            others = [a for a in alive if a != victim]
-            part = self.capacity(victim, market, price) * 90 // 100 // max(len(others), 1)
+        once; or a hostile keeper sends one list of the kind `adl_execute` builds to each market of
+        the round at once; or the round is left open for the other rules (`none`: hostile lists,
+        trades, the deadline, auctions).
+        The victim is the accomplice while it holds nothing (else a trader): it first opens a
+        position against every trader in parts, so that its round has several winners to rank;
+        with `stagger_bp` the price moves that far against it between the parts (winners who
+        entered during the fall have little profit per unit, so their haircuts meet their caps and
+        spill over); with `bystander` one trader first takes the victim's side and the price rises
+        15% its way, so that at the round's price it holds a profitable position on the bankrupt
+        side (which no list may get charged)."""
+        victim = ACCOMPLICE
+        if self.model.open_markets.get(victim, 0) or self.model.bankrupt.get(victim, False):
+            self.drive(trader, depth_bp, 10_000)
+        else:
+            market, long = trader % self.env.market_count, trader % 2 == 0
+            if self.health(victim).value < 1_000 * USDC:
+                amount = 20_000 * USDC
+                if self.act("adl setup: deposit", victim, self.env.pool.deposit.call(amount), lambda now: self.model.deposit(victim, amount)).ok:
+                    self.deposited += amount
+                    self.wallets[victim] -= amount
+            # the traders with free margin to take the other side (a fill that fails fails its batch)
+            others = [a for a in self.actors[:-1] if not self.model.bankrupt.get(a, False)
+                      and self.health(a).value - self.health(a).initial_margin > 500 * USDC]
+            if bystander and len(others) > 1:
+                rider = others.pop()
+                price = self.mark(market)
+                size = max(self.capacity(rider, market, price) // 4, 1)
+                self.pair_with_maker("adl setup: a bystander on the victim's side", rider, market, size if long else -size, price)
+                self.move_mark("adl setup: prices", market, 1_500 if long else -1_500)
+            part = self.capacity(victim, market, self.mark(market)) * 90 // 100 // max(len(others), 1)
             fills = []
-            for other in others:
-                size = max(min(part, self.capacity(other, market, price) // 2), 1)
-                buyer, seller = (victim, other) if trader % 2 == 0 else (other, victim)
+            for i, other in enumerate(others):
+                if stagger_bp and i:
+                    if fills:
+                        self.settle("adl setup: several counterparties", fills)
+                        fills = []
+                    self.move_mark("adl setup: prices", market, -stagger_bp if long else stagger_bp)
+                    self.refresh_prices("adl setup: refresh")
+                price = self.mark(market)
+                size = max(min(part, self.capacity(victim, market, price) * 80 // 100, self.capacity(other, market, price) // 3), 1)
+                buyer, seller = (victim, other) if long else (other, victim)
                 buy, sell = self.new_order(buyer, market, size, price), self.new_order(seller, market, -size, price)
                 fills.append((buy, self.sign(buy), sell, self.sign(sell), size, price))
             if fills:
                 self.settle("adl setup: several counterparties", fills)
-        self.drive(trader, depth_bp, 10_000)
-        if honest:
+            self.drive_account(victim, trader, depth_bp, 10_000)
+        if keeper == "honest":
             self.keeper_pass(batch_size)
-        else:
-            for account in self.candidates():
-                h = self.health(account)
-                if self.model.open_markets.get(account, 0) and h.value < 0 and not self.model.in_adl_round.get(account, False):
-                    if self.backstop("crash: backstop", self.env.keeper, account).result:
-                        self._open_round(account)
+            return
+        for account in self.candidates():
+            h = self.health(account)
+            if self.model.open_markets.get(account, 0) and h.value < 0 and not self.model.in_adl_round.get(account, False):
+                if self.backstop("crash: backstop", self.env.keeper, account).result and self._open_round(account).ok and keeper != "none":
+                    for market in range(self.env.market_count):
+                        if account in self.engine.rounds and self.engine.rounds[account].markets_left & (1 << market):
+                            self.keeper_execute(account, market, keeper, batch_size, pick)
+
+    def pair_with_maker(self, label, account, market, size, price):
+        """`account` buys (`size` > 0) or sells from the market maker at `price`."""
+        buyer, seller = (account, self.maker) if size > 0 else (self.maker, account)
+        buy, sell = self.new_order(buyer, market, abs(size), price), self.new_order(seller, market, -abs(size), price)
+        return self.settle(label, [(buy, self.sign(buy), sell, self.sign(sell), abs(size), price)])
+
+    def move_mark(self, label, market, move_bp):
+        """Both prices of a market walked by `move_bp` / 10,000 (the other way if that would leave
+        the machine's price range), an update per block within the oracle's limits."""
+        index_price, mark_price = self.model.latest_prices(market)
+        move_bp = self.within_range(market, mark_price, move_bp)
+        self.walk(label, market, max(index_price * (10_000 + move_bp) // 10_000, 1), max(mark_price * (10_000 + move_bp) // 10_000, 1))
 
     def execute_rounds(self, batch_size):
         for account in sorted(self.engine.rounds):
@@ -565,6 +664,90 @@ class WaterfallMachine(ProtocolMachine):
         if outcome.ok:
             self.withdrawn += amount
             self.wallets[who] += amount
+
+    # ------------------------------------------------------------ auctions
+
+    @action(volunteers=rarely(st.just(False), st.just(True), 4), premium_bp=rarely(st.sampled_from([0, 2_001]), st.integers(1, 2_000), 15),
+            ramp=st.sampled_from([60, 300, 600]), extra=st.sampled_from([0, 300, 900]),
+            min_notional=st.sampled_from([0, 100 * USDC, 10_000 * USDC]), by_owner=rarely(st.just(False), st.just(True), 10))
+    def set_auction_params(self, volunteers, premium_bp, ramp, extra, min_notional, by_owner):
+        """The owner sets the auctions' schedule and dust rule and switches the volunteer step (rarely
+        a premium out of bounds, or a caller other than the owner: refused)."""
+        premium, duration = premium_bp * 10**14, ramp + extra
+        sender = self.env.owner if by_owner else self.env.attacker
+
+        def run(now):
+            if not by_owner:
+                raise ModelRevert(OWNER_ONLY)
+            self.model.liquidation.set_auction_params(premium, ramp, duration, min_notional, volunteers)
+
+        self.engine_act("auction: set_auction_params", sender,
+                        self.env.liquidation.set_auction_params.call(premium, ramp, duration, min_notional, volunteers), run)
+
+    def running_auctions(self) -> list[tuple[str, int]]:
+        return sorted(key for key, auction in self.model.liquidation.auctions.items() if auction.lot != 0 and auction.end > self.t + 1)
+
+    @precondition(lambda self: self.running_auctions())
+    @action(pick=st.integers(0, 100), taker=st.integers(0, 6),
+            fraction_bp=rarely(st.sampled_from([0, 10_001, 20_000]), st.sampled_from([1, 10, 100, 500, 1_000, 2_500, 5_000, 10_000]), 12),
+            wait=st.sampled_from([0, 0, 30, 120, 300, 600]), limit=st.sampled_from(["any", "any", "at_price", "tight"]))
+    def take(self, pick, taker, fraction_bp, wait, limit):
+        """A volunteer (a trader, the market maker, the liquidator, the attacker) takes part of a
+        running auction (a bankrupt account's in its ADL round, or the vault's unwind) at the price
+        reached after waiting: refused above the size offered, beyond the taker's limit, for the
+        auctioned account itself, a bankrupt taker, a taker left below initial margin, a remainder
+        below the dust rule, at a stale price, or after the end."""
+        running = self.running_auctions()
+        account, market = running[pick % len(running)]
+        if wait:
+            self.pass_time(wait)
+            self.refresh_prices()
+        self.volunteer_take("auction: take", [*self.actors, self.env.liquidator, self.env.attacker][taker], account, market, fraction_bp, limit)
+
+    def volunteer_take(self, label, who, account, market, fraction_bp, limit):
+        """`who` takes `fraction_bp` / 10,000 of what `account`'s auction in `market` offers, with a
+        limit price that takes any price, exactly the current one, or one unit short of it."""
+        liquidation = self.model.liquidation
+        auction = liquidation.auction(account, market)
+        size = offered(auction.lot, self.model.position(account, market).size) * fraction_bp // 10_000
+        try:
+            price = liquidation.auction_price(account, market, self.t + 1)
+        except ModelRevert:
+            price = self.mark(market)
+        buys = auction.lot > 0
+        limit_price = {"any": MAX_UINT if buys else 0, "at_price": price, "tight": price - 1 if buys else price + 1}[limit]
+        outcome = self.engine_act(label, who, self.env.liquidation.take.call(account, market, size, limit_price),
+                                  lambda now: liquidation.take(who, account, market, size, limit_price, now))
+        if outcome.ok:
+            STATS.notes["volunteer takes" if auction.volunteer else "unwind takes"] += 1
+
+    @precondition(lambda self: self.model.open_markets.get(self.env.insurance, 0))
+    @action(market=market_id, fraction_bp=rarely(st.sampled_from([0, 20_000]), st.integers(1, 10_000), 12),
+            by_keeper=st.booleans(), controller=st.integers(-1, DEPOSITORS - 1))
+    def start_unwind(self, market, fraction_bp, by_keeper, controller):
+        """The vault's position offered in an auction: by the keeper, any part at any time; by anyone
+        else only what is above the vault's targets or what `controller`'s claimable request needs
+        (refused within them, with no position, while an auction runs, or with the vault flagged)."""
+        held = abs(self.model.position(self.env.insurance, market).size)
+        size = held * fraction_bp // 10_000
+        who = self.env.keeper if by_keeper else self.env.attacker
+        claimant = self.depositors[controller] if controller >= 0 else ZERO_ADDRESS
+        outcome = self.engine_act("auction: start_unwind", who, self.env.liquidation.start_unwind.call(market, size, claimant),
+                                  lambda now: self.model.liquidation.start_unwind(by_keeper, market, size, claimant, now))
+        if outcome.ok:
+            STATS.notes["unwinds started"] += 1
+
+    @action(market=market_id, by_keeper=rarely(st.just(False), st.just(True), 8))
+    def cancel_unwind(self, market, by_keeper):
+        """The keeper cancels a running unwind (never a volunteer auction; refused to anyone else)."""
+
+        def run(now):
+            if not by_keeper:
+                raise ModelRevert(KEEPER_ONLY)
+            self.model.liquidation.cancel_unwind(market, now)
+
+        self.engine_act("auction: cancel_unwind", self.env.keeper if by_keeper else self.env.attacker,
+                        self.env.liquidation.cancel_unwind.call(market), run)
 
     # ------------------------------------------------------------ attackers
 
@@ -763,14 +946,22 @@ class WaterfallMachine(ProtocolMachine):
                     calls[("adl_exposure", m, side)] = ch.adl_exposure.call(m, side)
                     calls[("loss_index", m, side)] = ch.loss_index.call(m, side)
             calls[("round_duration",)] = a.round_duration.call()
+            liq = e.liquidation
+            for fn in ("auction_premium", "auction_ramp", "auction_duration", "auction_min_notional", "volunteer_auctions"):
+                calls[("auction_params", fn)] = getattr(liq, fn).call()
             for x in e.accounts:
                 calls[("in_adl_round", x)] = ch.in_adl_round.call(x)
             e.waterfall_calls = calls
             e.round_calls = {x: [(("round", x), a.rounds.call(x)), *((("market_round", x, m), a.market_rounds.call(x, m)) for m in range(e.market_count))]
                              for x in e.accounts}
-        # Rounds and their markets of every account that has been in one (the others stay zero).
+            e.auction_calls = {x: [*((("auction", x, m), e.liquidation.auctions.call(x, m)) for m in range(e.market_count)),
+                                   *((("volunteer_premium", x, m), e.liquidation.volunteer_premium.call(x, m)) for m in range(e.market_count))]
+                               for x in e.accounts}
+        # Rounds and their markets of every account that has been in one (the others stay zero),
+        # the auctions of those accounts and of the vault.
         rounds = {key: call for x in self.watched for key, call in e.round_calls[x]}
-        return {**super().chain_reads(), **e.waterfall_calls, **rounds}
+        auctions = {key: call for x in {*self.watched, e.insurance} for key, call in e.auction_calls[x]}
+        return {**super().chain_reads(), **e.waterfall_calls, **rounds, **auctions}
 
     def expected_state(self, keys) -> dict:
         vault, engine, m, t = self.vault, self.engine, self.model, self.t
@@ -814,6 +1005,12 @@ class WaterfallMachine(ProtocolMachine):
                 out[key] = tuple(vars(engine.rounds.get(key[1], Round())).values())
             elif kind == "market_round":
                 out[key] = tuple(vars(engine.market_rounds.get((key[1], key[2]), MarketRound())).values())
+            elif kind == "auction_params":
+                out[key] = getattr(m.liquidation, key[1])
+            elif kind == "auction":
+                out[key] = tuple(vars(m.liquidation.auction(key[1], key[2])).values())
+            elif kind == "volunteer_premium":
+                out[key] = m.liquidation.volunteer_premium(key[1], key[2])
         return out
 
     # ------------------------------------------------------------ the waterfall's invariants
@@ -860,10 +1057,18 @@ class WaterfallMachine(ProtocolMachine):
             assert closed.haircuts == sum(hit.haircut for hit in closed.hits)
             if not closed.fallback:
                 assert closed.haircuts == closed.deficit, f"round of {closed.account}: Σ haircuts {closed.haircuts} != D {closed.deficit}"
+            opened = self.open_rounds.get(closed.account)
+            if opened is not None:
+                # Invariant 10: a volunteer auction's premiums join its round's D, each exactly once.
+                premiums = sum(event[6] for event in m.liquidation.auction_events[opened.auction_events:]
+                               if event[0] == "AuctionTaken" and event[1] == closed.account)
+                assert closed.deficit == opened.deficit + premiums, f"round of {closed.account}: D {closed.deficit} != {opened.deficit} + premiums {premiums}"
             if closed.account != m.insurance_account:
                 assert m.open_markets.get(closed.account, 0) == 0 and not m.bankrupt.get(closed.account, False)
             self.open_rounds.pop(closed.account, None)
             STATS.notes["ADL rounds closed by the fallback" if closed.fallback else "ADL rounds closed by their policy"] += 1
+            if len({hit.winner for hit in closed.hits}) > 1:
+                STATS.notes["ADL rounds that hit several winners"] += 1
         self.closed_seen = len(engine.closed_rounds)
         # Shares: Σ balances == supply; a request's escrow is held by the vault itself.
         assert sum(vault.balance_of.values()) == vault.total_supply
@@ -880,7 +1085,8 @@ class WaterfallMachine(ProtocolMachine):
 
 WATERFALL_KINDS = {
     "vault", "vault_view", "shares", "unlock_time", "request", "claim_preview", "operator", "allowance", "max_position", "policy",
-    "adl_exposure", "loss_index", "round_duration", "in_adl_round", "round", "market_round",
+    "adl_exposure", "loss_index", "round_duration", "in_adl_round", "round", "market_round", "auction_params", "auction",
+    "volunteer_premium",
 }
 
 
