@@ -26,7 +26,7 @@ from backstop.cli.__main__ import main
 from backstop.cli.progress import PlainProgress, progress_bar
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ("crash", "compare", "sweep", "deploy", "keeper")
+COMMANDS = ("crash", "compare", "sweep", "deploy", "keeper", "scale")
 
 
 def run_cli(*args, env=None, timeout=600):
@@ -207,3 +207,16 @@ def test_a_node_that_breaks_mid_run_ends_the_command_in_its_own_sentence():
     assert result.exit_code == 1 and result.output == (
         "Error: the node at http://127.0.0.1:1 broke the connection or stopped answering, on a request of 13,000,000 bytes "
         "(BrokenPipeError: [Errno 32] Broken pipe)\n")
+
+
+def test_scale__times_each_run_against_its_budget_and_writes_a_table(tmp_path, monkeypatch):
+    """The heavy-run benchmark on two stand-in runs: one that finishes, one that fails."""
+    from backstop.cli import scale
+
+    monkeypatch.setattr(scale, "RUNS", {"fine": ("a run that finishes", ["compare", "--help"], 60),
+                                        "broken": ("a run that fails", ["compare", "--traders", "1"], 60)})
+    result = CliRunner().invoke(main, ["scale", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    runs = json.loads((tmp_path / "result.json").read_text())["runs"]
+    assert [(r["run"], r["outcome"] == "ok", r["within_budget"]) for r in runs] == [("fine", True, True), ("broken", False, False)]
+    assert (tmp_path / "report.md").read_text().count("\n| ") == 3  # the header and one row per run
