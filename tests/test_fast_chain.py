@@ -1,16 +1,18 @@
 """The raw JSON-RPC client (backstop/chain/fast_chain.py) and the event decoder (backstop/chain/events.py):
-hand-rolled encoding and decoding equal eth_abi's, batches larger than Anvil takes are split, and a
-node that breaks the connection is reported in one sentence that click will print."""
+hand-rolled encoding and decoding equal eth_abi's, batches larger than Anvil takes are split, a
+node that breaks the connection is reported in one sentence that click will print, and a private
+node leaves no state on disk behind."""
 
 import random
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
-from backstop.chain.anvil import private_chain
+from backstop.chain.anvil import PrivateAnvil, private_chain
 from backstop.chain.events import EventDecoder
 from backstop.chain.fast_chain import MAX_BATCH_BYTES, FastChain, Function, NodeConnectionError, _chunks_by_size
 
@@ -91,3 +93,17 @@ def test_a_node_that_breaks_the_connection_is_one_sentence_and_not_an_os_error()
     assert not isinstance(raised.value, OSError)
     message = str(raised.value)
     assert message.startswith(f"the node at http://127.0.0.1:{port} broke the connection") and "\n" not in message
+
+
+def test_a_private_node_leaves_no_past_states_on_disk():
+    """Anvil writes past states to disk after a few thousand blocks; a private node keeps them in a
+    folder of its own that goes when it closes (left to itself, Anvil leaves them in
+    ~/.foundry/anvil/tmp, hundreds of MB per state-machine run)."""
+    with PrivateAnvil() as node:
+        chain = FastChain(node.uri)
+        for part in range(20):
+            chain.batch([call for i in range(150) for call in (
+                ("anvil_setBalance", ["0x" + f"{part * 1_000 + i + 1:040x}", "0x1000"]), ("evm_mine", []))])
+        states = Path(node.states.name)
+        assert any(states.iterdir()), "Anvil persisted no past state: the test no longer exercises the cleanup"
+    assert not states.exists()

@@ -1,6 +1,8 @@
 """A private Anvil node: no `--steps-tracing` (ape's own node traces every transaction, which makes
-batches of fills many times slower), no gas price, a block gas limit for big batches, and a
-process that dies with ours. The crash replay, the policy study, the gas benchmark and the state
+batches of fills many times slower), no gas price, a block gas limit for big batches, a
+process that dies with ours, and the past states Anvil writes to disk kept in a folder of ours
+that goes with it (left to itself, Anvil leaves them in ~/.foundry/anvil/tmp: about 400 MB for
+each state-machine run). The crash replay, the policy study, the gas benchmark and the state
 machine all run on one of these, loaded with a copy of ape's chain (`anvil_dumpState`).
 """
 
@@ -14,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +52,8 @@ class PrivateAnvil:
         arguments += [] if dev_accounts else ["--accounts", "0"]
         arguments += ["--steps-tracing"] if steps_tracing else []
         arguments += ["--prune-history", str(recent_states)] if recent_states is not None else []
+        self.states = tempfile.TemporaryDirectory(prefix="backstop-anvil-")
+        arguments += ["--cache-path", self.states.name]
         self.process = subprocess.Popen(
             arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
         )
@@ -72,6 +77,7 @@ class PrivateAnvil:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        self.states.cleanup()
 
     def __enter__(self) -> PrivateAnvil:
         return self
