@@ -885,8 +885,7 @@ class WaterfallMachine(ProtocolMachine):
             other = (market + 1) % self.env.market_count
             price = self.mark(other)
             size = self.capacity(winner, other, price) * 95 // 100
-            buy, sell = self.new_order(winner, other, size, price), self.new_order(self.maker, other, -size, price)
-            if self.settle("winner levers up elsewhere", [(buy, self.sign(buy), sell, self.sign(sell), size, price)]).ok:
+            if self.pair_with_maker("winner levers up elsewhere", winner, other, size, price).ok:
                 for _ in range(blocks):
                     index_price, mark_price = self.model.latest_prices(other)
                     factor = WAD - self.model.max_block_move
@@ -897,9 +896,7 @@ class WaterfallMachine(ProtocolMachine):
             return
         position = self.model.position(winner, market).size
         size, price = max(abs(position) * fraction_bp // 10_000, 1), self.mark(market)
-        buyer, seller = (self.maker, winner) if position > 0 else (winner, self.maker)
-        buy, sell = self.new_order(buyer, market, size, price), self.new_order(seller, market, -size, price)
-        self.settle("winner trades", [(buy, self.sign(buy), sell, self.sign(sell), size, price)])
+        self.pair_with_maker("winner trades", winner, market, -size if position > 0 else size, price)
         self.execute("adl: execute planned before a trade", target, market, batches[0].winners, batches[0].declaration)
 
     @action(market=market_id, updates=st.integers(2, 12), share_bp=st.integers(2_000, 6_000), down=st.booleans())

@@ -44,7 +44,8 @@ def scale(names, out, force):
             try:
                 done = subprocess.run([sys.executable, "-m", "backstop.cli", *arguments, "--out", scratch],
                                       capture_output=True, text=True, timeout=3 * budget)
-                outcome = "ok" if done.returncode == 0 else f"failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}"
+                last = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+                outcome = "ok" if done.returncode == 0 else f"failed: {last[0]}"
             except subprocess.TimeoutExpired:
                 outcome = "stopped"
             seconds = time.perf_counter() - started

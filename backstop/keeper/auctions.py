@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from backstop.keeper.waterfall import NOTIONAL_SCALE, WAD, _dollars
+from backstop.model.liquidation import offered, premium_reached, price_at_premium
+from backstop.model.protocol import ZERO_ADDRESS
 
-ZERO_ADDRESS = "0x" + "00" * 20
 UNWIND_POLICIES = ("profit", "rebound", "targets", "all", "none")
 
 
@@ -123,7 +124,7 @@ class AuctionDesk:
         now = venue.now()
         premium_cap, ramp, min_notional = venue.auction_params()
         marks = venue.read([])[1]
-        reached = {(a.account, a.market): min(premium_cap * (now - a.start) // ramp, premium_cap) for a in running}
+        reached = {(a.account, a.market): premium_reached(premium_cap, ramp, a.start, now) for a in running}
         # The ADL round's auctions first (they stand between winners and a forced close), then
         # the deepest discounts.
         running.sort(key=lambda a: (not a.volunteer, -reached[(a.account, a.market)], a.account.lower(), a.market))
@@ -144,7 +145,7 @@ class AuctionDesk:
                     break
                 if volunteer.threshold > premium or volunteer.account == auction.account:
                     continue
-                price = _price(auction.lot, marks[auction.market], premium)
+                price = price_at_premium(auction.lot, marks[auction.market], premium)
                 size = self._size(volunteer, auction, offered, price, marks[auction.market], free, held, fractions, min_notional)
                 if size == 0:
                     continue
@@ -232,11 +233,8 @@ class AuctionDesk:
         return max(health.value - health.initial_margin, 0)
 
     def _offered(self, auction: RunningAuction) -> int:
-        """LiquidationEngine._offered: the lot, at most what the account still holds on that side."""
-        held = self.venue.positions([auction.account])[auction.account].get(auction.market, 0)
-        if held == 0 or (held > 0) != (auction.lot > 0):
-            return 0
-        return min(abs(auction.lot), abs(held))
+        """What the auction offers of what the account still holds (LiquidationEngine._offered)."""
+        return offered(auction.lot, self.venue.positions([auction.account])[auction.account].get(auction.market, 0))
 
     @staticmethod
     def _size(volunteer: Volunteer, auction: RunningAuction, offered: int, price: int, mark: int, free: dict, held: dict,
@@ -258,14 +256,6 @@ class AuctionDesk:
             # Leave at least the minimum (one unit more than its ceiling) or take nothing.
             size = offered - (-(-min_notional * NOTIONAL_SCALE // price) + 1)
         return max(size, 0)
-
-
-def _price(lot: int, mark: int, premium: int) -> int:
-    """LiquidationEngine._auction_price: a long lot sells at ceil(mark x (1 - premium)), a short
-    lot at floor(mark x (1 + premium))."""
-    if lot > 0:
-        return -(-mark * (WAD - premium) // WAD)
-    return mark * (WAD + premium) // WAD
 
 
 def summarise(takes: Sequence[AuctionTake]) -> dict:

@@ -17,6 +17,7 @@ from eth_utils import to_checksum_address
 from backstop.chain.events import EventDecoder
 from backstop.chain.fast_chain import Call, FastChain, RevertError
 from backstop.keeper.waterfall import Health
+from backstop.model.protocol import ZERO_ADDRESS, notional
 
 # eth_getLogs block range per request: public RPC providers refuse much larger ranges.
 LOG_BLOCK_RANGE = 10_000
@@ -113,7 +114,7 @@ class ChainVenue:
         """What anyone may offer of the vault's position in `market` (above its targets): what
         `start_unwind` from an account without the keeper role would offer, 0 if it refuses (also
         while an unwind runs there: ask only when none does)."""
-        call = self.liquidation.start_unwind.call(market, 2**255, "0x" + "00" * 20)
+        call = self.liquidation.start_unwind.call(market, 2**255, ZERO_ADDRESS)
         try:
             result = self.chain.request("eth_call", [{"from": "0x" + "00" * 19 + "01", "to": call.function.address, "data": call.data}, "latest"])
         except RevertError:
@@ -125,7 +126,7 @@ class ChainVenue:
         markets = range(self.market_count)
         reads = self.chain.read([self.clearinghouse.positions.call(self.vault, m) for m in markets]
                                 + [self.oracle.latest_prices.call(m) for m in markets])
-        return sum(abs(reads[m][0]) * reads[self.market_count + m][1] // 10**30 for m in markets)
+        return sum(notional(reads[m][0], reads[self.market_count + m][1]) for m in markets)
 
     def discover_accounts(self, from_block: int, to_block: int | None = None) -> list[str]:
         """Every account with a PositionUpdate (a trade, liquidation or takeover) in the block range

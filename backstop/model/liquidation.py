@@ -57,6 +57,20 @@ def offered(lot: int, held: int) -> int:
     return min(abs(lot), abs(held))
 
 
+def premium_reached(cap: int, ramp: int, start: int, now: int) -> int:
+    """The premium an auction started at `start` has reached at `now`: `cap` x elapsed / `ramp`
+    (floor), at most `cap` (LiquidationEngine._auction_price)."""
+    return min(cap * (now - start) // ramp, cap)
+
+
+def price_at_premium(lot: int, mark: int, premium: int) -> int:
+    """The mark moved in the taker's favour by `premium`, rounded against the taker: a long lot
+    sells at ceil(mark x (1 - premium)), a short lot at floor(mark x (1 + premium))."""
+    if lot > 0:
+        return ceil_div(mark * (WAD - premium), WAD)
+    return mark * (WAD + premium) // WAD
+
+
 class LiquidationModel:
     """Storage names as in the contract."""
 
@@ -296,11 +310,7 @@ class LiquidationModel:
     def auction_price_at(self, auction: Auction, mark: int, now: int) -> int:
         """LiquidationEngine._auction_price: the mark moved in the taker's favour by the premium
         reached (floor), the price rounded against the taker."""
-        cap = self.auction_premium
-        premium = min(cap * (now - auction.start) // self.auction_ramp, cap)
-        if auction.lot > 0:
-            return ceil_div(mark * (WAD - premium), WAD)
-        return mark * (WAD + premium) // WAD
+        return price_at_premium(auction.lot, mark, premium_reached(self.auction_premium, self.auction_ramp, auction.start, now))
 
     def volunteer_window(self) -> int:
         return self.auction_duration if self.volunteer_auctions else 0
