@@ -65,7 +65,7 @@ LOCKUP, DELAY, PROFIT_UNLOCK = 2 * 3600, 3600, 86_400
 # that refused bankrupt accounts, and so ADL rounds, are common; the owner's rule changes them.
 VAULT_RISK_LIMITS = (5 * WAD, 2_000 * USDC, 20_000 * USDC)
 # Examples x steps per profile (the core machine's are in test_state_machine.RUNS).
-WATERFALL_RUNS = {"ci": {"max_examples": 45, "stateful_step_count": 150}, "deep": {"max_examples": 3_000, "stateful_step_count": 250}}
+WATERFALL_RUNS = {"ci": {"max_examples": 45, "stateful_step_count": 150}, "deep": {"max_examples": 2_200, "stateful_step_count": 250}}
 DEPOSITORS = 4  # the liquidity provider, alice, carol, the attacker
 
 depositor = st.integers(0, DEPOSITORS - 1)
