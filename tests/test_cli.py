@@ -169,7 +169,7 @@ def test_without_a_terminal_progress_is_plain_lines_every_tenth():
 def test_plain_ape_from_the_activated_venv_finds_anvil():
     venv_bin = Path(sys.executable).parent
     anvil = shutil.which("anvil", path=f"{venv_bin}:/usr/bin:/bin")
-    assert anvil is not None and Path(anvil).parent == venv_bin, "bin/backstop setup links Anvil into .venv/bin"
+    assert anvil is not None and Path(anvil).parent == venv_bin, "bin/backstop setup puts Anvil into .venv/bin"
     version = subprocess.run([anvil, "--version"], capture_output=True, text=True, env={"PATH": f"{venv_bin}:/usr/bin:/bin"}, timeout=30)
     assert version.returncode == 0 and version.stdout.startswith("anvil")
 

@@ -1,18 +1,21 @@
 """The raw JSON-RPC client (backstop/chain/fast_chain.py) and the event decoder (backstop/chain/events.py):
 hand-rolled encoding and decoding equal eth_abi's, batches larger than Anvil takes are split, a
-node that breaks the connection is reported in one sentence that click will print, and a private
-node leaves no state on disk behind."""
+node that breaks the connection is reported in one sentence that click will print, and neither a
+private node nor ape's (through bin/backstop's wrapper) leaves past states on disk behind."""
 
 import random
 import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
-from backstop.chain.anvil import PrivateAnvil, private_chain
+from backstop.chain.anvil import PrivateAnvil, free_port, private_chain
 from backstop.chain.events import EventDecoder
 from backstop.chain.fast_chain import MAX_BATCH_BYTES, FastChain, Function, NodeConnectionError, _chunks_by_size
 
@@ -100,10 +103,40 @@ def test_a_private_node_leaves_no_past_states_on_disk():
     folder of its own that goes when it closes (left to itself, Anvil leaves them in
     ~/.foundry/anvil/tmp, hundreds of MB per state-machine run)."""
     with PrivateAnvil() as node:
-        chain = FastChain(node.uri)
-        for part in range(20):
-            chain.batch([call for i in range(150) for call in (
-                ("anvil_setBalance", ["0x" + f"{part * 1_000 + i + 1:040x}", "0x1000"]), ("evm_mine", []))])
+        _mine_past_states(FastChain(node.uri))
         states = Path(node.states.name)
         assert any(states.iterdir()), "Anvil persisted no past state: the test no longer exercises the cleanup"
     assert not states.exists()
+
+
+def test_the_venvs_anvil_keeps_past_states_in_the_project_until_bin_backstop_clears_them():
+    """ape starts .venv/bin/anvil, bin/backstop's wrapper: the node's past states go to
+    .anvil-states/<pid> in the project (not ~/.foundry/anvil/tmp, where nothing removes them), and
+    bin/backstop removes that folder once the node has stopped."""
+    root = Path(__file__).resolve().parents[1]
+    port = free_port()
+    node = subprocess.Popen([str(Path(sys.executable).parent / "anvil"), "--port", str(port), "--silent"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        chain = FastChain(f"http://127.0.0.1:{port}")
+        for _ in range(100):
+            try:
+                chain.request("eth_chainId")
+                break
+            except NodeConnectionError:
+                time.sleep(0.1)  # the node is still starting
+        _mine_past_states(chain)
+        states = root / ".anvil-states" / str(node.pid)
+        assert any(states.iterdir()), "Anvil persisted no past state: the test no longer exercises the cleanup"
+    finally:
+        node.terminate()
+        node.wait()
+    subprocess.run([str(root / "bin" / "backstop"), "setup"], check=True, capture_output=True, timeout=120)
+    assert not states.exists()
+
+
+def _mine_past_states(chain: FastChain) -> None:
+    """3,000 blocks that each change the state: enough for Anvil to write past states to disk."""
+    for part in range(20):
+        chain.batch([call for i in range(150) for call in (
+            ("anvil_setBalance", ["0x" + f"{part * 1_000 + i + 1:040x}", "0x1000"]), ("evm_mine", []))])

@@ -45,7 +45,7 @@ class PrivateAnvil:
         binary = anvil_binary()
         if binary is None:
             raise RuntimeError("anvil not found on PATH: run `bin/backstop setup` and use bin/backstop")
-        port = _free_port()
+        port = free_port()
         self.uri = f"http://127.0.0.1:{port}"
         arguments = [binary, "--port", str(port), "--silent", "--hardfork", hardfork, "--gas-price", "0",
                      "--block-base-fee-per-gas", "0", "--gas-limit", str(gas_limit)]
@@ -114,18 +114,18 @@ def without_history(state: str) -> str:
 
 
 def anvil_binary() -> str | None:
-    """Anvil's own executable: the npm package's platform binary behind the node wrapper on PATH
-    (so that the binary itself gets the parent-death signal), else whatever `anvil` is."""
-    wrapper = shutil.which("anvil")
-    if wrapper is None:
-        local = Path(__file__).resolve().parent.parent / "node_modules" / ".bin" / "anvil"
-        if not local.exists():
-            return None
-        wrapper = str(local)
-    for candidate in sorted(Path(wrapper).resolve().parent.parent.glob("anvil-*/bin/anvil")):
-        if os.access(candidate, os.X_OK):
-            return str(candidate)
-    return wrapper
+    """Anvil's own executable: the npm package's platform binary (so that the binary itself gets
+    the parent-death signal, and only our options), found in the project's node_modules or behind
+    the `anvil` on PATH (.venv/bin/anvil is bin/backstop's wrapper for ape, which adds options of
+    its own); else whatever `anvil` is."""
+    on_path = shutil.which("anvil")
+    folders = [Path(__file__).resolve().parents[2] / "node_modules" / "@foundry-rs"]
+    folders += [Path(on_path).resolve().parent.parent] if on_path else []
+    for folder in folders:
+        for candidate in sorted(folder.glob("anvil-*/bin/anvil")):
+            if os.access(candidate, os.X_OK):
+                return str(candidate)
+    return on_path
 
 
 def _die_with_parent() -> None:
@@ -136,7 +136,8 @@ def _die_with_parent() -> None:
         pass
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -443,17 +443,24 @@ def _word(value: int) -> bytes:
     return value.to_bytes(32, "big")
 
 
+@functools.lru_cache(maxsize=8192)
+def _call_words(call: Call) -> tuple[bytes, bytes]:
+    """A call's target word and its calldata as an ABI `bytes` tail (length, padded data); cached
+    because a state machine reads the same few hundred calls after every step."""
+    payload = bytes.fromhex(call.data[2:])
+    return bytes(12) + bytes.fromhex(call.function.address[2:]), _word(len(payload)) + payload + bytes(-len(payload) % 32)
+
+
 def _encode_multicall(calls: list[Call]) -> bytes:
     """ABI encoding of (address[], bytes[]) by hand: eth_abi is slow for hundreds of items."""
     n = len(calls)
-    targets = b"".join(bytes(12) + bytes.fromhex(c.function.address[2:]) for c in calls)
-    payloads = [bytes.fromhex(c.data[2:]) for c in calls]
+    words = [_call_words(c) for c in calls]
+    targets = b"".join(target for target, _ in words)
     offsets, tails, position = [], [], 32 * n
-    for payload in payloads:
-        padded = payload + bytes(-len(payload) % 32)
+    for _, tail in words:
         offsets.append(_word(position))
-        tails.append(_word(len(payload)) + padded)
-        position += 32 + len(padded)
+        tails.append(tail)
+        position += len(tail)
     array_a = _word(n) + targets
     array_b = _word(n) + b"".join(offsets) + b"".join(tails)
     return _word(64) + _word(64 + len(array_a)) + array_a + array_b
