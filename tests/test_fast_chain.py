@@ -44,6 +44,32 @@ def test_word_encoding_refuses_what_eth_abi_refuses(position, value):
         function.encode(*args)
 
 
+@pytest.mark.parametrize("outputs", [
+    ["uint256"], ["int128"], ["address"], ["bool"], ["int256", "uint256", "int256"],
+    ["(uint256,int256,bool,address)"], ["(uint256,int256)", "bool"], ["uint256[]"], ["string"],
+])
+def test_output_decoding_equals_eth_abi(outputs):
+    """Each shape of the hand-rolled decoders (one word, several words, one struct, a struct beside
+    a word) and eth_abi's own path give eth_abi's values: one value alone, several as a tuple."""
+    function = Function("0x" + "11" * 20, {"name": "f", "inputs": [], "outputs": [{"type": "tuple", "components": [{"type": t} for t in o[1:-1].split(",")]}
+                                                                                  if o.startswith("(") else {"type": o} for o in outputs]})
+    rng = random.Random(7)
+    for _ in range(100):
+        values = [_random_value(rng, kind) for kind in function.outputs]
+        expected = tuple(values) if len(values) > 1 else values[0]
+        decoded = function.decode(abi_encode(function.outputs, values))
+        assert decoded == expected and type(decoded) is type(expected)
+
+
+def _random_value(rng, kind: str):
+    if kind.startswith("("):
+        return tuple(_random_value(rng, part) for part in kind[1:-1].split(","))
+    return {"uint256": lambda: rng.getrandbits(256), "int128": lambda: rng.randint(-2**127, 2**127 - 1),
+            "int256": lambda: rng.randint(-2**255, 2**255 - 1), "bool": lambda: rng.random() < 0.5,
+            "address": lambda: to_checksum_address("0x%040x" % rng.getrandbits(160)), "uint256[]": lambda: tuple(rng.getrandbits(256) for _ in range(3)),
+            "string": lambda: "x" * rng.randint(0, 40)}[kind]()
+
+
 def test_event_decoding_of_one_word_fields_equals_eth_abi():
     abi = [{"type": "event", "name": "Hit", "inputs": [
         {"name": "account", "type": "address", "indexed": True}, {"name": "market", "type": "uint256", "indexed": True},
