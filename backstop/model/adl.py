@@ -215,8 +215,8 @@ class AdlModel:
         return {
             "policy": dict(self.policy),
             "round_duration": self.round_duration,
-            "rounds": copy.deepcopy(self.rounds),
-            "market_rounds": copy.deepcopy(self.market_rounds),
+            "rounds": _copies(self.rounds),
+            "market_rounds": _copies(self.market_rounds),
             "round_hits": {account: list(hits) for account, hits in self.round_hits.items()},
             "lengths": (len(self.hits), len(self.skips), len(self.absorptions), len(self.closed_rounds)),
             "volunteer_takes": len(self.volunteer_takes),
@@ -225,8 +225,8 @@ class AdlModel:
     def restore(self, saved: dict) -> None:
         self.policy = dict(saved["policy"])
         self.round_duration = saved["round_duration"]
-        self.rounds = copy.deepcopy(saved["rounds"])
-        self.market_rounds = copy.deepcopy(saved["market_rounds"])
+        self.rounds = _copies(saved["rounds"])
+        self.market_rounds = _copies(saved["market_rounds"])
         self.round_hits = {account: list(hits) for account, hits in saved["round_hits"].items()}
         hits, skips, absorptions, closed = saved["lengths"]
         del self.hits[hits:], self.skips[skips:], self.absorptions[absorptions:], self.closed_rounds[closed:]
@@ -593,6 +593,11 @@ def _weights(state: MarketRound, candidate: Candidate, declaration: Declaration)
         if state.policy == RISK_AWARE:
             close_weight = risk_aware_close_weight(candidate.size, state.price, candidate.net_notional, candidate.value, declaration.close_level)
     return haircut_weight, close_weight
+
+
+def _copies(states: dict) -> dict:
+    """A copy of a dict of Rounds or MarketRounds (dataclasses of integers, changed in place)."""
+    return {key: copy.copy(state) for key, state in states.items()}
 
 
 def _markets(mask: int):
