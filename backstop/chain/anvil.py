@@ -114,10 +114,10 @@ def without_history(state: str) -> str:
 
 
 def anvil_binary() -> str | None:
-    """Anvil's own executable: the npm package's platform binary (so that the binary itself gets
-    the parent-death signal, and only our options), found in the project's node_modules or behind
-    the `anvil` on PATH (.venv/bin/anvil is bin/backstop's wrapper for ape, which adds options of
-    its own); else whatever `anvil` is."""
+    """Anvil's own executable: the npm package's platform binary, so that the binary itself gets
+    the parent-death signal and no options but ours (.venv/bin/anvil is bin/backstop's wrapper for
+    ape's node and adds its own), found in the project's node_modules or behind the `anvil` on
+    PATH; else whatever `anvil` is."""
     on_path = shutil.which("anvil")
     folders = [Path(__file__).resolve().parents[2] / "node_modules" / "@foundry-rs"]
     folders += [Path(on_path).resolve().parent.parent] if on_path else []

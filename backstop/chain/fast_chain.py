@@ -114,7 +114,8 @@ class Function:
         if not flat or not all(t.startswith(("uint", "int", "bool", "address")) and not t.endswith("]") for t in flat):
             return None
         converters = [_word_converter(t) for t in flat]
-        # The two shapes a state machine reads hundreds of times a step, without the general loop.
+        # What a state machine reads hundreds of times a step, without the general loop: one word,
+        # and several words or one struct of words (a tuple).
         if words == [flat[0]]:
             convert = converters[0]
             return lambda data: convert(data[:32])
