@@ -28,6 +28,7 @@ Profiles (BACKSTOP_FUZZ, see tests/conftest.py): `ci` runs about 10,000 steps, `
 
 from __future__ import annotations
 
+import ast
 import functools
 import os
 import textwrap
@@ -404,6 +405,7 @@ class ProtocolMachine(RuleBasedStateMachine):
     env: Env = None
     # Kinds of compared values that move with the clock alone (left out of "a revert changed nothing").
     time_dependent = ("health", "current_funding_index")
+    CHECKS = ("check",)  # the invariants, for `replay`
 
     def __init__(self):
         super().__init__()
@@ -1283,12 +1285,19 @@ class ProtocolMachine(RuleBasedStateMachine):
         elif positive > held:
             STATS.notes["steps with Σ positive values above the pool's holdings (a deficit open)"] += 1
         # A flagged account is frozen: its positions do not move until the flag is lifted.
+        handed = self.handed_positions()
         for a in e.accounts:
             if chain[("bankrupt", a)] and not m.in_adl_round.get(a, False):  # an ADL round moves them on purpose
                 book = tuple(chain[("position", a, mk)] for mk in range(e.market_count))
+                if a in handed:
+                    self.frozen[a] = book
                 assert self.frozen.setdefault(a, book) == book, f"the positions of bankrupt {a} moved"
             else:
                 self.frozen.pop(a, None)
+
+    def handed_positions(self) -> set[str]:
+        """Flagged accounts that a rule of this step handed positions to on purpose (none in the core)."""
+        return set()
 
     def teardown(self):
         pass
@@ -1318,9 +1327,17 @@ def test_core_state_machine(env):
 
 # ================================================================ regression sequences
 
-def replay(env, program: str, machine_class=ProtocolMachine) -> None:
-    """Runs a program as hypothesis prints a failing example (`state = ProtocolMachine()`, then
-    `state.<rule>(...)` and `state.check()` lines, `state.teardown()`) on the funded setup."""
+def replay(env, program: str, machine_class=ProtocolMachine) -> ProtocolMachine:
+    """Runs a program as hypothesis prints a failing example (`state = <Machine>()`, then
+    `state.<rule>(...)` lines, `state.teardown()`) on the funded setup, with the machine's checks
+    after every rule whether the program lists them or not; returns the machine."""
     machine_class.env = env
-    exec(textwrap.dedent(program), {machine_class.__name__: machine_class})
+    namespace = {machine_class.__name__: machine_class, "WAD": WAD}
+    for statement in ast.parse(textwrap.dedent(program)).body:
+        exec(compile(ast.Module([statement], type_ignores=[]), "<program>", "exec"), namespace)
+        called = statement.value.func.attr if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call) else None
+        if called is not None and called not in (*machine_class.CHECKS, "teardown"):
+            for check in machine_class.CHECKS:
+                getattr(namespace["state"], check)()
+    return namespace["state"]
 

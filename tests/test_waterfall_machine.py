@@ -34,6 +34,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from eth_account import Account as EthAccount
@@ -168,6 +169,7 @@ class WaterfallMachine(ProtocolMachine):
     """Core protocol + insurance vault + ADL engine."""
 
     time_dependent = (*ProtocolMachine.time_dependent, "vault_view", "claim_preview")
+    CHECKS = ("check", "check_waterfall")
 
     def __init__(self):
         super().__init__()
@@ -184,6 +186,7 @@ class WaterfallMachine(ProtocolMachine):
         self.open_rounds: dict[str, OpenRound] = {}
         self.watched = set(a for a, _ in self.engine.market_rounds)  # accounts whose rounds are compared
         self.closed_seen = 0  # closed rounds already checked
+        self.absorptions_seen = 0  # the vault's absorptions already checked
         self.share_price_before: Fraction | None = None
         self.share_actions_only = True  # this step did nothing but share actions (deposit, request, claim, ...)
 
@@ -960,6 +963,14 @@ class WaterfallMachine(ProtocolMachine):
         auctions = {key: call for x in {*self.watched, e.insurance} for key, call in e.auction_calls[x]}
         return {**super().chain_reads(), **e.waterfall_calls, **rounds, **auctions}
 
+    def handed_positions(self) -> set[str]:
+        """The vault, when this step gave it a bankrupt account's positions: a round past its
+        deadline hands its rest to the vault at the mark, flagged bankrupt or not (the fallback
+        cannot fail: design 4.3); a flagged vault takes nothing else (its capacity is zero)."""
+        absorbed = len(self.engine.absorptions) > self.absorptions_seen
+        self.absorptions_seen = len(self.engine.absorptions)
+        return {self.env.insurance} if absorbed else set()
+
     def expected_state(self, keys) -> dict:
         vault, engine, m, t = self.vault, self.engine, self.model, self.t
         out = super().expected_state([k for k in keys if k[0] not in WATERFALL_KINDS])
@@ -1093,3 +1104,17 @@ def test_waterfall_state_machine(waterfall_env):
     runs["max_examples"] = int(os.environ.get("BACKSTOP_SM_EXAMPLES", runs["max_examples"]))
     runs["stateful_step_count"] = int(os.environ.get("BACKSTOP_SM_STEPS", runs["stateful_step_count"]))
     _run(WaterfallMachine, waterfall_env, **runs)
+
+
+PROGRAMS = Path(__file__).parent / "programs"
+
+
+def test_regression__finish_round_hands_its_rest_to_a_flagged_vault(waterfall_env):
+    """Found by the deep run (seed 20261202, after 323,915 waterfall steps; hypothesis gave up
+    shrinking it): the insurance vault, flagged bankrupt and in no round of its own, takes what is
+    left of another account's bankrupt positions when that round reaches its deadline
+    (`finish_round`), so a flagged account's positions move outside its own round."""
+    state = replay(waterfall_env, (PROGRAMS / "fallback_into_a_flagged_vault.txt").read_text(), WaterfallMachine)
+    last = state.engine.closed_rounds[-1]
+    assert last.fallback and last.notional_absorbed > 0 and state.model.bankrupt.get(state.env.insurance)
+    assert state.engine.absorptions[-1][0] == last.account and not state.model.in_adl_round.get(state.env.insurance)
