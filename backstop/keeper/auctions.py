@@ -116,8 +116,9 @@ class AuctionDesk:
             self._offer_vault(report)
         accounts = [*self.watched, venue.vault]
         running = venue.auctions(accounts)
+        auctioned = {a.account for a in running}
         for account in list(self.watched):
-            if not any(a.account == account for a in running):
+            if account not in auctioned:
                 del self.watched[account]
         if not running or not self.volunteers:
             return
@@ -129,13 +130,11 @@ class AuctionDesk:
         # the deepest discounts.
         running.sort(key=lambda a: (not a.volunteer, -reached[(a.account, a.market)], a.account.lower(), a.market))
         eager = [v for v in self.volunteers if v.threshold <= max(reached.values())]
-        # A flagged account cannot take (the contract refuses a bankrupt taker).
-        healths = {v.account: venue.health(v.account) for v in eager}
-        eager = [v for v in eager if not healths[v.account].bankrupt]
-        if not eager:
-            return
-        free = {v.account: max(healths[v.account].value - healths[v.account].initial_margin, 0) for v in eager}
-        held = venue.positions([v.account for v in eager])
+        # A volunteer's free margin (None: flagged, and the contract refuses a bankrupt taker) and
+        # positions, read when it is first offered a lot: at 100,000 traders thousands are eager
+        # and the lots run out after a few.
+        free: dict[str, int | None] = {}
+        held: dict[str, dict[int, int]] = {}
         fractions = venue.initial_margin_fractions()
         for auction in running:
             premium = reached[(auction.account, auction.market)]
@@ -144,6 +143,12 @@ class AuctionDesk:
                 if offered == 0:
                     break
                 if volunteer.threshold > premium or volunteer.account == auction.account:
+                    continue
+                if volunteer.account not in free:
+                    health = venue.health(volunteer.account)
+                    free[volunteer.account] = None if health.bankrupt else max(health.value - health.initial_margin, 0)
+                    held.update(venue.positions([volunteer.account]))
+                if free[volunteer.account] is None:
                     continue
                 price = price_at_premium(auction.lot, marks[auction.market], premium)
                 size = self._size(volunteer, auction, offered, price, marks[auction.market], free, held, fractions, min_notional)

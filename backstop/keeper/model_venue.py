@@ -17,7 +17,8 @@ sees are the same.
 
 ADL rounds come in thousands at that size: `WinnerBook` gives the ADL executor the plans that
 `plan_market(winner_states(...))` gives, from winner states cached until something moves them,
-and under a queue policy ranks exactly only the head of the queue. Every shortcut here is exact:
+and under a queue policy ranks exactly only the head of the queue (its bounds allow for a rise of
+the loss indices, so that the rounds of one block share a queue). Every shortcut here is exact:
 tests/test_model_replay.py replays with and without them and checks them call by call.
 """
 
@@ -477,7 +478,8 @@ class WinnerBook:
 
     Winner states are kept for as long as nothing moves them: the time, the prices, the funding
     and loss indices and the market parameters (an "epoch": one step of a replay) and the account itself
-    (`TrackingModel.adl_touched`). Under a queue policy only the head of the queue is needed: the
+    (`TrackingModel.adl_touched`). A queue outlives a rise of a loss index (every round that spreads
+    a loss raises one: thousands in a step at 100,000 traders) when its bounds allowed for it. Under a queue policy only the head of the queue is needed: the
     float bounds of `AccountArrays.value_bounds` give every position an upper bound of its queue key,
     and winners are taken in order of that bound and ranked exactly until no bound left can reach
     the best exact key (`_Queue`); the order is the exact (key, address) order either way. Pro-rata
@@ -489,6 +491,10 @@ class WinnerBook:
         self.now = 0
         self._states: dict = {}  # (account, market) -> WinnerState
         self._queues: dict = {}  # (market, winners are long) -> _Queue
+        # the loss indices (market 0 long, market 0 short, market 1 long, ...) the states were read at
+        self.losses: tuple = ()
+        # per loss index, the largest rise seen in one move: the allowance a queue is built with
+        self.loss_steps: dict[int, int] = {}
         # (market, long) -> the accounts holding a position on that side, kept up to date
         self._sides: dict = {}
 
@@ -575,8 +581,8 @@ class WinnerBook:
         model = self.model
         markets = range(model.market_count)
         epoch = (now, tuple(model.feeds.get(m) for m in markets), tuple(model.funding_index.get(m, 0) for m in markets),
-                 tuple(model.funding_updated_at.get(m, 0) for m in markets), tuple(model.markets.get(m) for m in markets),
-                 tuple(model.loss_index.get((m, side), 0) for m in markets for side in (0, 1)))
+                 tuple(model.funding_updated_at.get(m, 0) for m in markets), tuple(model.markets.get(m) for m in markets))
+        losses = tuple(model.loss_index.get((m, side), 0) for m in markets for side in (0, 1))
         touched = model.adl_touched
         if touched and self._sides:
             positions, sides = model.positions, self._sides
@@ -595,9 +601,21 @@ class WinnerBook:
                         longs.pop(account, None)
                         shorts.pop(account, None)
         if epoch != self._epoch:
-            self._epoch, self.now = epoch, now
+            self._epoch, self.now, self.losses = epoch, now, losses
             self._states, self._queues = {}, {}
-        elif touched:
+            touched.clear()
+            return
+        if losses != self.losses:
+            # A round spread a loss over a side (`Model.socialise_loss`): every value on it fell.
+            # The states are read again; a queue stays while its bounds allow for the rise.
+            for index, (before, after) in enumerate(zip(self.losses, losses)):
+                if after > before:
+                    self.loss_steps[index] = max(self.loss_steps.get(index, 0), after - before)
+            self.losses, self._states = losses, {}
+            self._queues = {key: queue for key, queue in self._queues.items() if queue.allows(losses)}
+            for queue in self._queues.values():
+                queue.revalue()
+        if touched:
             states = self._states
             for account in touched:
                 for market in markets:
@@ -611,6 +629,10 @@ class _Queue:
     """One side of one market in queue order, for one epoch, policy and price."""
 
     REBUILD_SHARE = 0.25  # rebuilt when this share of its accounts moved since it was built
+    # Its bounds allow every loss index to rise by this many times the largest rise it was seen to
+    # take in one move (a rise beyond that drops the queue; one never seen to rise may not rise).
+    LOSS_ALLOWANCE = 2
+    REVALUE_LIMIT = 128
 
     def __init__(self, book: WinnerBook, market_id: int, winners_long: bool, market):
         self.book, self.market_id, self.market = book, market_id, market
@@ -627,6 +649,19 @@ class _Queue:
 
     def worn(self) -> bool:
         return len(self.stale) > self.REBUILD_SHARE * len(self.order) + 1000
+
+    def allows(self, losses: tuple) -> bool:
+        """Whether it may be kept at these loss indices: its bounds still hold, and few of its
+        accounts have moved (each is ranked again: beyond REVALUE_LIMIT a build is cheaper)."""
+        return len(self.stale) <= self.REVALUE_LIMIT and all(
+            now - built <= allowed for now, built, allowed in zip(losses, self.losses, self.allowances))
+
+    def revalue(self) -> None:
+        """After a loss index rose within the allowance: the order by bound stands, every exact
+        key is computed again (the moved accounts' at once, the others when reached)."""
+        self.evaluated = {}
+        self.pending = set(self.stale)
+        self.extra, self.current = [], {}
 
     def touched(self, accounts) -> None:
         self.stale.update(accounts)
@@ -652,6 +687,15 @@ class _Queue:
         marks = [model.latest_prices(m)[1] for m in range(model.market_count)]
         low, high = arrays.value_bounds(marks, model.side_indices(now))
         count = len(low)
+        self.losses = book.losses
+        self.allowances = [self.LOSS_ALLOWANCE * book.loss_steps.get(index, 0) for index in range(len(self.losses))]
+        for other in range(model.market_count):
+            held = arrays.legs[0, other, :count]
+            long_allowance, short_allowance = self.allowances[2 * other], self.allowances[2 * other + 1]
+            if long_allowance or short_allowance:
+                # A rise of the index by `a` takes at most |size| * a / 1e30 + 1 off a value.
+                fall = np.where(held > 0, held * float(long_allowance), -held * float(short_allowance)) / NOTIONAL_SCALE
+                low = low - (fall * (1 + PRESCREEN_SLACK) + 1)
         size, entry = arrays.legs[0, market_id, :count], arrays.legs[1, market_id, :count]
         price = float(market.price)
         held = np.abs(size)
