@@ -12,7 +12,7 @@ from backstop.cli.writing import write_json
 from backstop.report import crash as crash_report
 from backstop.report import study as study_report
 from backstop.report.crash import MAX_SUMMARY_LINES, PLOT_FILES, summary_lines, write_report
-from backstop.report.format import exact_dollars
+from backstop.report.format import exact_dollars, text_table
 from backstop.report.who_paid import HEADERS
 from backstop.sim.attribution import Ledger, record_adl_rounds, record_liquidations, record_takeovers, who_paid
 from backstop.sim.inequality import gini, largest_share
@@ -97,6 +97,16 @@ def test_exact_dollars():
 
 def tables(text: str) -> list[list[str]]:
     return [block.splitlines() for block in re.findall(r"(?:^\|.*\|\n)+", text + "\n", flags=re.MULTILINE)]
+
+
+def test_text_table__figures_wider_than_their_header_keep_their_columns():
+    """compare's summary at 100,000 traders: a 14-character figure ran into the next column."""
+    lines = text_table(["policy", "vault PnL", "vault open"], [["queue", "-18,747,854", "1,113,006,478"], ["pro-rata", "-5", "0"]])
+    assert lines == [
+        "policy      vault PnL     vault open",
+        "queue     -18,747,854  1,113,006,478",
+        "pro-rata           -5              0",
+    ]
 
 
 def test_crash_report_writes_markdown_every_plot_and_defines_every_column(tmp_path):

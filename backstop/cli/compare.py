@@ -108,21 +108,26 @@ def chain_agreement(study: dict, seed: int, steps: int, policies: list[int], con
 
 
 def summary(study: dict) -> str:
-    """One line per policy: means over the seeds."""
-    header = f"{'policy':<20}{'D':>12}{'closed':>14}{'closed/D':>9}{'absorbed':>14}{'vault PnL':>13}{'hit':>6}{'hedged':>7}{'gini':>6}"
-    lines = [f"means over {len(study['seeds'])} seeds", header]
+    """One line per policy: means over the seeds; then the volunteer step on the first seed."""
+    from backstop.report.format import text_table
+
+    def money(units: float) -> str:
+        return f"{units / 1e6:,.0f}"
+
+    rows = []
     for name, entry in study["by_policy"].items():
         m = {k: v["mean"] for k, v in entry["summary"].items()}
-        lines.append(f"{name:<20}{m['deficit'] / 1e6:>12,.0f}{m['notional_closed'] / 1e6:>14,.0f}{m['closed_over_deficit']:>9.1f}"
-                     f"{m['notional_absorbed'] / 1e6:>14,.0f}{m['vault_pnl'] / 1e6:>13,.0f}{m['winners_hit']:>6.0f}{m['hedged_hit']:>7.0f}{m['gini']:>6.2f}")
+        rows.append([name, money(m["deficit"]), money(m["notional_closed"]), f"{m['closed_over_deficit']:.1f}", money(m["notional_absorbed"]),
+                     money(m["vault_pnl"]), f"{m['winners_hit']:.0f}", f"{m['hedged_hit']:.0f}", f"{m['gini']:.2f}"])
+    lines = [f"means over {len(study['seeds'])} seeds (dollars)",
+             *text_table(["policy", "D", "closed", "closed/D", "absorbed", "vault PnL", "hit", "hedged", "gini"], rows)]
     step = study.get("volunteer_step", {})
     if step.get("policies"):
-        lines.append(f"seed {step['seed']}, with and without the volunteer step (vault unwind: {study['auction']['unwind']})")
-        lines.append(f"{'policy':<20}{'closed w/o':>14}{'closed with':>14}{'vol. took':>14}{'premium':>11}{'vault PnL w/o':>15}"
-                     f"{'vault PnL':>13}{'vault open':>13}")
+        rows = []
         for name, entry in step["policies"].items():
             on, off = entry["with"], entry["without"]
-            lines.append(f"{name:<20}{off['notional_closed'] / 1e6:>14,.0f}{on['notional_closed'] / 1e6:>14,.0f}"
-                         f"{on['volunteer_taken'] / 1e6:>14,.0f}{on['volunteer_premium'] / 1e6:>11,.0f}{off['vault_pnl'] / 1e6:>15,.0f}"
-                         f"{on['vault_pnl'] / 1e6:>13,.0f}{on['vault_open_notional'] / 1e6:>13,.0f}")
+            rows.append([name, money(off["notional_closed"]), money(on["notional_closed"]), money(on["volunteer_taken"]),
+                         money(on["volunteer_premium"]), money(off["vault_pnl"]), money(on["vault_pnl"]), money(on["vault_open_notional"])])
+        lines.append(f"seed {step['seed']}, with and without the volunteer step (vault unwind: {study['auction']['unwind']})")
+        lines += text_table(["policy", "closed w/o", "closed with", "vol. took", "premium", "vault PnL w/o", "vault PnL", "vault open"], rows)
     return "\n".join(lines)
