@@ -479,11 +479,12 @@ class WinnerBook:
     Winner states are kept for as long as nothing moves them: the time, the prices, the funding
     and loss indices and the market parameters (an "epoch": one step of a replay) and the account itself
     (`TrackingModel.adl_touched`). A queue outlives a rise of a loss index (every round that spreads
-    a loss raises one: thousands in a step at 100,000 traders) when its bounds allowed for it. Under a queue policy only the head of the queue is needed: the
-    float bounds of `AccountArrays.value_bounds` give every position an upper bound of its queue key,
-    and winners are taken in order of that bound and ranked exactly until no bound left can reach
-    the best exact key (`_Queue`); the order is the exact (key, address) order either way. Pro-rata
-    and risk-aware plans use every winner and get the whole book, from cached states."""
+    a loss raises one: thousands in a step at 100,000 traders) when its bounds allowed for it.
+    Under a queue policy only the head of the queue is needed: the float bounds of
+    `AccountArrays.value_bounds` give every position an upper bound of its queue key, and winners
+    are taken in order of that bound and ranked exactly until no bound left can reach the best
+    exact key (`_Queue`); the order is the exact (key, address) order either way. Pro-rata and
+    risk-aware plans use every winner and get the whole book, from cached states."""
 
     def __init__(self, model: TrackingModel):
         self.model = model
@@ -632,6 +633,8 @@ class _Queue:
     # Its bounds allow every loss index to rise by this many times the largest rise it was seen to
     # take in one move (a rise beyond that drops the queue; one never seen to rise may not rise).
     LOSS_ALLOWANCE = 2
+    # Kept across a rise with at most this many moved accounts (each is ranked again; with more, a
+    # build costs less).
     REVALUE_LIMIT = 128
 
     def __init__(self, book: WinnerBook, market_id: int, winners_long: bool, market):
