@@ -86,6 +86,8 @@ class AuctionDesk:
     log: receives one line per action.
     """
 
+    READ_BATCH = 64  # volunteers read at once (one multicall on chain)
+
     def __init__(self, venue, keeper: str, volunteers: Sequence[Volunteer] = (), unwind: str = "profit",
                  log: Callable[[str], None] = print):
         if unwind not in UNWIND_POLICIES:
@@ -131,23 +133,24 @@ class AuctionDesk:
         running.sort(key=lambda a: (not a.volunteer, -reached[(a.account, a.market)], a.account.lower(), a.market))
         eager = [v for v in self.volunteers if v.threshold <= max(reached.values())]
         # A volunteer's free margin (None: flagged, and the contract refuses a bankrupt taker) and
-        # positions, read when it is first offered a lot: at 100,000 traders thousands are eager
-        # and the lots run out after a few.
+        # positions, read when it is first offered a lot, with the next READ_BATCH volunteers: at
+        # 100,000 traders thousands are eager and the lots run out after a few.
         free: dict[str, int | None] = {}
         held: dict[str, dict[int, int]] = {}
         fractions = venue.initial_margin_fractions()
         for auction in running:
             premium = reached[(auction.account, auction.market)]
             offered = self._offered(auction)
-            for volunteer in eager:
+            for index, volunteer in enumerate(eager):
                 if offered == 0:
                     break
                 if volunteer.threshold > premium or volunteer.account == auction.account:
                     continue
                 if volunteer.account not in free:
-                    health = venue.health(volunteer.account)
-                    free[volunteer.account] = None if health.bankrupt else max(health.value - health.initial_margin, 0)
-                    held.update(venue.positions([volunteer.account]))
+                    batch = [v.account for v in eager[index:index + self.READ_BATCH] if v.account not in free]
+                    for account, health in zip(batch, venue.healths(batch)):
+                        free[account] = None if health.bankrupt else max(health.value - health.initial_margin, 0)
+                    held.update(venue.positions(batch))
                 if free[volunteer.account] is None:
                     continue
                 price = price_at_premium(auction.lot, marks[auction.market], premium)

@@ -63,6 +63,9 @@ class ChainVenue:
     def health(self, account: str) -> Health:
         return self.read([account])[0][0]
 
+    def healths(self, accounts: list[str]) -> list[Health]:
+        return self.read(accounts)[0]
+
     def positions(self, accounts: list[str]) -> dict[str, dict[int, int]]:
         markets = range(self.market_count)
         sizes = self.chain.read([self.clearinghouse.positions.call(a, m) for a in accounts for m in markets])

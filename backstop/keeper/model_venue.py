@@ -226,6 +226,9 @@ class ModelVenue:
         h = self.model.account_health(account, self.clock())
         return Health(account, h.value, h.initial_margin, h.maintenance_margin, self.model.bankrupt.get(account, False))
 
+    def healths(self, accounts: list[str]) -> list:
+        return [self.health(account) for account in accounts]
+
     def account_health(self, account: str) -> tuple[int, int, int]:
         h = self.model.account_health(account, self.clock())
         return h.value, h.initial_margin, h.maintenance_margin

@@ -120,6 +120,9 @@ class Venue(Protocol):
 
     def health(self, account: str) -> Health: ...
 
+    def healths(self, accounts: list[str]) -> list[Health]:
+        """Every account's exact health (on chain in one multicall)."""
+
     def positions(self, accounts: list[str]) -> dict[str, dict[int, int]]:
         """account -> {market: signed size} of its open positions."""
 
