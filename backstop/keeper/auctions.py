@@ -149,7 +149,7 @@ class AuctionDesk:
                 if volunteer.account not in free:
                     batch = [v.account for v in eager[index:index + self.READ_BATCH] if v.account not in free]
                     for account, health in zip(batch, venue.healths(batch)):
-                        free[account] = None if health.bankrupt else max(health.value - health.initial_margin, 0)
+                        free[account] = None if health.bankrupt else _free_margin(health)
                     held.update(venue.positions(batch))
                 if free[volunteer.account] is None:
                     continue
@@ -170,7 +170,7 @@ class AuctionDesk:
                 )
                 report.auction_takes.append(take)
                 offered = event["remaining"]
-                free[volunteer.account] = self._free_margin(volunteer.account)
+                free[volunteer.account] = _free_margin(venue.health(volunteer.account))
                 held.update(venue.positions([volunteer.account]))
                 kind = "volunteer" if auction.volunteer else "unwind"
                 self.log(f"{kind} take: {volunteer.account} took {_dollars(take.notional)} of {auction.account} market "
@@ -236,10 +236,6 @@ class AuctionDesk:
 
     # ------------------------------------------------------------ sizing
 
-    def _free_margin(self, account: str) -> int:
-        health = self.venue.health(account)
-        return max(health.value - health.initial_margin, 0)
-
     def _offered(self, auction: RunningAuction) -> int:
         """What the auction offers of what the account still holds (LiquidationEngine._offered)."""
         return offered(auction.lot, self.venue.positions([auction.account])[auction.account].get(auction.market, 0))
@@ -264,6 +260,11 @@ class AuctionDesk:
             # Leave at least the minimum (one unit more than its ceiling) or take nothing.
             size = offered - (-(-min_notional * NOTIONAL_SCALE // price) + 1)
         return max(size, 0)
+
+
+def _free_margin(health) -> int:
+    """Value above initial margin: what a volunteer may commit."""
+    return max(health.value - health.initial_margin, 0)
 
 
 def summarise(takes: Sequence[AuctionTake]) -> dict:

@@ -696,11 +696,11 @@ class _Queue:
         self.losses = book.losses
         self.allowances = [self.LOSS_ALLOWANCE * book.loss_steps.get(index, 0) for index in range(len(self.losses))]
         for other in range(model.market_count):
-            held = arrays.legs[0, other, :count]
+            sizes = arrays.legs[0, other, :count]
             long_allowance, short_allowance = self.allowances[2 * other], self.allowances[2 * other + 1]
             if long_allowance or short_allowance:
                 # A rise of the index by `a` takes at most |size| * a / 1e30 + 1 off a value.
-                fall = np.where(held > 0, held * float(long_allowance), -held * float(short_allowance)) / NOTIONAL_SCALE
+                fall = np.where(sizes > 0, sizes * float(long_allowance), -sizes * float(short_allowance)) / NOTIONAL_SCALE
                 low = low - (fall * (1 + PRESCREEN_SLACK) + 1)
         size, entry = arrays.legs[0, market_id, :count], arrays.legs[1, market_id, :count]
         price = float(market.price)
