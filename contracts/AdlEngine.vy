@@ -59,6 +59,14 @@ exports: (
 )
 
 
+# ---------------------------------------------------------------- interfaces
+
+interface WinnerEvaluation:
+    def evaluate_winners(
+        market: uint256, price: uint256, market_policy: uint256, bankrupt_long: bool, winners: DynArray[address, adl_candidates.MAX_CANDIDATES]
+    ) -> DynArray[adl_candidates.Entry, adl_candidates.MAX_CANDIDATES]: view
+
+
 # ---------------------------------------------------------------- events
 
 event AdlRoundOpened:
@@ -182,39 +190,24 @@ struct Declaration:
     # @dev pro-rata and risk-aware: close weights of this call's winners and all later ones
     close_weight: uint256
 
-struct Entry:
-    # @dev the winner as the keeper listed it
-    winner: address
-    # @dev why it is skipped (a SKIP_* code), or PROCESS
-    skip: uint256
-    # @dev the winner evaluated at the round's price (left empty for a skipped entry)
-    candidate: adl_candidates.Candidate
-
 
 # ---------------------------------------------------------------- constants
 
 MAX_MARKETS: constant(uint256) = 16
-# @dev Largest list of winners in one `execute`; the clearinghouse takes as many transfers.
-MAX_CANDIDATES: constant(uint256) = 400
+# @dev Largest list of winners in one `execute` (the clearinghouse takes as many transfers).
+MAX_CANDIDATES: constant(uint256) = adl_candidates.MAX_CANDIDATES
 # @dev Bounds of `round_duration`: long enough for a keeper to work through a book, short enough
 #      that the accounts a round can charge do not wait long.
 MIN_ROUND_DURATION: constant(uint256) = 60
 MAX_ROUND_DURATION: constant(uint256) = 7 * 86400
-# @dev An entry of `execute` is processed, or skipped for one of these reasons.
-PROCESS: constant(uint256) = 0
-SKIP_BANKRUPT: constant(uint256) = 1
-SKIP_SIDE: constant(uint256) = 2
-SKIP_UNPROFITABLE: constant(uint256) = 3
-SKIP_NO_VALUE: constant(uint256) = 4
-SKIP_ORDER: constant(uint256) = 5
-SKIP_WEIGHT: constant(uint256) = 6
-SKIP_RESOLVED: constant(uint256) = 7
 
 
 # ---------------------------------------------------------------- storage
 
 # @dev Collateral balances (read only; they move through the clearinghouse).
 pool: public(immutable(IMarginPool))
+# @dev The AdlRanking views: `execute` evaluates its winners there (modules/adl_candidates.vy).
+ranking: public(immutable(WinnerEvaluation))
 # @dev ADL policy per market (adl_math constants).
 policy: public(HashMap[uint256, uint256])
 # @dev Seconds a round may stay open before anyone may finish it.
@@ -228,17 +221,19 @@ market_rounds: public(HashMap[address, HashMap[uint256, MarketRound]])
 # ---------------------------------------------------------------- constructor
 
 @deploy
-def __init__(clearing: IWaterfallClearinghouse, price_oracle: IOracle, duration: uint256):
+def __init__(clearing: IWaterfallClearinghouse, price_oracle: IOracle, duration: uint256, ranking_views: WinnerEvaluation):
     """
     @notice Deploys the engine; the deployer becomes owner. Every market starts on the
             BitMEX-style queue; wire it with `Clearinghouse.set_adl_engine`.
     @param clearing The clearinghouse.
     @param price_oracle The oracle the clearinghouse uses.
     @param duration Seconds a round may stay open before anyone may finish it.
+    @param ranking_views The AdlRanking of the same clearinghouse.
     """
     ownable.__init__()
     adl_candidates.__init__(clearing, price_oracle)
     pool = IMarginPool(staticcall clearing.pool())
+    ranking = ranking_views
     self._set_round_duration(duration)
 
 
@@ -379,57 +374,11 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
     assert self.rounds[account].markets_left & (1 << market) != 0, "AdlEngine: no open round in this market"
     state: MarketRound = self._settle_volunteer_takes(account, market)
     assert state.size_left == 0 or block.timestamp >= self.rounds[account].auction_end, "AdlEngine: volunteer auction running"
-    entries: DynArray[Entry, MAX_CANDIDATES] = []
-
-    # Each winner's account value is summed here from its pool balance and positions, with every
-    # market's latest mark and funding index read once per call: the same figure as
-    # Clearinghouse.account_health, without its margin requirements and per-account price reads.
-    marks: uint256[MAX_MARKETS] = empty(uint256[MAX_MARKETS])
-    # the index each side settles against: funding, and the loss spread over that side
-    long_indices: int256[MAX_MARKETS] = empty(int256[MAX_MARKETS])
-    short_indices: int256[MAX_MARKETS] = empty(int256[MAX_MARKETS])
-    loaded: uint256 = 0
-    for winner: address in winners:
-        entry: Entry = Entry(winner=winner, skip=PROCESS, candidate=empty(adl_candidates.Candidate))
-        held: IWaterfallClearinghouse.Position = staticcall adl_candidates.clearinghouse.positions(winner, market)
-        if IWaterfallClearinghouse.AccountFlag.BANKRUPT in staticcall adl_candidates.clearinghouse.account_flags(winner):
-            entry.skip = SKIP_BANKRUPT
-        elif held.size == 0 or (held.size > 0) == (state.bankrupt_size > 0):
-            entry.skip = SKIP_SIDE
-        else:
-            open_mask: uint256 = staticcall adl_candidates.clearinghouse.open_markets(winner)
-            missing: uint256 = open_mask & ~loaded
-            if missing != 0:
-                loaded |= missing
-                for other: uint256 in range(MAX_MARKETS):
-                    if missing == 0:
-                        break
-                    if missing & (1 << other) == 0:
-                        continue
-                    missing &= ~(1 << other)
-                    marks[other] = adl_candidates._latest_mark(other)
-                    funding: int256 = staticcall adl_candidates.clearinghouse.current_funding_index(other)
-                    long_indices[other] = funding + convert(staticcall adl_candidates.clearinghouse.loss_index(other, 0), int256)
-                    short_indices[other] = funding - convert(staticcall adl_candidates.clearinghouse.loss_index(other, 1), int256)
-            account_value: int256 = staticcall pool.balance_of(winner)
-            for other: uint256 in range(MAX_MARKETS):
-                if open_mask == 0:
-                    break
-                if open_mask & (1 << other) == 0:
-                    continue
-                open_mask &= ~(1 << other)
-                other_position: IWaterfallClearinghouse.Position = held
-                if other != market:
-                    other_position = staticcall adl_candidates.clearinghouse.positions(winner, other)
-                account_value += margin_math.pnl(other_position.size, other_position.entry_price, marks[other])
-                side_index: int256 = long_indices[other] if other_position.size > 0 else short_indices[other]
-                account_value += margin_math.funding_payment(other_position.size, side_index, other_position.funding_snapshot)
-            entry.candidate = adl_candidates._evaluate_at(winner, market, held, state.price, state.policy, account_value)
-            if entry.candidate.profit == 0:
-                entry.skip = SKIP_UNPROFITABLE
-            elif entry.candidate.value <= 0:
-                entry.skip = SKIP_NO_VALUE
-        entries.append(entry)
+    # Each winner evaluated at the round's price by the ranking views (the same module, its
+    # account values summed from the latest marks and funding read once per call).
+    entries: DynArray[adl_candidates.Entry, adl_candidates.MAX_CANDIDATES] = staticcall ranking.evaluate_winners(
+        market, state.price, state.policy, state.bankrupt_size > 0, winners
+    )
 
     # The order, from the back: an entry is processed only if it ranks above every later valid
     # entry (queues and risk-aware: key descending, then address ascending; pro-rata: address
@@ -440,11 +389,11 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
     best_winner: address = empty(address)
     for back: uint256 in range(count, bound=MAX_CANDIDATES):
         i: uint256 = count - 1 - back
-        if entries[i].skip != PROCESS:
+        if entries[i].skip != adl_candidates.PROCESS:
             continue
         key: uint256 = entries[i].candidate.key
         if best_winner != empty(address) and not (key > best_key or (key == best_key and convert(entries[i].winner, uint256) < convert(best_winner, uint256))):
-            entries[i].skip = SKIP_ORDER
+            entries[i].skip = adl_candidates.SKIP_ORDER
             continue
         best_key = key
         best_winner = entries[i].winner
@@ -457,15 +406,15 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
     haircuts: uint256 = 0
     closed: uint256 = 0
 
-    for entry: Entry in entries:
+    for entry: adl_candidates.Entry in entries:
         skip: uint256 = entry.skip
-        if skip == PROCESS and state.size_left == 0 and state.deficit_left == 0:
-            skip = SKIP_RESOLVED
+        if skip == adl_candidates.PROCESS and state.size_left == 0 and state.deficit_left == 0:
+            skip = adl_candidates.SKIP_RESOLVED
         candidate: adl_candidates.Candidate = entry.candidate
         position: uint256 = convert(abs(candidate.size), uint256)
         size: uint256 = 0
         haircut: uint256 = 0
-        if skip == PROCESS:
+        if skip == adl_candidates.PROCESS:
             if adl_math.is_queue(state.policy):
                 size = min(position, state.size_left)
                 # Once the size is matched, capped haircuts leave deficit for the next in line.
@@ -484,13 +433,13 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
                         close_weight = adl_math.risk_aware_close_weight(candidate.size, state.price, candidate.net_notional, candidate.value, declaration.close_level)
                 if haircut_weight > haircut_weight_left or close_weight > close_weight_left:
                     # The winner's weight grew since the keeper planned: its share is not declared.
-                    skip = SKIP_WEIGHT
+                    skip = adl_candidates.SKIP_WEIGHT
                 else:
                     haircut = adl_math.share(state.deficit_left, haircut_weight, haircut_weight_left)
                     size = min(position, adl_math.share(state.size_left, close_weight, close_weight_left))
                     haircut_weight_left -= haircut_weight
                     close_weight_left -= close_weight
-        if skip != PROCESS:
+        if skip != adl_candidates.PROCESS:
             log AdlSkipped(account=account, winner=entry.winner, market=market, reason=self._skip_reason(skip))
             continue
         haircut = min(haircut, adl_math.haircut_room(candidate.size, size, state.price, mark, candidate.profit, candidate.value))
@@ -698,17 +647,17 @@ def _socialise(account: address, amount: uint256, markets: uint256, weights: uin
 @internal
 @pure
 def _skip_reason(skip: uint256) -> String[40]:
-    if skip == SKIP_BANKRUPT:
+    if skip == adl_candidates.SKIP_BANKRUPT:
         return "winner bankrupt"
-    if skip == SKIP_SIDE:
+    if skip == adl_candidates.SKIP_SIDE:
         return "winner not on the opposite side"
-    if skip == SKIP_UNPROFITABLE:
+    if skip == adl_candidates.SKIP_UNPROFITABLE:
         return "winner not profitable at the round price"
-    if skip == SKIP_NO_VALUE:
+    if skip == adl_candidates.SKIP_NO_VALUE:
         return "winner has no account value"
-    if skip == SKIP_ORDER:
+    if skip == adl_candidates.SKIP_ORDER:
         return "winner out of policy order"
-    if skip == SKIP_WEIGHT:
+    if skip == adl_candidates.SKIP_WEIGHT:
         return "winner's weight above the declaration"
     return "market already resolved"
 

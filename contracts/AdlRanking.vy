@@ -31,27 +31,30 @@ exports: (
 MAX_RANKED: constant(uint256) = 10000
 
 
-# ---------------------------------------------------------------- storage
-
-# @dev The engine whose policies the views rank by.
-engine: public(immutable(IAdlPolicies))
-
-
 # ---------------------------------------------------------------- constructor
 
 @deploy
-def __init__(adl_engine: IAdlPolicies, clearing: IWaterfallClearinghouse, price_oracle: IOracle):
+def __init__(clearing: IWaterfallClearinghouse, price_oracle: IOracle):
     """
-    @notice Deploys the views for one ADL engine.
-    @param adl_engine The AdlEngine (its `policy` per market).
+    @notice Deploys the views for the ADL engine of a clearinghouse (deployed before the engine,
+            which evaluates its winners here).
     @param clearing The clearinghouse.
     @param price_oracle The oracle.
     """
-    engine = adl_engine
     adl_candidates.__init__(clearing, price_oracle)
 
 
 # ---------------------------------------------------------------- views
+
+@external
+@view
+def engine() -> IAdlPolicies:
+    """
+    @notice The engine whose policies and rounds the views read: the clearinghouse's ADL engine.
+    @return The AdlEngine.
+    """
+    return self._engine()
+
 
 @external
 @view
@@ -70,7 +73,7 @@ def ranking_keys(market: uint256, long_side: bool, accounts: DynArray[address, M
     @return One key per account.
     """
     keys: DynArray[uint256, MAX_RANKED] = []
-    market_policy: uint256 = staticcall engine.policy(market)
+    market_policy: uint256 = staticcall self._engine().policy(market)
     for account: address in accounts:
         keys.append(adl_candidates._ranking_key(account, market, long_side, market_policy))
     return keys
@@ -89,7 +92,7 @@ def adl_indicator(account: address, market: uint256, accounts: DynArray[address,
     @return 0 to 5.
     """
     size: int256 = (staticcall adl_candidates.clearinghouse.positions(account, market)).size
-    market_policy: uint256 = staticcall engine.policy(market)
+    market_policy: uint256 = staticcall self._engine().policy(market)
     key: uint256 = adl_candidates._ranking_key(account, market, size > 0, market_policy)
     if key == 0:
         return 0
@@ -130,6 +133,25 @@ def vault_capacity(account: address, market: uint256) -> uint256:
 
 @external
 @view
+def evaluate_winners(market: uint256, price: uint256, market_policy: uint256, bankrupt_long: bool,
+                     winners: DynArray[address, adl_candidates.MAX_CANDIDATES]) -> DynArray[adl_candidates.Entry, adl_candidates.MAX_CANDIDATES]:
+    """
+    @notice The winners a keeper lists for a round, each evaluated at the round's price under
+            its policy (profit, account value, ranking key) or with the reason it is skipped:
+            what `AdlEngine.execute` processes, which calls this view (the engine keeps the
+            order, the shares and the transfers).
+    @param market The market id.
+    @param price The round's price in the market.
+    @param market_policy The round's policy.
+    @param bankrupt_long True if the bankrupt position is long (the winners are short).
+    @param winners The winners as listed.
+    @return One entry per winner: a SKIP_* code (0 to process) and the evaluation.
+    """
+    return adl_candidates._evaluate_winners(market, price, market_policy, bankrupt_long, winners)
+
+
+@external
+@view
 def market_round(account: address, market: uint256) -> IAdlPolicies.MarketRound:
     """
     @notice `account`'s ADL round in `market` as the engine's next `execute` will see it: its
@@ -140,10 +162,18 @@ def market_round(account: address, market: uint256) -> IAdlPolicies.MarketRound:
     @param market The market id.
     @return The round's state in the market (all zero when none ever opened there).
     """
-    state: IAdlPolicies.MarketRound = staticcall engine.market_rounds(account, market)
+    state: IAdlPolicies.MarketRound = staticcall self._engine().market_rounds(account, market)
     held: uint256 = convert(abs((staticcall adl_candidates.clearinghouse.positions(account, market)).size), uint256)
-    if held < state.size_left and (staticcall engine.rounds(account)).markets_left & (1 << market) != 0:
+    if held < state.size_left and (staticcall self._engine().rounds(account)).markets_left & (1 << market) != 0:
         auctions: IVolunteerAuctions = IVolunteerAuctions(staticcall adl_candidates.clearinghouse.liquidation_engine())
         state.size_left = held
         state.deficit_left += staticcall auctions.volunteer_premium(account, market)
     return state
+
+
+# ---------------------------------------------------------------- internals
+
+@internal
+@view
+def _engine() -> IAdlPolicies:
+    return IAdlPolicies(staticcall adl_candidates.clearinghouse.adl_engine())

@@ -16,6 +16,8 @@ def test_waterfall_engines__wired_to_the_clearinghouse(protocol):
     ch = protocol.clearinghouse
     assert ch.liquidation_engine() == protocol.liquidation.address
     assert ch.adl_engine() == protocol.adl_engine.address
+    assert protocol.adl_engine.ranking() == protocol.adl_ranking.address
+    assert protocol.adl_ranking.engine() == protocol.adl_engine.address
     assert ch.insurance_account() == protocol.vault.address
     assert protocol.liquidation.clearinghouse() == protocol.adl_engine.clearinghouse() == ch.address
     assert protocol.liquidation.pool() == protocol.adl_engine.pool() == protocol.pool.address

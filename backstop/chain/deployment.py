@@ -169,8 +169,9 @@ def deploy_protocol(project, owner, keeper, config: ProtocolConfig = ProtocolCon
         project.InsuranceVault, token, pool, clearinghouse, config.vault_lockup, config.vault_withdrawal_delay,
         config.vault_max_leverage, config.vault_loss_cap_per_event, config.vault_loss_cap_per_day, config.vault_profit_unlock,
     )
-    adl_engine = owner.deploy(project.AdlEngine, clearinghouse, oracle, config.adl_round_duration)
-    adl_ranking = owner.deploy(project.AdlRanking, adl_engine, clearinghouse, oracle)
+    # The ranking views first: the engine evaluates its winners there.
+    adl_ranking = owner.deploy(project.AdlRanking, clearinghouse, oracle)
+    adl_engine = owner.deploy(project.AdlEngine, clearinghouse, oracle, config.adl_round_duration, adl_ranking)
     pool.set_clearinghouse(clearinghouse, sender=owner)
     clearinghouse.set_market_configurator(configurator, sender=owner)
     oracle.set_clearinghouse(clearinghouse, sender=owner)
