@@ -61,10 +61,11 @@ exports: (
 
 # ---------------------------------------------------------------- interfaces
 
-interface WinnerEvaluation:
+interface RankingViews:
     def evaluate_winners(
         market: uint256, price: uint256, market_policy: uint256, bankrupt_long: bool, winners: DynArray[address, adl_candidates.MAX_CANDIDATES]
     ) -> DynArray[adl_candidates.Entry, adl_candidates.MAX_CANDIDATES]: view
+    def vault_capacity_at(account: address, market: uint256, price: uint256, taking_long: bool) -> uint256: view
 
 
 # ---------------------------------------------------------------- events
@@ -206,8 +207,8 @@ MAX_ROUND_DURATION: constant(uint256) = 7 * 86400
 
 # @dev Collateral balances (read only; they move through the clearinghouse).
 pool: public(immutable(IMarginPool))
-# @dev The AdlRanking views: `execute` evaluates its winners there (modules/adl_candidates.vy).
-ranking: public(immutable(WinnerEvaluation))
+# @dev The AdlRanking views: a round evaluates its winners and the vault's room there (modules/adl_candidates.vy).
+ranking: public(immutable(RankingViews))
 # @dev ADL policy per market (adl_math constants).
 policy: public(HashMap[uint256, uint256])
 # @dev Seconds a round may stay open before anyone may finish it.
@@ -221,7 +222,7 @@ market_rounds: public(HashMap[address, HashMap[uint256, MarketRound]])
 # ---------------------------------------------------------------- constructor
 
 @deploy
-def __init__(clearing: IWaterfallClearinghouse, price_oracle: IOracle, duration: uint256, ranking_views: WinnerEvaluation):
+def __init__(clearing: IWaterfallClearinghouse, price_oracle: IOracle, duration: uint256, ranking_views: RankingViews):
     """
     @notice Deploys the engine; the deployer becomes owner. Every market starts on the
             BitMEX-style queue; wire it with `Clearinghouse.set_adl_engine`.
@@ -313,7 +314,7 @@ def open_round(account: address):
         # The winners are on the other side of the bankrupt position.
         extcall adl_candidates.clearinghouse.set_adl_exposure(market, position.size < 0, True)
     # The volunteer auction (if the step is on) comes first; the round's own time follows it.
-    auctions: IVolunteerAuctions = IVolunteerAuctions(staticcall adl_candidates.clearinghouse.liquidation_engine())
+    auctions: IVolunteerAuctions = self._auctions()
     auction_end: uint256 = block.timestamp + staticcall auctions.volunteer_window()
     deadline: uint256 = auction_end + self.round_duration
     self.rounds[account] = Round(
@@ -494,15 +495,11 @@ def finish_round(account: address):
             state.size_absorbed += convert(abs(size), uint256)
             self.market_rounds[account][market].size_absorbed = state.size_absorbed
             log VaultAbsorption(account=account, vault=vault, market=market, size=convert(abs(size), uint256), price=mark)
-        log AdlMarketResolved(
-            account=account, market=market, policy=state.policy, deficit_share=state.deficit_share, size_absorbed=state.size_absorbed,
-            size_closed=state.size_closed, notional_closed=margin_math.notional(convert(state.size_closed, int256), state.price),
-        )
+        self._release_market(account, market, state)
         # What is left to charge here: the deficit share not yet paid, or for a market with only
         # size left, the notional that was still unmatched.
         weights[market] = state.deficit_left if state.deficit_left > 0 else margin_math.notional(convert(state.size_left, int256), state.price)
         total_weight += weights[market]
-        extcall adl_candidates.clearinghouse.set_adl_exposure(market, state.bankrupt_size < 0, False)
     current.deficit = self.rounds[account].deficit
     self._finish_round(account, current, weights, total_weight, True)
 
@@ -517,7 +514,7 @@ def _absorb(account: address, market: uint256):
     """
     state: MarketRound = self.market_rounds[account][market]
     vault: address = staticcall adl_candidates.clearinghouse.insurance_account()
-    size: uint256 = min(state.size_left, adl_candidates._vault_capacity(vault, account, market, state.price, state.bankrupt_size > 0))
+    size: uint256 = min(state.size_left, staticcall ranking.vault_capacity_at(account, market, state.price, state.bankrupt_size > 0))
     if size == 0:
         return
     direction: int256 = 1 if state.bankrupt_size > 0 else -1
@@ -542,7 +539,7 @@ def _settle_volunteer_takes(account: address, market: uint256) -> MarketRound:
     held: uint256 = convert(abs((staticcall adl_candidates.clearinghouse.positions(account, market)).size), uint256)
     if held >= state.size_left:
         return state
-    auctions: IVolunteerAuctions = IVolunteerAuctions(staticcall adl_candidates.clearinghouse.liquidation_engine())
+    auctions: IVolunteerAuctions = self._auctions()
     premium: uint256 = extcall auctions.settle_volunteer_premium(account, market)
     log AdlVolunteerTakes(
         account=account, market=market, size=state.size_left - held, premium=premium, size_left=held, deficit=self.rounds[account].deficit + premium
@@ -563,15 +560,21 @@ def _resolve_if_done(account: address, market: uint256):
     state: MarketRound = self.market_rounds[account][market]
     if state.size_left > 0 or state.deficit_left > 0:
         return
+    self._release_market(account, market, state)
+    markets_left: uint256 = self.rounds[account].markets_left & ~(1 << market)
+    self.rounds[account].markets_left = markets_left
+    if markets_left == 0:
+        self._close_round(account)
+
+
+@internal
+def _release_market(account: address, market: uint256, state: MarketRound):
+    """@dev The round is done in `market`: its winners' side no longer waits for it."""
     log AdlMarketResolved(
         account=account, market=market, policy=state.policy, deficit_share=state.deficit_share, size_absorbed=state.size_absorbed,
         size_closed=state.size_closed, notional_closed=margin_math.notional(convert(state.size_closed, int256), state.price),
     )
     extcall adl_candidates.clearinghouse.set_adl_exposure(market, state.bankrupt_size < 0, False)
-    markets_left: uint256 = self.rounds[account].markets_left & ~(1 << market)
-    self.rounds[account].markets_left = markets_left
-    if markets_left == 0:
-        self._close_round(account)
 
 
 @internal
@@ -642,6 +645,13 @@ def _socialise(account: address, amount: uint256, markets: uint256, weights: uin
         if markets & (1 << market) != 0:
             left -= extcall adl_candidates.clearinghouse.socialise_loss(account, market, self.market_rounds[account][market].bankrupt_size < 0, left)
     return amount - left
+
+
+@internal
+@view
+def _auctions() -> IVolunteerAuctions:
+    """@dev The volunteer auctions are the LiquidationEngine's."""
+    return IVolunteerAuctions(staticcall adl_candidates.clearinghouse.liquidation_engine())
 
 
 @internal

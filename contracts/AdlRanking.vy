@@ -124,11 +124,23 @@ def vault_capacity(account: address, market: uint256) -> uint256:
     size: int256 = (staticcall adl_candidates.clearinghouse.positions(account, market)).size
     if size == 0:
         return 0
-    vault: address = staticcall adl_candidates.clearinghouse.insurance_account()
-    mark: uint256 = adl_candidates._latest_mark(market)
-    return min(convert(abs(size), uint256), adl_candidates._vault_capacity(vault, account, market, mark, size > 0))
+    return min(convert(abs(size), uint256), self._vault_capacity(account, market, adl_candidates._latest_mark(market), size > 0))
 
 
+@external
+@view
+def vault_capacity_at(account: address, market: uint256, price: uint256, taking_long: bool) -> uint256:
+    """
+    @notice Base units of a position in `market` (long if `taking_long`) the vault could take
+            from `account` at `price` within its position and leverage limits, whatever
+            `account` holds: what an ADL round's `_absorb` is bounded by (the engine calls it).
+    @param account The account the vault would take from (zero if it is the vault itself).
+    @param market The market id.
+    @param price The price of the takeover.
+    @param taking_long True if the vault would take a long position.
+    @return Base units.
+    """
+    return self._vault_capacity(account, market, price, taking_long)
 
 
 @external
@@ -172,6 +184,12 @@ def market_round(account: address, market: uint256) -> IAdlPolicies.MarketRound:
 
 
 # ---------------------------------------------------------------- internals
+
+@internal
+@view
+def _vault_capacity(account: address, market: uint256, price: uint256, taking_long: bool) -> uint256:
+    return adl_candidates._vault_capacity(staticcall adl_candidates.clearinghouse.insurance_account(), account, market, price, taking_long)
+
 
 @internal
 @view
