@@ -13,6 +13,8 @@
         with a descending-price auction of the bankrupt positions: volunteers take what they
         will, the premium they earn joins D, and only what they leave is force-closed once the
         auction ends; the round's deadline comes that much later.
+        Accounts that go bankrupt at the same time on the same markets and sides share one round:
+        the keeper opens it for one and nets the others into it (`join_round`) before it acts.
         A keeper opens the round and submits winners in policy order, in one or more
         transactions; the engine re-checks each one (opposite side, profitable at the round's
         price, size clamped to its current position, its place in the order) and skips, with an
@@ -108,6 +110,13 @@ event AdlMarketResolved:
     size_closed: uint256
     notional_closed: uint256
 
+event AdlRoundJoined:
+    account: indexed(address)
+    # @dev the account whose open round took the joining account's positions and deficit
+    host: indexed(address)
+    # @dev the joining account's deficit, now part of the host round's D
+    deficit: uint256
+
 event AdlVolunteerTakes:
     account: indexed(address)
     market: indexed(uint256)
@@ -162,6 +171,8 @@ struct Round:
     # @dev until this time volunteers may take the positions (the LiquidationEngine's auction) and
     #      nothing is force-closed in a market with size left
     auction_end: uint256
+    # @dev when the round opened: accounts bankrupt at that same time may join it (`join_round`)
+    opened_at: uint256
 
 struct MarketRound:
     # @dev the market's policy when the round opened
@@ -319,30 +330,79 @@ def open_round(account: address):
     deadline: uint256 = auction_end + self.round_duration
     self.rounds[account] = Round(
         deficit=deficit, haircuts=0, markets=open_mask, markets_left=open_mask, notional_closed=0, notional_absorbed=0, deadline=deadline,
-        auction_end=auction_end,
+        auction_end=auction_end, opened_at=block.timestamp,
     )
     log AdlRoundOpened(account=account, deficit=deficit, markets=open_mask, deadline=deadline)
-
-    # D is split by the loss in each market (by size if no market shows a loss): the winners of
-    # a market pay for what was lost there.
-    deficit_left: uint256 = deficit
-    weight_left: uint256 = total_loss if total_loss > 0 else total_size
-    for market: uint256 in range(MAX_MARKETS):
-        if open_mask & (1 << market) == 0:
-            continue
-        weight: uint256 = losses[market] if total_loss > 0 else sizes[market]
-        part: uint256 = adl_math.share(deficit_left, weight, weight_left)
-        deficit_left -= part
-        weight_left -= weight
-        self.market_rounds[account][market].deficit_left = part
-        self.market_rounds[account][market].deficit_share = part
-        if not adl_math.is_queue(self.market_rounds[account][market].policy):
-            self._absorb(account, market)
-        self._resolve_if_done(account, market)
+    self._add_deficit(account, deficit, open_mask, losses, sizes, total_loss, total_size)
     if open_mask == 0:
         self._close_round(account)
     elif auction_end > block.timestamp and self.rounds[account].markets_left != 0:
         extcall auctions.start_volunteer_auctions(account, auction_end)
+
+
+@external
+def join_round(account: address, host: address):
+    """
+    @notice Nets a flagged account into the ADL round another account opened at this same time:
+            the account's positions move to the host at the host round's prices (the same fresh
+            marks), its deficit (its balance once flat, below zero) moves with them, so it ends
+            flat at exactly zero and unflagged, and the host round's D, each market's share of D
+            (split by the account's losses, as `open_round` splits) and the size to offset grow.
+            Under pro-rata and risk-aware the vault then absorbs what its limits allow of the
+            added size; a running volunteer auction of the host offers the whole new size. One
+            round per group of accounts bankrupt together costs the winners one ranking instead
+            of one per account.
+    @dev Keeper only. The host round must have opened at this block's timestamp and not have
+         charged, closed or settled anything yet (no haircut, no force-close, no volunteer take);
+         the account must hold exactly the round's markets, each on the bankrupt side.
+    @param account The flagged account, not in a round.
+    @param host The account whose round it joins.
+    """
+    keeper_roles._check_keeper()
+    flags: IWaterfallClearinghouse.AccountFlag = staticcall adl_candidates.clearinghouse.account_flags(account)
+    assert IWaterfallClearinghouse.AccountFlag.BANKRUPT in flags and IWaterfallClearinghouse.AccountFlag.IN_ADL_ROUND not in flags, "AdlEngine: not flagged or round open"
+    vault: address = staticcall adl_candidates.clearinghouse.insurance_account()
+    assert account != vault and host != vault, "AdlEngine: the vault is not netted"
+    open_mask: uint256 = self.rounds[host].markets
+    assert (
+        self.rounds[host].opened_at == block.timestamp and self.rounds[host].haircuts == 0 and self.rounds[host].markets_left == open_mask
+    ), "AdlEngine: host round not joinable"
+    # (A round without markets closes as it opens, so it is never joinable.)
+    assert staticcall adl_candidates.clearinghouse.open_markets(account) == open_mask, "AdlEngine: markets differ from the host round"
+
+    losses: uint256[MAX_MARKETS] = empty(uint256[MAX_MARKETS])
+    sizes: uint256[MAX_MARKETS] = empty(uint256[MAX_MARKETS])
+    total_loss: uint256 = 0
+    total_size: uint256 = 0
+    for market: uint256 in range(MAX_MARKETS):
+        if open_mask & (1 << market) == 0:
+            continue
+        price: uint256 = self.market_rounds[host][market].price
+        size_left: uint256 = self.market_rounds[host][market].size_left
+        position: IWaterfallClearinghouse.Position = staticcall adl_candidates.clearinghouse.positions(account, market)
+        assert (position.size > 0) == (self.market_rounds[host][market].bankrupt_size > 0), "AdlEngine: side differs from the host round"
+        held: uint256 = convert(abs((staticcall adl_candidates.clearinghouse.positions(host, market)).size), uint256)
+        assert self.market_rounds[host][market].size_closed == 0 and held == size_left, "AdlEngine: host round not joinable"
+        losses[market] = convert(max(-margin_math.pnl(position.size, position.entry_price, price), 0), uint256)
+        sizes[market] = convert(abs(position.size), uint256)
+        total_loss += losses[market]
+        total_size += sizes[market]
+        self._move_position(account, market, price, host, position.size)
+        self.market_rounds[host][market].bankrupt_size += position.size
+        self.market_rounds[host][market].size_left = size_left + sizes[market]
+    # Flat, the account's value is its balance: realised at the round's prices, with funding.
+    balance: int256 = staticcall pool.balance_of(account)
+    assert balance < 0, "AdlEngine: account solvent"
+    deficit: uint256 = convert(-balance, uint256)
+    extcall adl_candidates.clearinghouse.transfer_balance(host, account, deficit)
+    extcall adl_candidates.clearinghouse.set_account_flags(account, empty(IWaterfallClearinghouse.AccountFlag))
+    self.rounds[host].deficit += deficit
+    log AdlRoundJoined(account=account, host=host, deficit=deficit)
+    self._add_deficit(host, deficit, open_mask, losses, sizes, total_loss, total_size)
+    auction_end: uint256 = self.rounds[host].auction_end
+    if auction_end > block.timestamp:
+        # No take yet (checked above): the auction starts again, at this same time, with the whole size.
+        extcall self._auctions().start_volunteer_auctions(host, auction_end)
 
 
 @external
@@ -393,11 +453,11 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
         if entries[i].skip != adl_candidates.PROCESS:
             continue
         key: uint256 = entries[i].candidate.key
-        if best_winner != empty(address) and not (key > best_key or (key == best_key and convert(entries[i].winner, uint256) < convert(best_winner, uint256))):
+        if best_winner != empty(address) and not (key > best_key or (key == best_key and convert(winners[i], uint256) < convert(best_winner, uint256))):
             entries[i].skip = adl_candidates.SKIP_ORDER
             continue
         best_key = key
-        best_winner = entries[i].winner
+        best_winner = winners[i]
 
     direction: int256 = 1 if state.bankrupt_size > 0 else -1
     mark: uint256 = adl_candidates._latest_mark(market)
@@ -407,11 +467,12 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
     haircuts: uint256 = 0
     closed: uint256 = 0
 
-    for entry: adl_candidates.Entry in entries:
-        skip: uint256 = entry.skip
+    for index: uint256 in range(count, bound=MAX_CANDIDATES):
+        winner: address = winners[index]
+        skip: uint256 = entries[index].skip
         if skip == adl_candidates.PROCESS and state.size_left == 0 and state.deficit_left == 0:
             skip = adl_candidates.SKIP_RESOLVED
-        candidate: adl_candidates.Candidate = entry.candidate
+        candidate: adl_candidates.Candidate = entries[index].candidate
         position: uint256 = convert(abs(candidate.size), uint256)
         size: uint256 = 0
         haircut: uint256 = 0
@@ -441,7 +502,7 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
                     haircut_weight_left -= haircut_weight
                     close_weight_left -= close_weight
         if skip != adl_candidates.PROCESS:
-            log AdlSkipped(account=account, winner=entry.winner, market=market, reason=self._skip_reason(skip))
+            log AdlSkipped(account=account, winner=winner, market=market, reason=self._skip_reason(skip))
             continue
         haircut = min(haircut, adl_math.haircut_room(candidate.size, size, state.price, mark, candidate.profit, candidate.value))
 
@@ -449,8 +510,8 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
         state.deficit_left -= haircut
         haircuts += haircut
         closed += size
-        transfers.append(IWaterfallClearinghouse.PositionTransfer(counterparty=entry.winner, size=convert(size, int256) * direction, payment=haircut))
-        log AdlHit(account=account, winner=entry.winner, market=market, size_closed=size, price=state.price, haircut=haircut)
+        transfers.append(IWaterfallClearinghouse.PositionTransfer(counterparty=winner, size=convert(size, int256) * direction, payment=haircut))
+        log AdlHit(account=account, winner=winner, market=market, size_closed=size, price=state.price, haircut=haircut)
 
     if len(transfers) > 0:
         extcall adl_candidates.clearinghouse.transfer_positions(account, market, state.price, transfers)
@@ -488,9 +549,7 @@ def finish_round(account: address):
         mark: uint256 = adl_candidates._latest_mark(market)
         size: int256 = (staticcall adl_candidates.clearinghouse.positions(account, market)).size
         if size != 0 and account != vault:
-            extcall adl_candidates.clearinghouse.transfer_positions(
-                account, market, mark, [IWaterfallClearinghouse.PositionTransfer(counterparty=vault, size=size, payment=0)]
-            )
+            self._move_position(account, market, mark, vault, size)
             current.notional_absorbed += margin_math.notional(size, mark)
             state.size_absorbed += convert(abs(size), uint256)
             self.market_rounds[account][market].size_absorbed = state.size_absorbed
@@ -507,6 +566,30 @@ def finish_round(account: address):
 # ---------------------------------------------------------------- internals: rounds
 
 @internal
+def _add_deficit(account: address, deficit: uint256, open_mask: uint256, losses: uint256[MAX_MARKETS], sizes: uint256[MAX_MARKETS],
+                 total_loss: uint256, total_size: uint256):
+    """
+    @dev Adds `deficit` to the round's markets, split by the loss in each (by size if no market
+         shows a loss): the winners of a market pay for what was lost there. Then, under pro-rata
+         and risk-aware, the vault absorbs what it can of each market's size left.
+    """
+    deficit_left: uint256 = deficit
+    weight_left: uint256 = total_loss if total_loss > 0 else total_size
+    for market: uint256 in range(MAX_MARKETS):
+        if open_mask & (1 << market) == 0:
+            continue
+        weight: uint256 = losses[market] if total_loss > 0 else sizes[market]
+        part: uint256 = adl_math.share(deficit_left, weight, weight_left)
+        deficit_left -= part
+        weight_left -= weight
+        self.market_rounds[account][market].deficit_left += part
+        self.market_rounds[account][market].deficit_share += part
+        if not adl_math.is_queue(self.market_rounds[account][market].policy):
+            self._absorb(account, market)
+        self._resolve_if_done(account, market)
+
+
+@internal
 def _absorb(account: address, market: uint256):
     """
     @dev The vault takes as much of the bankrupt position as its limits allow, at the round's
@@ -518,13 +601,19 @@ def _absorb(account: address, market: uint256):
     if size == 0:
         return
     direction: int256 = 1 if state.bankrupt_size > 0 else -1
-    extcall adl_candidates.clearinghouse.transfer_positions(
-        account, market, state.price, [IWaterfallClearinghouse.PositionTransfer(counterparty=vault, size=convert(size, int256) * direction, payment=0)]
-    )
+    self._move_position(account, market, state.price, vault, convert(size, int256) * direction)
     self.market_rounds[account][market].size_left = state.size_left - size
-    self.market_rounds[account][market].size_absorbed = size
+    self.market_rounds[account][market].size_absorbed = state.size_absorbed + size
     self.rounds[account].notional_absorbed += margin_math.notional(convert(size, int256), state.price)
     log VaultAbsorption(account=account, vault=vault, market=market, size=size, price=state.price)
+
+
+@internal
+def _move_position(account: address, market: uint256, price: uint256, receiver: address, size: int256):
+    """@dev `size` of `account`'s position to `receiver` at `price`, with no payment (a trade that moves no value at that price)."""
+    extcall adl_candidates.clearinghouse.transfer_positions(
+        account, market, price, [IWaterfallClearinghouse.PositionTransfer(counterparty=receiver, size=size, payment=0)]
+    )
 
 
 @internal

@@ -12,10 +12,12 @@
 """
 
 from interfaces import IAdlPolicies
+from interfaces import IMarginPool
 from interfaces import IOracle
 from interfaces import IVolunteerAuctions
 from interfaces import IWaterfallClearinghouse
 from modules import adl_candidates
+from modules import margin_math
 
 initializes: adl_candidates
 
@@ -157,9 +159,61 @@ def evaluate_winners(market: uint256, price: uint256, market_policy: uint256, ba
     @param market_policy The round's policy.
     @param bankrupt_long True if the bankrupt position is long (the winners are short).
     @param winners The winners as listed.
-    @return One entry per winner: a SKIP_* code (0 to process) and the evaluation.
+    @return One entry per winner, in the list's order: a SKIP_* code (0 to process) and the evaluation.
+    @dev Skipped: bankrupt, not on the winners' side, without profit at `price`, or without
+         account value. Each account's value is summed from its pool balance and positions, with
+         every market's latest mark and funding index read once per call: the same figure as
+         Clearinghouse.account_health, without its margin requirements and per-account price reads.
     """
-    return adl_candidates._evaluate_winners(market, price, market_policy, bankrupt_long, winners)
+    entries: DynArray[adl_candidates.Entry, adl_candidates.MAX_CANDIDATES] = []
+    pool: IMarginPool = IMarginPool(staticcall adl_candidates.clearinghouse.pool())
+    marks: uint256[adl_candidates.MAX_MARKETS] = empty(uint256[adl_candidates.MAX_MARKETS])
+    # the index each side settles against: funding, and the loss spread over that side
+    long_indices: int256[adl_candidates.MAX_MARKETS] = empty(int256[adl_candidates.MAX_MARKETS])
+    short_indices: int256[adl_candidates.MAX_MARKETS] = empty(int256[adl_candidates.MAX_MARKETS])
+    loaded: uint256 = 0
+    for winner: address in winners:
+        entry: adl_candidates.Entry = adl_candidates.Entry(skip=adl_candidates.PROCESS, candidate=empty(adl_candidates.Candidate))
+        held: IWaterfallClearinghouse.Position = staticcall adl_candidates.clearinghouse.positions(winner, market)
+        if IWaterfallClearinghouse.AccountFlag.BANKRUPT in staticcall adl_candidates.clearinghouse.account_flags(winner):
+            entry.skip = adl_candidates.SKIP_BANKRUPT
+        elif held.size == 0 or (held.size > 0) == bankrupt_long:
+            entry.skip = adl_candidates.SKIP_SIDE
+        else:
+            open_mask: uint256 = staticcall adl_candidates.clearinghouse.open_markets(winner)
+            missing: uint256 = open_mask & ~loaded
+            if missing != 0:
+                loaded |= missing
+                for other: uint256 in range(adl_candidates.MAX_MARKETS):
+                    if missing == 0:
+                        break
+                    if missing & (1 << other) == 0:
+                        continue
+                    missing &= ~(1 << other)
+                    marks[other] = adl_candidates._latest_mark(other)
+                    funding: int256 = staticcall adl_candidates.clearinghouse.current_funding_index(other)
+                    long_indices[other] = funding + convert(staticcall adl_candidates.clearinghouse.loss_index(other, 0), int256)
+                    short_indices[other] = funding - convert(staticcall adl_candidates.clearinghouse.loss_index(other, 1), int256)
+            account_value: int256 = staticcall pool.balance_of(winner)
+            for other: uint256 in range(adl_candidates.MAX_MARKETS):
+                if open_mask == 0:
+                    break
+                if open_mask & (1 << other) == 0:
+                    continue
+                open_mask &= ~(1 << other)
+                other_position: IWaterfallClearinghouse.Position = held
+                if other != market:
+                    other_position = staticcall adl_candidates.clearinghouse.positions(winner, other)
+                account_value += margin_math.pnl(other_position.size, other_position.entry_price, marks[other])
+                side_index: int256 = long_indices[other] if other_position.size > 0 else short_indices[other]
+                account_value += margin_math.funding_payment(other_position.size, side_index, other_position.funding_snapshot)
+            entry.candidate = adl_candidates._evaluate_at(winner, market, held, price, market_policy, account_value)
+            if entry.candidate.profit == 0:
+                entry.skip = adl_candidates.SKIP_UNPROFITABLE
+            elif entry.candidate.value <= 0:
+                entry.skip = adl_candidates.SKIP_NO_VALUE
+        entries.append(entry)
+    return entries
 
 
 @external

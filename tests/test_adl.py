@@ -406,7 +406,7 @@ def test_execute__bitmex_queue_closes_the_top_short_fully_and_the_next_partly(ba
     assert (size(mirror, alice), balance(mirror, alice), value(mirror, alice)) == (0, 0, 0)
     assert not mirror.model.bankrupt[alice.address]
     assert mirror.read(mirror.c.clearinghouse.adl_exposure.call(BTC, 1)) == 0  # the shorts are free again
-    assert mirror.read(mirror.engine_call("rounds", alice.address)) == (0,) * 8  # Round: 7 fields and the auction end
+    assert mirror.read(mirror.engine_call("rounds", alice.address)) == (0,) * 9  # Round: 7 fields, the auction end, the opening time
 
 
 def test_execute__bitmex_queue_stops_once_size_and_deficit_are_matched(bankrupt_alice, alice, bob, carol, erin):

@@ -80,8 +80,12 @@ class AdlStub:
 
     def __init__(self):
         self.accounts = []
+        self.refused = []
 
-    def resolve(self, account):
+    def groups(self, accounts):
+        return [(account, []) for account in accounts]
+
+    def resolve(self, account, members=()):
         self.accounts.append(account)
         return {"deficit": 0, "notional_closed": 0, "winners_hit": 0}
 

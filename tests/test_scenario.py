@@ -251,8 +251,11 @@ def replays(scenario):
 def test_default_crash_reaches_every_layer(replays):
     totals = replays[0]["totals"]
     assert totals["accounts_liquidated"] >= 200 and totals["accounts_backstopped"] >= 200
-    # accounts with negative value that the vault refuses (its loss budget spent in the gap) go to ADL
-    assert 30 <= len(replays[0]["adl_rounds"]) <= 200
+    # accounts with negative value that the vault refuses (its loss budget spent in the gap) go to
+    # ADL, those bankrupt together on the same markets and sides netted into one round
+    rounds = replays[0]["adl_rounds"]
+    assert 30 <= totals["accounts_adl"] <= 200 and 2 <= len(rounds) <= 10
+    assert len(rounds) + sum(len(r["joined"]) for r in rounds) == totals["accounts_adl"]
 
 
 @pytest.mark.parametrize("policy", range(4))
@@ -271,8 +274,9 @@ def test_default_crash_the_two_queues_rank_winners_differently(replays):
     and the Hyperliquid queue hit different winners (with every entry at one price they coincided)."""
     pnl_queue, hyperliquid = policy_metrics(0, replays[0]), policy_metrics(1, replays[1])
     assert pnl_queue["deficit"] == hyperliquid["deficit"]
-    assert pnl_queue["haircuts_list"] != hyperliquid["haircuts_list"]
-    assert pnl_queue["winners_hit"] != hyperliquid["winners_hit"]
+    hit = [[sorted(r["haircut_by_winner"]) for r in replays[policy]["adl_rounds"]] for policy in (0, 1)]
+    assert len(hit[0]) == len(hit[1]) and hit[0] != hit[1]
+    assert {w for winners in hit[0] for w in winners} != {w for winners in hit[1] for w in winners}
 
 
 def test_default_crash_queue_overshoots_and_risk_aware_lets_the_vault_absorb(replays):

@@ -445,17 +445,24 @@ class ProtocolMachine(RuleBasedStateMachine):
     def maker(self) -> str:
         return self.env.traders[-1]
 
-    def act(self, label: str, sender: str, call, model_action) -> Outcome:
+    def act(self, label: str, sender: str, call, model_action, same_time: bool = False) -> Outcome:
         """Runs `model_action(now)` on the model, then the transaction on the chain; both must succeed
         or both revert with the same reason, and a revert changes nothing (checked on the model here
-        and on the chain after the step)."""
-        now = self.t + 1
+        and on the chain after the step). Mined one second after the latest block, or in a block
+        with the same time (`same_time`)."""
+        now = self.t if same_time else self.t + 1
         saved = self.model.snapshot()
         try:
             result, expected = model_action(now), None
         except ModelRevert as revert:
             result, expected = None, revert.reason
-        failure = self.fc.send(sender, call)
+        if same_time:
+            self.fc.set_block_interval(0)
+        try:
+            failure = self.fc.send(sender, call)
+        finally:
+            if same_time:
+                self.fc.set_block_interval(1)
         self.t, self.block = now, self.block + 1
         STATS.transactions += 1
         if expected is None:

@@ -7,7 +7,8 @@ the insurance vault and the ADL engine, their actors and the attackers that aim 
   shares), claim them through `redeem` and `withdraw` (EIP-7540), name operators, approve and
   transfer shares; anyone's `process_report`;
 - the keeper's waterfall: `backstop` (takeovers and refusals by limit), ADL rounds opened for
-  refused bankrupt accounts (crashes aimed at an account that first traded against every trader,
+  refused bankrupt accounts (those bankrupt together on the same markets and sides netted into one
+  round, `join_round`, which the keeper also tries at other times and on other rounds) (crashes aimed at an account that first traded against every trader,
   at staggered prices, beside a profitable position on its own side) and executed under each
   policy with honest planner lists and hostile ones (stale, duplicated, out of order, incomplete,
   junk, the bankrupt side's own positions, a declaration that lies), rounds that reach their
@@ -25,7 +26,7 @@ engines' state joins the comparison (shares, supply, requests, operators, allowa
 income locked, the day's high, limits, totalAssets, drawdown, loss allowance; rounds per account and
 per market, exposure and loss indices, policies, flags; auctions, volunteers' premiums not yet
 settled, auction parameters). Every transaction's ADL events (hits, skips with their reasons,
-settled volunteer takes, closed rounds) must equal the model's. The waterfall's invariants are checked
+settled volunteer takes, netted accounts, closed rounds) must equal the model's. The waterfall's invariants are checked
 after every step in `WaterfallMachine.check_waterfall` (see tests/README.md for the map).
 """
 
@@ -44,6 +45,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition
 
 from backstop.chain.events import EventDecoder
+from backstop.keeper.adl_executor import netting_groups
 from backstop.keeper.adl_planner import MarketToResolve, plan_market, winner_states
 from backstop.model.adl import AdlModel, Declaration, MarketRound, Round
 from backstop.model.liquidation import offered
@@ -160,7 +162,7 @@ class OpenRound:
     """What the harness remembers of a round while it is open (for the invariants and stale lists)."""
 
     deadline: int
-    deficit: int  # D when it opened
+    deficit: int  # D when it opened, plus the deficits netted into it
     auction_events: int  # the LiquidationEngine's auction events before it opened
     plans: dict = field(default_factory=dict)  # market -> the winners of an earlier plan
 
@@ -178,7 +180,7 @@ class WaterfallMachine(ProtocolMachine):
         vault.exchange = self.model
         engine = AdlModel.__new__(AdlModel)
         engine.exchange = self.model
-        engine.hits, engine.skips, engine.absorptions, engine.closed_rounds, engine.volunteer_takes = [], [], [], [], []
+        engine.hits, engine.skips, engine.absorptions, engine.closed_rounds, engine.volunteer_takes, engine.joins = [], [], [], [], [], []
         self.model.vault, self.model.adl = vault, engine
         self.model.restore(e.base_model)
         self.vault, self.engine = vault, engine
@@ -205,28 +207,28 @@ class WaterfallMachine(ProtocolMachine):
         self.withdrawn += self.model.total_withdrawn - withdrawn
         return outcome
 
-    def engine_act(self, label, sender, call, model_action):
+    def engine_act(self, label, sender, call, model_action, same_time=False):
         """`act` for a waterfall engine action (not a share action: the vault's value may move)."""
         self.share_actions_only = False
-        return self.act(label, sender, call, model_action)
+        return self.act(label, sender, call, model_action, same_time)
 
-    def act(self, label, sender, call, model_action):
+    def act(self, label, sender, call, model_action, same_time=False):
         if not label.startswith("vault:"):
             self.share_actions_only = False
         engine = self.engine
-        before = (len(engine.hits), len(engine.skips), len(engine.volunteer_takes), len(engine.closed_rounds))
-        outcome = super().act(label, sender, call, model_action)
+        before = (len(engine.hits), len(engine.skips), len(engine.volunteer_takes), len(engine.closed_rounds), len(engine.joins))
+        outcome = super().act(label, sender, call, model_action, same_time)
         if outcome.ok:
             self.check_adl_events(label, before)
         return outcome
 
     def check_adl_events(self, label, before):
         """The ADL engine's events in the last transaction are exactly those the model's transaction
-        implies: each hit (winner, size, price, haircut), each skip with its reason, each settlement
+        implies: each hit (winner, size, price, haircut), each skip with its reason, each netted account, each settlement
         of volunteer takes, each closed round's totals, in order."""
         engine = self.engine
-        hits, skips, takes, closed = before
-        got: dict = {"AdlHit": [], "AdlSkipped": [], "AdlVolunteerTakes": [], "AdlRoundClosed": []}
+        hits, skips, takes, closed, joins = before
+        got: dict = {"AdlHit": [], "AdlSkipped": [], "AdlVolunteerTakes": [], "AdlRoundClosed": [], "AdlRoundJoined": []}
         for name, fields in self.env.adl_events.decode(self.fc.last_receipt["logs"]):
             if name in got:
                 got[name].append(tuple(fields.values()))
@@ -236,6 +238,7 @@ class WaterfallMachine(ProtocolMachine):
             "AdlVolunteerTakes": engine.volunteer_takes[takes:],
             "AdlRoundClosed": [(c.account, c.deficit, c.haircuts, c.notional_closed, c.notional_absorbed, c.residual, c.socialised, c.fallback)
                                for c in engine.closed_rounds[closed:]],
+            "AdlRoundJoined": engine.joins[joins:],
         }
         for name in got:
             assert got[name] == expected[name], f"{label}: the chain's {name} events differ from the model's"
@@ -552,10 +555,41 @@ class WaterfallMachine(ProtocolMachine):
             h = self.health(account)
             if h.value < h.maintenance_margin:
                 self.backstop("waterfall: backstop", self.env.keeper, account)
-        for account in self.env.accounts:
-            if self.model.bankrupt.get(account, False) and not self.model.in_adl_round.get(account, False):
-                self._open_round(account)
+        flagged = [a for a in self.env.accounts if self.model.bankrupt.get(a, False) and not self.model.in_adl_round.get(a, False)]
+        sides = lambda a: [(m, self.model.position(a, m).size > 0) for m in range(self.env.market_count) if self.model.position(a, m).size]  # noqa: E731
+        for host, members in netting_groups(flagged, sides, self.env.vault.address):
+            if self._open_round(host).ok:
+                for member in members:
+                    self.join_round(member, host)
         self.execute_rounds(batch_size)
+
+    @action(account=st.integers(0, 20), host=st.integers(0, 20), open_first=st.booleans(), same_time=st.booleans())
+    def keeper_join_round(self, account, host, open_first, same_time):
+        """The keeper nets a flagged account into a round (`open_first`: one it opens now for another
+        flagged account): refused unless the round opened at this block's time and has not acted,
+        the account holds its markets on its side and is below zero at its prices."""
+        flagged = [a for a in self.env.accounts if self.model.bankrupt.get(a, False) and not self.model.in_adl_round.get(a, False)]
+        target = (flagged or self.env.accounts)[account % len(flagged or self.env.accounts)]
+        others = [a for a in flagged if a != target]
+        if open_first and others:
+            chosen = others[host % len(others)]
+            self._open_round(chosen)
+        else:
+            hosts = sorted(self.engine.rounds) or self.env.accounts
+            chosen = hosts[host % len(hosts)]
+        self.join_round(target, chosen, same_time)
+
+    def join_round(self, account, host, same_time=True):
+        outcome = self.engine_act("adl: join_round", self.env.keeper, self.env.adl_engine.join_round.call(account, host),
+                                  lambda now: self.engine.join_round(account, host, now), same_time)
+        if outcome.ok:
+            # Rule A8: the account ends flat at zero and free; the round's D grows by its deficit.
+            assert self.model.open_markets.get(account, 0) == 0 and self.model.balance(account) == 0 and not self.model.bankrupt.get(account, False)
+            if host in self.open_rounds:
+                self.open_rounds[host].deficit += self.engine.joins[-1][2]
+            self.watched.add(account)
+            STATS.notes["ADL accounts netted into a round"] += 1
+        return outcome
 
     @action(trader=st.integers(0, 3), depth_bp=st.integers(-8_000, -1), batch_size=st.sampled_from([1, 3, 250]),
             keeper=st.sampled_from(["honest", "honest", "none", "stale", "duplicated", "reversed", "incomplete", "junk", "same_side", "lying"]),

@@ -8,15 +8,17 @@ and one on the model compare figure by figure.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
 
 from eth_utils import to_checksum_address
 
 from backstop.chain.events import EventDecoder
-from backstop.chain.fast_chain import FastChain
+from backstop.chain.fast_chain import FastChain, RevertError
 from backstop.keeper.adl_planner import DEFAULT_BATCH, MarketToResolve, WinnerState, plan_market, winner_states
+from backstop.keeper.chain_venue import send_in_blocks
 from backstop.model import adl
-from backstop.model.protocol import MAX_MARKETS, notional
+from backstop.model.protocol import MAX_MARKETS, ModelRevert, notional
 
 
 @dataclass(frozen=True)
@@ -41,13 +43,15 @@ class RoundMetrics:
     # winners hit whose book was hedged (net exposure under half their gross exposure)
     hedged_winners: list
     hedged_hit: int
+    # accounts netted into the round (`AdlEngine.join_round`), each with the deficit it brought: [(account, deficit)]
+    joined: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def round_metrics(closed: adl.ClosedRound, min_notional_closed: int, hedged: set[str]) -> RoundMetrics:
-    """Metrics of a closed round from its event and hits."""
+def round_metrics(closed: adl.ClosedRound, min_notional_closed: int, hedged: set[str], joined: list | None = None) -> RoundMetrics:
+    """Metrics of a closed round from its event, its hits and the accounts netted into it."""
     haircut_by_winner: dict[str, int] = {}
     for hit in closed.hits:
         if hit.haircut or hit.size_closed:
@@ -57,8 +61,36 @@ def round_metrics(closed: adl.ClosedRound, min_notional_closed: int, hedged: set
         notional_absorbed=closed.notional_absorbed, min_notional_closed=min_notional_closed, residual=closed.residual,
         socialised=closed.socialised, fallback=closed.fallback,
         haircut_by_winner=haircut_by_winner, winners_hit=len(haircut_by_winner),
-        hedged_winners=sorted(hedged & haircut_by_winner.keys()), hedged_hit=len(hedged & haircut_by_winner.keys()),
+        hedged_winners=sorted(hedged & haircut_by_winner.keys()), hedged_hit=len(hedged & haircut_by_winner.keys()), joined=list(joined or []),
     )
+
+
+def netting_groups(accounts: list[str], sides_of, vault: str) -> list[tuple[str, list[str]]]:
+    """The accounts bankrupt together, grouped by what they hold: one ADL round per group of the
+    same markets on the same sides, the first account its host and the others netted into it
+    (`join_round`); the vault and accounts without positions stand alone. `sides_of(account)`:
+    its (market, long) pairs. Hosts in the order of `accounts`."""
+    groups: dict[tuple, tuple[str, list[str]]] = {}
+    alone: list[tuple[str, list[str]]] = []
+    order: list[tuple[str, list[str]]] = []
+    for account in accounts:
+        sides = tuple(sides_of(account))
+        if account == vault or not sides:
+            alone.append((account, []))
+            order.append(alone[-1])
+        elif sides in groups:
+            groups[sides][1].append(account)
+        else:
+            groups[sides] = (account, [])
+            order.append(groups[sides])
+    return order
+
+
+def _minimum_closed(accounts: list[str], held, capacity, mark, markets: list[int]) -> int:
+    """The notional no policy can avoid closing in a round of `accounts` (a host and those netted
+    into it): per market, what they hold (`held(account, market)`) beyond what the vault can
+    absorb (`capacity(market)`), at the mark."""
+    return sum(notional(max(sum(held(a, m) for a in accounts) - capacity(m), 0), mark(m)) for m in markets)
 
 
 def is_hedged(state: WinnerState, price: int) -> bool:
@@ -84,6 +116,10 @@ class ModelAdlExecutor:
         self.auctioning: dict[str, int] = {}
         # rounds the book could not resolve: account -> (minimum notional closed, hedged winners)
         self.open_rounds: dict[str, tuple[int, set[str]]] = {}
+        # the accounts netted into each open round: host -> [(account, deficit)]
+        self.joined: dict[str, list] = {}
+        # the accounts the last `resolve` could not net into its round
+        self.refused: list[str] = []
 
     def open_accounts(self) -> list[str]:
         return [*self.auctioning, *self.open_rounds]
@@ -104,24 +140,41 @@ class ModelAdlExecutor:
         for account, (minimum, hedged) in list(self.open_rounds.items()):
             if now > engine.round(account).deadline:
                 engine.finish_round(account, now)
-                finished.append(round_metrics(engine.closed_rounds[-1], minimum, hedged))
+                finished.append(round_metrics(engine.closed_rounds[-1], minimum, hedged, self.joined.pop(account, [])))
                 del self.open_rounds[account]
         return finished
 
-    def resolve(self, account: str) -> RoundMetrics | None:
+    def groups(self, accounts: list[str]) -> list[tuple[str, list[str]]]:
+        exchange = self.engine.exchange
+        return netting_groups(
+            accounts, lambda a: [(m, exchange.position(a, m).size > 0) for m in _markets(exchange.open_markets.get(a, 0))], exchange.insurance_account
+        )
+
+    def resolve(self, account: str, members: Sequence[str] = ()) -> RoundMetrics | None:
+        """Opens `account`'s round and nets `members` into it (those the engine refuses are left
+        in `refused`: each needs a round of its own); executes it unless its volunteer auction
+        runs. The metrics, or None while the round stays open."""
         engine, exchange, now = self.engine, self.engine.exchange, self.clock()
-        markets = _markets(exchange.open_markets.get(account, 0))
-        minimum = sum(
-            notional(abs(exchange.position(account, m).size) - engine.vault_capacity_of(account, m, now), exchange.latest_prices(m)[1])
-            for m in markets
+        minimum = _minimum_closed(
+            [account, *members], lambda a, m: abs(exchange.position(a, m).size),
+            lambda m: engine.vault_capacity(exchange.insurance_account, account, m, exchange.latest_prices(m)[1],
+                                            exchange.position(account, m).size > 0, now),
+            lambda m: exchange.latest_prices(m)[1], _markets(exchange.open_markets.get(account, 0)),
         )
         engine.open_round(account, now)
+        joins, self.refused = len(engine.joins), []
+        for member in members:
+            try:
+                engine.join_round(member, account, now)
+            except ModelRevert:
+                self.refused.append(member)
+        self.joined[account] = [(joined, deficit) for joined, _, deficit in engine.joins[joins:]]
         state = engine.round(account)
         if state.markets_left and state.auction_end > now:
             self.auctioning[account] = minimum
             return None
         if not state.markets_left:
-            return round_metrics(engine.closed_rounds[-1], minimum, set())
+            return round_metrics(engine.closed_rounds[-1], minimum, set(), self.joined.pop(account))
         return self._execute(account, minimum)
 
     def _execute(self, account: str, minimum: int) -> RoundMetrics | None:
@@ -151,7 +204,7 @@ class ModelAdlExecutor:
         closed = engine.closed_rounds[-1]
         if winner_book is not None:
             hedged = winner_book.hedged_hits(closed, planned)
-        return round_metrics(closed, minimum, hedged)
+        return round_metrics(closed, minimum, hedged, self.joined.pop(account, []))
 
 
 class ChainAdlExecutor:
@@ -173,6 +226,11 @@ class ChainAdlExecutor:
         self.auctioning: dict[str, tuple[int, list]] = {}
         # rounds the book could not resolve: account -> (minimum notional closed, hedged winners, hits so far)
         self.open_rounds: dict[str, tuple[int, set[str], list]] = {}
+        # the accounts netted into each open round: host -> [(account, deficit)]
+        self.joined: dict[str, list] = {}
+        # the accounts the last `resolve` could not net into its round
+        self.refused: list[str] = []
+        self.vault = to_checksum_address(deployment["contracts"]["vault"]["address"])
 
     def open_accounts(self) -> list[str]:
         return [*self.auctioning, *self.open_rounds]
@@ -200,29 +258,53 @@ class ChainAdlExecutor:
                 continue
             closed = self._send(self.engine.finish_round.call(account), hits)
             closed.hits = hits
-            finished.append(round_metrics(closed, minimum, hedged))
+            finished.append(round_metrics(closed, minimum, hedged, self.joined.pop(account, [])))
             del self.open_rounds[account]
         return finished
 
-    def resolve(self, account: str) -> RoundMetrics | None:
+    def groups(self, accounts: list[str]) -> list[tuple[str, list[str]]]:
+        accounts = [to_checksum_address(a) for a in accounts]
+        masks = self.chain.read([self.clearinghouse.open_markets.call(a) for a in accounts])
+        held = [(a, m) for a, mask in zip(accounts, masks) for m in _markets(mask)]
+        sizes = dict(zip(held, (position[0] for position in self.chain.read([self.clearinghouse.positions.call(a, m) for a, m in held]))))
+        sides = {a: [(m, sizes[(a, m)] > 0) for m in _markets(mask)] for a, mask in zip(accounts, masks)}
+        return netting_groups(accounts, sides.__getitem__, self.vault)
+
+    def resolve(self, account: str, members: Sequence[str] = ()) -> RoundMetrics | None:
+        """As `ModelAdlExecutor.resolve`: the opening and the joins are mined in one block (a join
+        the engine refuses, or one that spills into the next block, is left in `refused`)."""
         chain, engine, clearinghouse = self.chain, self.engine, self.clearinghouse
-        account = to_checksum_address(account)
+        account, members = to_checksum_address(account), [to_checksum_address(m) for m in members]
         (mask,) = chain.read([clearinghouse.open_markets.call(account)])
         markets = _markets(mask)
-        reads = chain.read(
-            [clearinghouse.positions.call(account, m) for m in markets]
-            + [self.ranking.vault_capacity.call(account, m) for m in markets]
-            + [self.oracle.latest_prices.call(m) for m in markets]
-        )
+        everyone = [account, *members]
+        reads = chain.read([clearinghouse.positions.call(a, m) for a in everyone for m in markets] + [self.oracle.latest_prices.call(m) for m in markets])
         count = len(markets)
-        minimum = sum(
-            notional(abs(reads[i][0]) - reads[count + i], reads[2 * count + i][1]) for i in range(count)
-        )
+        held = {(a, m): abs(reads[i * count + j][0]) for i, a in enumerate(everyone) for j, m in enumerate(markets)}
+        marks = {m: reads[len(everyone) * count + j][1] for j, m in enumerate(markets)}
+        capacities = dict(zip(markets, chain.read([self.ranking.vault_capacity_at.call(account, m, marks[m], reads[j][0] > 0)
+                                                   for j, m in enumerate(markets)])))
+        minimum = _minimum_closed(everyone, lambda a, m: held[(a, m)], capacities.__getitem__, marks.__getitem__, markets)
         hits: list[adl.Hit] = []
-        closed = self._send(engine.open_round.call(account), hits)
+        self.refused, joined = [], []
+        if members:
+            # The opening and the joins in one block: a join needs the round's own block time.
+            calls = [engine.open_round.call(account)] + [engine.join_round.call(m, account) for m in members]
+            opened, *outcomes = send_in_blocks(chain, [(self.keeper, call) for call in calls], ROUND_GAS)
+            if isinstance(opened, RevertError):
+                raise RuntimeError(f"open_round: {opened}")
+            closed = self._decode(opened["logs"], hits)
+            for member, outcome in zip(members, outcomes):
+                if isinstance(outcome, RevertError):
+                    self.refused.append(member)
+                    continue
+                joined += [(fields["account"], fields["deficit"]) for name, fields in self.events.decode(outcome["logs"]) if name == "AdlRoundJoined"]
+        else:
+            closed = self._send(engine.open_round.call(account), hits)
+        self.joined[account] = joined
         if closed is not None:
             closed.hits = hits
-            return round_metrics(closed, minimum, set())
+            return round_metrics(closed, minimum, set(), self.joined.pop(account))
         (state,) = chain.read([engine.rounds.call(account)])
         _, now = chain.block()
         if state[7] > now:  # Round.auction_end: volunteers first
@@ -253,7 +335,7 @@ class ChainAdlExecutor:
             self.open_rounds[account] = (minimum, hedged, hits)
             return None
         closed.hits = hits
-        return round_metrics(closed, minimum, hedged)
+        return round_metrics(closed, minimum, hedged, self.joined.pop(account, []))
 
     def winner_states(self, bankrupt: str, market: int, bankrupt_size: int) -> list[WinnerState]:
         """The opposite side's positions among the watched accounts, read in one multicall."""
@@ -289,8 +371,12 @@ class ChainAdlExecutor:
         failure = self.chain.send(self.keeper, call)
         if failure is not None:
             raise RuntimeError(f"{call.function.name}: {failure}")
+        return self._decode(self.chain.last_receipt["logs"], hits)
+
+    def _decode(self, logs: list, hits: list) -> adl.ClosedRound | None:
+        """A transaction's AdlHit events into `hits`; the round if it closed."""
         closed = None
-        for name, fields in self.events.decode(self.chain.last_receipt["logs"]):
+        for name, fields in self.events.decode(logs):
             if name == "AdlHit":
                 hits.append(adl.Hit(fields["account"], fields["winner"], fields["market"], fields["size_closed"], fields["price"], fields["haircut"]))
             elif name == "AdlRoundClosed":
@@ -299,6 +385,12 @@ class ChainAdlExecutor:
                     fields["residual"], fields["socialised"], fields["fallback"],
                 )
         return closed
+
+
+# Gas for an `open_round` or a `join_round` sent in one block (a position moved per market, the
+# deficit split, the vault's absorption, the auctions started): a node with the usual 30M block
+# limit takes seven of them a block, and a join that spills into the next block is refused.
+ROUND_GAS = 4_000_000
 
 
 def set_policy(chain: FastChain, deployment: dict, owner: str, policy: int) -> None:

@@ -95,7 +95,14 @@ class AdlExecutor(Protocol):
     haircut or were closed).
     """
 
-    def resolve(self, account: str) -> dict | None: ...
+    def resolve(self, account: str, members: Sequence[str] = ()) -> dict | None:
+        """Opens `account`'s round, nets `members` into it (`refused` then lists those the engine
+        refused), and resolves it if it can now."""
+
+    def groups(self, accounts: list[str]) -> list[tuple[str, list[str]]]:
+        """The accounts grouped for netting: (host, members), one round each."""
+
+    refused: list[str]
 
     def finish_due(self) -> list[dict]: ...
 
@@ -386,22 +393,30 @@ class Keeper:
             for metrics in self.adl.finish_due():
                 self._record_round(metrics, "finished", report)
         in_round = set(self._open_rounds())
-        for account, deficit in report.bankrupt.items():
-            if account not in in_round:
+        new = {account: deficit for account, deficit in report.bankrupt.items() if account not in in_round}
+        if self.adl is not None and new:
+            # Accounts bankrupt together on the same markets and sides: one round each group.
+            for host, members in self.adl.groups(list(new)):
+                self._adl(host, sum(new[a] for a in (host, *members)), report, members)
+                for refused in list(self.adl.refused):
+                    self._adl(refused, new[refused], report)
+        else:
+            for account, deficit in new.items():
                 self._adl(account, deficit, report)
         pending = set(report.adl_pending)
         report.adl_pending += [account for account in self._open_rounds() if account not in pending]
 
-    def _adl(self, account: str, deficit: int, report: KeeperReport) -> None:
+    def _adl(self, account: str, deficit: int, report: KeeperReport, members: Sequence[str] = ()) -> None:
         if self.adl is None:
             report.adl_pending.append(account)
             self.log(f"ADL pending: {account} (deficit {_dollars(deficit)})")
             return
         if self.auctions is not None:
             self.auctions.watch(account)
-        metrics = self.adl.resolve(account)
+        metrics = self.adl.resolve(account, members)
+        netted = f" with {len(members) - len(self.adl.refused)} accounts netted into it" if members else ""
         if metrics is None:
-            self.log(f"ADL round of {account} open (deficit {_dollars(deficit)}): its volunteer auction runs, or the book "
+            self.log(f"ADL round of {account}{netted} open (deficit {_dollars(deficit)}): its volunteer auction runs, or the book "
                      "cannot resolve it and it ends at its deadline")
             return
         self._record_round(metrics, "resolved", report)

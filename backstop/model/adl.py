@@ -115,6 +115,7 @@ class Round:
     notional_absorbed: int = 0
     deadline: int = 0
     auction_end: int = 0
+    opened_at: int = 0
 
 
 @dataclass
@@ -194,7 +195,7 @@ def _address_number(account: Account) -> int:
 
 
 class AdlModel:
-    """Storage names as in the contract; `hits`, `skips`, `absorptions`, `volunteer_takes` and `closed_rounds` are its events."""
+    """Storage names as in the contract; `hits`, `skips`, `absorptions`, `volunteer_takes`, `joins` and `closed_rounds` are its events."""
 
     def __init__(self, exchange: Model, round_duration: int):
         self.exchange = exchange
@@ -208,6 +209,8 @@ class AdlModel:
         self.closed_rounds: list[ClosedRound] = []
         # AdlVolunteerTakes events: (account, market, size, premium, size_left, deficit).
         self.volunteer_takes: list[tuple[Account, int, int, int, int, int]] = []
+        # AdlRoundJoined events: (account, host, deficit).
+        self.joins: list[tuple[Account, Account, int]] = []
         self._set_round_duration(round_duration)
         exchange.adl = self
 
@@ -220,6 +223,7 @@ class AdlModel:
             "round_hits": {account: list(hits) for account, hits in self.round_hits.items()},
             "lengths": (len(self.hits), len(self.skips), len(self.absorptions), len(self.closed_rounds)),
             "volunteer_takes": len(self.volunteer_takes),
+            "joins": len(self.joins),
         }
 
     def restore(self, saved: dict) -> None:
@@ -231,6 +235,7 @@ class AdlModel:
         hits, skips, absorptions, closed = saved["lengths"]
         del self.hits[hits:], self.skips[skips:], self.absorptions[absorptions:], self.closed_rounds[closed:]
         del self.volunteer_takes[saved.get("volunteer_takes", 0):]
+        del self.joins[saved.get("joins", 0):]
 
     def round(self, account: Account) -> Round:
         return self.rounds.get(account, Round())
@@ -288,24 +293,45 @@ class AdlModel:
         auction_end = now + exchange.liquidation.volunteer_window()
         self.rounds[account] = Round(
             deficit=deficit, markets=open_mask, markets_left=open_mask, deadline=auction_end + self.round_duration, auction_end=auction_end,
+            opened_at=now,
         )
-
-        total_loss = sum(losses.values())
-        weights = losses if total_loss > 0 else sizes
-        deficit_left, weight_left = deficit, sum(weights.values())
-        for market in _markets(open_mask):
-            part = share(deficit_left, weights[market], weight_left)
-            deficit_left -= part
-            weight_left -= weights[market]
-            state = self.market_rounds[(account, market)]
-            state.deficit_left = state.deficit_share = part
-            if not is_queue(state.policy):
-                self._absorb(account, market, now)
-            self._resolve_if_done(account, market, now)
+        self._add_deficit(account, deficit, open_mask, losses, sizes, now)
         if open_mask == 0:
             self._close_round(account, now)
         elif auction_end > now and self.round(account).markets_left != 0:
             exchange.liquidation.start_volunteer_auctions(account, auction_end, now)
+
+    @atomic
+    def join_round(self, account: Account, host: Account, now: int) -> None:
+        exchange = self.exchange
+        _require(
+            exchange.bankrupt.get(account, False) and not exchange.in_adl_round.get(account, False), "AdlEngine: not flagged or round open"
+        )
+        _require(exchange.insurance_account not in (account, host), "AdlEngine: the vault is not netted")
+        joined = self.round(host)
+        open_mask = joined.markets
+        _require(joined.opened_at == now and joined.haircuts == 0 and joined.markets_left == open_mask, "AdlEngine: host round not joinable")
+        _require(exchange.open_markets.get(account, 0) == open_mask, "AdlEngine: markets differ from the host round")
+        losses, sizes = {}, {}
+        for market in _markets(open_mask):
+            state = self.market_rounds[(host, market)]
+            position = exchange.position(account, market)
+            _require((position.size > 0) == (state.bankrupt_size > 0), "AdlEngine: side differs from the host round")
+            _require(state.size_closed == 0 and abs(exchange.position(host, market).size) == state.size_left, "AdlEngine: host round not joinable")
+            losses[market] = max(-pnl(position.size, position.entry_price, state.price), 0)
+            sizes[market] = abs(position.size)
+            exchange.transfer_positions(account, market, state.price, [(host, position.size, 0)], now)
+            state.bankrupt_size += position.size
+            state.size_left += sizes[market]
+        balance = exchange.balance(account)
+        _require(balance < 0, "AdlEngine: account solvent")
+        exchange.transfer_balance(host, account, -balance)
+        exchange.set_account_flags(account, False, False)
+        joined.deficit -= balance
+        self.joins.append((account, host, -balance))
+        self._add_deficit(host, -balance, open_mask, losses, sizes, now)
+        if joined.auction_end > now:
+            exchange.liquidation.start_volunteer_auctions(host, joined.auction_end, now)
 
     @atomic
     def execute(self, account: Account, market: int, winners: list[Account], declaration: Declaration, now: int) -> None:
@@ -438,6 +464,21 @@ class AdlModel:
 
     # ------------------------------------------------------------ internals
 
+    def _add_deficit(self, account: Account, deficit: int, open_mask: int, losses: dict[int, int], sizes: dict[int, int], now: int) -> None:
+        """D split by the loss in each market (by size if no market shows a loss); then the vault absorbs (pro-rata, risk-aware)."""
+        weights = losses if sum(losses.values()) > 0 else sizes
+        deficit_left, weight_left = deficit, sum(weights.values())
+        for market in _markets(open_mask):
+            part = share(deficit_left, weights[market], weight_left)
+            deficit_left -= part
+            weight_left -= weights[market]
+            state = self.market_rounds[(account, market)]
+            state.deficit_left += part
+            state.deficit_share += part
+            if not is_queue(state.policy):
+                self._absorb(account, market, now)
+            self._resolve_if_done(account, market, now)
+
     def _absorb(self, account: Account, market: int, now: int) -> None:
         exchange = self.exchange
         state = self.market_rounds[(account, market)]
@@ -448,7 +489,7 @@ class AdlModel:
         direction = 1 if state.bankrupt_size > 0 else -1
         exchange.transfer_positions(account, market, state.price, [(vault, size * direction, 0)], now)
         state.size_left -= size
-        state.size_absorbed = size
+        state.size_absorbed += size
         self.rounds[account].notional_absorbed += notional(size, state.price)
         self.absorptions.append((account, market, size))
 

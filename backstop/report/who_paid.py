@@ -18,6 +18,7 @@ HEADERS = {
     "takeover_deficit": "takeover: deficit",
     "adl_haircut": "ADL haircut",
     "adl_residual": "ADL residual",
+    "adl_netting": "ADL netting",
     "auction_premium": "auction premium",
 }
 ROW_NAMES = {

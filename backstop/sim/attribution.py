@@ -6,7 +6,7 @@ the insurance vault), or it stays in the pool as rounding dust. For each account
 
     PnL = value at the end - collateral put in
         = market + discount + penalty + takeover collateral + takeover deficit + ADL haircut + ADL residual
-      + auction premium
+      + ADL netting + auction premium
 
 where every term but `market` is a transfer the waterfall's events record (it leaves one account and
 enters another, so each such column sums to zero over all accounts), and `market` is the rest: what
@@ -31,6 +31,8 @@ COLUMNS = {
     "takeover_deficit": "negative value of an account the vault took over, covered by the vault",
     "adl_haircut": "profit a winner gave up in an ADL round, paid to the bankrupt account (which it brings to zero)",
     "adl_residual": "what an ADL round moved between the bankrupt account and the vault after the haircuts (funding and rounding: a few units)",
+    "adl_netting": "the deficit of an account netted into another's ADL round (`join_round`), taken over by the round's host "
+                   "(whose haircuts then cover it)",
     "auction_premium": "what a taker gained against the mark in an auction (issue 15): paid by a bankrupt account in its round's "
                        "volunteer auction (the winners pay it back through their haircuts), or by the vault in its unwind",
 }
@@ -67,8 +69,11 @@ def record_takeovers(ledger: Ledger, takeovers: Iterable[tuple[str, int]], vault
 
 
 def record_adl_rounds(ledger: Ledger, rounds: Iterable[dict], vault: str) -> None:
-    """Every round's haircuts (winner -> bankrupt account) and residual (bankrupt account -> vault)."""
+    """Every round's haircuts (winner -> bankrupt account), residual (bankrupt account -> vault)
+    and netted deficits (host -> each account netted into its round)."""
     for round_ in rounds:
+        for account, deficit in round_.get("joined", ()):
+            ledger.move("adl_netting", round_["account"], account, deficit)
         for winner, haircut in round_["haircut_by_winner"].items():
             ledger.move("adl_haircut", winner, round_["account"], haircut)
         ledger.move("adl_residual", round_["account"], vault, round_["residual"])

@@ -9,7 +9,6 @@
 """
 
 from interfaces import IInsuranceVault
-from interfaces import IMarginPool
 from interfaces import IOracle
 from interfaces import IWaterfallClearinghouse
 from modules import adl_math
@@ -31,8 +30,6 @@ struct Candidate:
     net_notional: int256
 
 struct Entry:
-    # @dev the winner as the keeper listed it
-    winner: address
     # @dev why it is skipped (a SKIP_* code), or PROCESS
     skip: uint256
     # @dev the winner evaluated at the round's price (left empty for a skipped entry)
@@ -43,7 +40,7 @@ MAX_MARKETS: constant(uint256) = 16
 # @dev Largest list of winners in one `AdlEngine.execute`; the clearinghouse takes as many transfers.
 MAX_CANDIDATES: constant(uint256) = 400
 # @dev An entry of `execute` is processed, or skipped for one of these reasons (the first four
-#      are found here, when the entry is evaluated; the others by the engine).
+#      found when AdlRanking.evaluate_winners evaluates it, the others by the engine).
 PROCESS: constant(uint256) = 0
 SKIP_BANKRUPT: constant(uint256) = 1
 SKIP_SIDE: constant(uint256) = 2
@@ -84,69 +81,6 @@ def _ranking_key(account: address, market: uint256, long_side: bool, market_poli
     if market_policy == adl_math.PRO_RATA:
         return candidate.profit
     return max(candidate.key, 1)
-
-
-@internal
-@view
-def _evaluate_winners(market: uint256, price: uint256, market_policy: uint256, bankrupt_long: bool,
-                      winners: DynArray[address, MAX_CANDIDATES]) -> DynArray[Entry, MAX_CANDIDATES]:
-    """
-    @dev Each winner of a round in `market` evaluated at the round's `price`, or the reason it is
-         skipped: bankrupt, not on the winners' side (the other side of a long bankrupt position
-         when `bankrupt_long`), without profit at `price`, or without account value. Each
-         account's value is summed from its pool balance and positions, with every market's
-         latest mark and funding index read once per call: the same figure as
-         Clearinghouse.account_health, without its margin requirements and per-account price reads.
-    """
-    entries: DynArray[Entry, MAX_CANDIDATES] = []
-    pool: IMarginPool = IMarginPool(staticcall clearinghouse.pool())
-    marks: uint256[MAX_MARKETS] = empty(uint256[MAX_MARKETS])
-    # the index each side settles against: funding, and the loss spread over that side
-    long_indices: int256[MAX_MARKETS] = empty(int256[MAX_MARKETS])
-    short_indices: int256[MAX_MARKETS] = empty(int256[MAX_MARKETS])
-    loaded: uint256 = 0
-    for winner: address in winners:
-        entry: Entry = Entry(winner=winner, skip=PROCESS, candidate=empty(Candidate))
-        held: IWaterfallClearinghouse.Position = staticcall clearinghouse.positions(winner, market)
-        if self._is_bankrupt(winner):
-            entry.skip = SKIP_BANKRUPT
-        elif held.size == 0 or (held.size > 0) == bankrupt_long:
-            entry.skip = SKIP_SIDE
-        else:
-            open_mask: uint256 = staticcall clearinghouse.open_markets(winner)
-            missing: uint256 = open_mask & ~loaded
-            if missing != 0:
-                loaded |= missing
-                for other: uint256 in range(MAX_MARKETS):
-                    if missing == 0:
-                        break
-                    if missing & (1 << other) == 0:
-                        continue
-                    missing &= ~(1 << other)
-                    marks[other] = self._latest_mark(other)
-                    funding: int256 = staticcall clearinghouse.current_funding_index(other)
-                    long_indices[other] = funding + convert(staticcall clearinghouse.loss_index(other, 0), int256)
-                    short_indices[other] = funding - convert(staticcall clearinghouse.loss_index(other, 1), int256)
-            account_value: int256 = staticcall pool.balance_of(winner)
-            for other: uint256 in range(MAX_MARKETS):
-                if open_mask == 0:
-                    break
-                if open_mask & (1 << other) == 0:
-                    continue
-                open_mask &= ~(1 << other)
-                other_position: IWaterfallClearinghouse.Position = held
-                if other != market:
-                    other_position = staticcall clearinghouse.positions(winner, other)
-                account_value += margin_math.pnl(other_position.size, other_position.entry_price, marks[other])
-                side_index: int256 = long_indices[other] if other_position.size > 0 else short_indices[other]
-                account_value += margin_math.funding_payment(other_position.size, side_index, other_position.funding_snapshot)
-            entry.candidate = self._evaluate_at(winner, market, held, price, market_policy, account_value)
-            if entry.candidate.profit == 0:
-                entry.skip = SKIP_UNPROFITABLE
-            elif entry.candidate.value <= 0:
-                entry.skip = SKIP_NO_VALUE
-        entries.append(entry)
-    return entries
 
 
 @internal
