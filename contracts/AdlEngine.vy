@@ -325,7 +325,7 @@ def open_round(account: address):
         # The winners are on the other side of the bankrupt position.
         extcall adl_candidates.clearinghouse.set_adl_exposure(market, position.size < 0, True)
     # The volunteer auction (if the step is on) comes first; the round's own time follows it.
-    auctions: IVolunteerAuctions = self._auctions()
+    auctions: IVolunteerAuctions = adl_candidates._volunteer_auctions()
     auction_end: uint256 = block.timestamp + staticcall auctions.volunteer_window()
     deadline: uint256 = auction_end + self.round_duration
     self.rounds[account] = Round(
@@ -402,7 +402,7 @@ def join_round(account: address, host: address):
     auction_end: uint256 = self.rounds[host].auction_end
     if auction_end > block.timestamp:
         # No take yet (checked above): the auction starts again, at this same time, with the whole size.
-        extcall self._auctions().start_volunteer_auctions(host, auction_end)
+        extcall adl_candidates._volunteer_auctions().start_volunteer_auctions(host, auction_end)
 
 
 @external
@@ -435,8 +435,8 @@ def execute(account: address, market: uint256, winners: DynArray[address, MAX_CA
     assert self.rounds[account].markets_left & (1 << market) != 0, "AdlEngine: no open round in this market"
     state: MarketRound = self._settle_volunteer_takes(account, market)
     assert state.size_left == 0 or block.timestamp >= self.rounds[account].auction_end, "AdlEngine: volunteer auction running"
-    # Each winner evaluated at the round's price by the ranking views (the same module, its
-    # account values summed from the latest marks and funding read once per call).
+    # Each winner evaluated at the round's price by AdlRanking.evaluate_winners (account values
+    # summed from the latest marks and funding, read once per call).
     entries: DynArray[adl_candidates.Entry, adl_candidates.MAX_CANDIDATES] = staticcall ranking.evaluate_winners(
         market, state.price, state.policy, state.bankrupt_size > 0, winners
     )
@@ -628,7 +628,7 @@ def _settle_volunteer_takes(account: address, market: uint256) -> MarketRound:
     held: uint256 = convert(abs((staticcall adl_candidates.clearinghouse.positions(account, market)).size), uint256)
     if held >= state.size_left:
         return state
-    auctions: IVolunteerAuctions = self._auctions()
+    auctions: IVolunteerAuctions = adl_candidates._volunteer_auctions()
     premium: uint256 = extcall auctions.settle_volunteer_premium(account, market)
     log AdlVolunteerTakes(
         account=account, market=market, size=state.size_left - held, premium=premium, size_left=held, deficit=self.rounds[account].deficit + premium
@@ -734,13 +734,6 @@ def _socialise(account: address, amount: uint256, markets: uint256, weights: uin
         if markets & (1 << market) != 0:
             left -= extcall adl_candidates.clearinghouse.socialise_loss(account, market, self.market_rounds[account][market].bankrupt_size < 0, left)
     return amount - left
-
-
-@internal
-@view
-def _auctions() -> IVolunteerAuctions:
-    """@dev The volunteer auctions are the LiquidationEngine's."""
-    return IVolunteerAuctions(staticcall adl_candidates.clearinghouse.liquidation_engine())
 
 
 @internal

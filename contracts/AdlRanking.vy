@@ -14,7 +14,6 @@
 from interfaces import IAdlPolicies
 from interfaces import IMarginPool
 from interfaces import IOracle
-from interfaces import IVolunteerAuctions
 from interfaces import IWaterfallClearinghouse
 from modules import adl_candidates
 from modules import margin_math
@@ -175,7 +174,7 @@ def evaluate_winners(market: uint256, price: uint256, market_policy: uint256, ba
     for winner: address in winners:
         entry: adl_candidates.Entry = adl_candidates.Entry(skip=adl_candidates.PROCESS, candidate=empty(adl_candidates.Candidate))
         held: IWaterfallClearinghouse.Position = staticcall adl_candidates.clearinghouse.positions(winner, market)
-        if IWaterfallClearinghouse.AccountFlag.BANKRUPT in staticcall adl_candidates.clearinghouse.account_flags(winner):
+        if adl_candidates._is_bankrupt(winner):
             entry.skip = adl_candidates.SKIP_BANKRUPT
         elif held.size == 0 or (held.size > 0) == bankrupt_long:
             entry.skip = adl_candidates.SKIP_SIDE
@@ -231,9 +230,8 @@ def market_round(account: address, market: uint256) -> IAdlPolicies.MarketRound:
     state: IAdlPolicies.MarketRound = staticcall self._engine().market_rounds(account, market)
     held: uint256 = convert(abs((staticcall adl_candidates.clearinghouse.positions(account, market)).size), uint256)
     if held < state.size_left and (staticcall self._engine().rounds(account)).markets_left & (1 << market) != 0:
-        auctions: IVolunteerAuctions = IVolunteerAuctions(staticcall adl_candidates.clearinghouse.liquidation_engine())
         state.size_left = held
-        state.deficit_left += staticcall auctions.volunteer_premium(account, market)
+        state.deficit_left += staticcall adl_candidates._volunteer_auctions().volunteer_premium(account, market)
     return state
 
 

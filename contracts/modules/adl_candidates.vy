@@ -10,6 +10,7 @@
 
 from interfaces import IInsuranceVault
 from interfaces import IOracle
+from interfaces import IVolunteerAuctions
 from interfaces import IWaterfallClearinghouse
 from modules import adl_math
 from modules import fixed_point
@@ -176,6 +177,13 @@ def _vault_capacity(vault: address, account: address, market: uint256, price: ui
 @view
 def _is_bankrupt(account: address) -> bool:
     return IWaterfallClearinghouse.AccountFlag.BANKRUPT in staticcall clearinghouse.account_flags(account)
+
+
+@internal
+@view
+def _volunteer_auctions() -> IVolunteerAuctions:
+    """@dev The volunteer auctions are the LiquidationEngine's."""
+    return IVolunteerAuctions(staticcall clearinghouse.liquidation_engine())
 
 
 @internal
