@@ -11,7 +11,7 @@ from backstop.chain.deployment import ProtocolConfig
 from backstop.keeper import adl_executor, model_venue
 from backstop.keeper.adl_planner import _Evaluated, _highest_close_level, _highest_haircut_level, _highest_level, plan_market, winner_states
 from backstop.model.adl import POLICY_NAMES, risk_aware_close_weight, risk_aware_haircut_weight
-from backstop.sim.model_replay import replay_on_model
+from backstop.sim.model_replay import model_opening, replay_on_model
 from backstop.sim.scenario import generate
 
 POLICIES = sorted(POLICY_NAMES)
@@ -64,6 +64,18 @@ def test_replay_without_the_fast_paths_gives_the_same_figures(scenario, small_va
     monkeypatch.setattr(model_venue, "VECTOR_SCREEN_MIN", 10**9)
     for policy in POLICIES:
         assert _figures(replay_on_model(scenario, policy, small_vault)) == _figures(results[policy]), policy
+
+
+def test_replays_from_a_shared_opening_equal_replays_from_scratch(scenario, small_vault, results):
+    """A study replays one scenario under several policies from one pickled opening
+    (`model_opening`): every policy, with and without the volunteer step, gives the figures of a
+    replay that funds and trades from scratch, and no replay alters the opening for the next."""
+    opening = model_opening(scenario, small_vault)
+    for policy in POLICIES:
+        assert _figures(replay_on_model(scenario, policy, small_vault, opening=opening)) == _figures(results[policy]), policy
+        assert (_figures(replay_on_model(scenario, policy, small_vault, volunteers=False, opening=opening))
+                == _figures(replay_on_model(scenario, policy, small_vault, volunteers=False))), policy
+    assert model_opening(scenario, small_vault) == opening
 
 
 def test_fast_paths_agree_with_the_plain_code_at_every_call(scenario, small_vault, monkeypatch):

@@ -380,46 +380,54 @@ class AccountArrays:
         self.balance = np.zeros(0)
         self.open = np.zeros(0, dtype=bool)
         self.legs = np.zeros((4, markets, 0))
-        self._last_accounts: list | None = None
-        self._last_index = np.zeros(0, dtype=np.intp)
+        # (accounts, their rows) of the last list screened and of the longest: a replay's keeper
+        # screens its whole watch list every block, and shorter lists between liquidations
+        self._recent = self._longest = ([], np.zeros(0, dtype=np.intp))
 
     def sync(self) -> None:
         """Brings every row up to date (and the layout to the model's markets)."""
         if self.markets != self.model.market_count:
             self._layout(self.model.market_count)
         rows = self.rows
-        for account in self.dirty:
-            row = rows.get(account)
-            if row is not None:
-                self._fill(row, account)
+        self._fill([(rows[account], account) for account in self.dirty if account in rows])
         self.dirty.clear()
 
-    def row(self, account) -> int:
-        """The account's row (a new one, filled from the model, for an account not seen yet)."""
+    def add(self, accounts) -> None:
+        """Rows for those of `accounts` not seen yet, filled from the model."""
         if self.markets != self.model.market_count:
             self._layout(self.model.market_count)
-        row = self.rows.get(account)
-        if row is None:
-            row = len(self.accounts)
-            if row >= len(self.balance):
-                self._grow(max(1024, 2 * len(self.balance)))
-            self.rows[account] = row
-            self.accounts.append(account)
-            self._fill(row, account)
-        return row
+        rows = self.rows
+        new = [account for account in dict.fromkeys(accounts) if account not in rows]
+        if not new:
+            return
+        first = len(self.accounts)
+        if first + len(new) > len(self.balance):
+            self._grow(max(1024, 2 * len(self.balance), first + len(new)))
+        rows.update(zip(new, range(first, first + len(new))))
+        self.accounts += new
+        self._fill(list(zip(range(first, first + len(new)), new)))
 
     def not_cleared(self, accounts: list, marks: list[int], funding: tuple[list[int], list[int]]) -> list:
         """`accounts` (in order) less those whose estimate clears the maintenance line by more than
         the per-account screen (`ModelVenue._clear_of_maintenance`) could ever get wrong."""
         self.sync()
-        if self._last_accounts is None or accounts != self._last_accounts:
-            self._last_index = np.fromiter((self.row(a) for a in accounts), dtype=np.intp, count=len(accounts))
-            self._last_accounts = list(accounts)
+        rows = self._rows_of(accounts)
         value, magnitude, maintenance = self._estimates(marks, funding)
         margin = value - (maintenance * (1 + SCREEN_MARGIN) + 2)
         cleared = ~self.open[: len(value)] | (margin > PRESCREEN_SLACK * (magnitude + maintenance) + 1)
-        keep = np.flatnonzero(~cleared[self._last_index])
+        keep = np.flatnonzero(~cleared[rows])
         return [accounts[i] for i in keep.tolist()]
+
+    def _rows_of(self, accounts: list) -> np.ndarray:
+        for listed, rows in (self._longest, self._recent):
+            if listed == accounts:
+                return rows
+        self.add(accounts)
+        rows = np.fromiter(map(self.rows.__getitem__, accounts), dtype=np.intp, count=len(accounts))
+        self._recent = (list(accounts), rows)
+        if len(accounts) >= len(self._longest[0]):
+            self._longest = self._recent
+        return rows
 
     def value_bounds(self, marks: list[int], funding: tuple[list[int], list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Per row, bounds of the exact account value (`Model.account_value` at these marks and
@@ -452,21 +460,27 @@ class AccountArrays:
         self.open = np.concatenate([self.open, np.zeros(extra, dtype=bool)])
         self.legs = np.concatenate([self.legs, np.zeros((4, self.markets, extra))], axis=2)
 
-    def _fill(self, row: int, account) -> None:
-        """What `ModelVenue._estimate` reads, for one account."""
-        model, legs = self.model, self.legs
-        self.balance[row] = float(model.balance(account))
-        mask = model.open_markets.get(account, 0)
-        self.open[row] = mask != 0
-        for market in range(self.markets):
-            if mask & (1 << market):
-                position = model.position(account, market)
-                legs[0, market, row] = float(position.size)
-                legs[1, market, row] = float(position.entry_price)
-                legs[2, market, row] = float(position.funding_snapshot)
-                legs[3, market, row] = float(model.markets[market].maintenance_margin)
-            else:
-                legs[:, market, row] = 0.0
+    def _fill(self, rows: list[tuple[int, object]]) -> None:
+        """What `ModelVenue._estimate` reads, for each (row, account) of `rows`, written at once."""
+        if not rows:
+            return
+        model, markets = self.model, self.markets
+        fractions = [float(model.markets[m].maintenance_margin) for m in range(markets)]
+        balances, masks, legs = [], [], []
+        for _, account in rows:
+            balances.append(float(model.balance(account)))
+            mask = model.open_markets.get(account, 0)
+            masks.append(mask != 0)
+            for market in range(markets):
+                if mask & (1 << market):
+                    position = model.position(account, market)
+                    legs += (float(position.size), float(position.entry_price), float(position.funding_snapshot), fractions[market])
+                else:
+                    legs += (0.0, 0.0, 0.0, 0.0)
+        index = np.fromiter((row for row, _ in rows), dtype=np.intp, count=len(rows))
+        self.balance[index] = balances
+        self.open[index] = masks
+        self.legs[:, :, index] = np.array(legs).reshape(len(rows), markets, 4).transpose(2, 1, 0)
 
 
 # ---------------------------------------------------------------- the ADL executor's winners
@@ -685,10 +699,7 @@ class _Queue:
         book, model, market_id, market = self.book, self.book.model, self.market_id, self.market
         arrays = model.arrays
         arrays.sync()
-        rows = arrays.rows
-        for account in model.market_accounts.get(market_id, ()):
-            if account not in rows:
-                arrays.row(account)
+        arrays.add(model.market_accounts.get(market_id, ()))
         now = book.now
         marks = [model.latest_prices(m)[1] for m in range(model.market_count)]
         low, high = arrays.value_bounds(marks, model.side_indices(now))

@@ -214,6 +214,9 @@ class Keeper:
         self.adl = adl
         self.auctions = auctions
         self.log = log
+        # the last list of accounts `run_once` was given and the watch list made of it: a replay
+        # passes the same 100,000 accounts every block
+        self._watching: tuple[list[str], list[str]] = ([], [])
 
     def run_once(self, accounts: Sequence[str], liquidation_depth: Mapping[int, int] | None = None) -> KeeperReport:
         """One pass over `accounts` (the vault is always watched too). `liquidation_depth`: per
@@ -221,8 +224,7 @@ class Keeper:
         left out has none; None means unlimited."""
         venue, report = self.venue, KeeperReport()
         self._accrue_funding(report)
-        watched = list(dict.fromkeys([*map(_checksum, accounts), venue.vault, *self.liquidators]))
-        healths, marks, ratio, allowance = venue.read(watched)
+        healths, marks, ratio, allowance = venue.read(self._watch_list(accounts))
         # An account in an open round waits for it: its auction, its execution or its deadline.
         in_round = set(self._open_rounds())
         self._clear_recovered([h for h in healths if h.bankrupt and h.value >= 0 and h.account not in in_round], report)
@@ -249,6 +251,14 @@ class Keeper:
         self._backstop([h for h in to_vault if h.account != venue.vault], positions, marks, allowance, report)
         self._auctions_and_adl(report)
         return report
+
+    def _watch_list(self, accounts: Sequence[str]) -> list[str]:
+        """`accounts` checksummed, then the vault and the liquidators, each once."""
+        given, watched = self._watching
+        if list(accounts) != given:
+            watched = list(dict.fromkeys([*map(_checksum, accounts), self.venue.vault, *self.liquidators]))
+            self._watching = (list(accounts), watched)
+        return watched
 
     def settle_auctions(self) -> KeeperReport:
         """A pass without prices moving or anyone failing anew (the tail of a replay): volunteers
@@ -293,6 +303,7 @@ class Keeper:
             health = known.get(liquidator) or venue.health(liquidator)
             free_margin[liquidator] = health.value - health.initial_margin
         left_over = []
+        listed = set(report.liquidated_accounts)  # thousands in a crash block: a list lookup each is quadratic
         while candidates:
             actions, taken = [], []
             for health in candidates:
@@ -322,7 +333,8 @@ class Keeper:
                 notional = event["size"] * event["price"] // NOTIONAL_SCALE
                 report.liquidated[market] += notional
                 report.liquidation_fees.append((account, liquidator, event["discount"], event["penalty"]))
-                if account not in report.liquidated_accounts:
+                if account not in listed:
+                    listed.add(account)
                     report.liquidated_accounts.append(account)
                 free_margin[liquidator] += event["discount"]
                 del positions[account][market]
@@ -366,16 +378,16 @@ class Keeper:
             account = health.account
             if not self._succeeded(outcome, f"backstop {account}", report):
                 continue
-            for name, fields in outcome:
+            for name, event in outcome:
                 if name == "Takeover":
                     for market, size in positions[account].items():
                         report.backstopped[market] += abs(size) * marks[market] // NOTIONAL_SCALE
                     report.backstopped_accounts.append(account)
-                    report.takeovers.append((account, fields["value"]))
-                    self.log(f"backstopped {account}: the vault took {len(positions[account])} positions and value {_dollars(fields['value'])}")
+                    report.takeovers.append((account, event["value"]))
+                    self.log(f"backstopped {account}: the vault took {len(positions[account])} positions and value {_dollars(event['value'])}")
                 elif name == "TakeoverRefused":
-                    report.refusals.append((account, fields["reason"]))
-                    self.log(f"backstop {account} refused: {fields['reason']}")
+                    report.refusals.append((account, event["reason"]))
+                    self.log(f"backstop {account} refused: {event['reason']}")
                     if health.value < 0:
                         report.bankrupt[account] = -health.value
 

@@ -3,20 +3,25 @@ replay (backstop/sim/chain_replay.py), without a chain, so it reaches crowds a c
 (10,000 traders in 3 to 40 s per policy).
 
 Several replays at once (seeds, policies, vault sizes, crowds, in processes or on Dask):
-backstop/sim/sweep.py.
+backstop/sim/sweep.py. The replays of one scenario share its opening (`model_opening`): the state
+once the accounts are funded and the opening trades are done is the same under every ADL policy and
+volunteer step, and at 100,000 traders it takes longer to build than a copy takes to load.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import pickle
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from backstop.chain.deployment import ProtocolConfig
 from backstop.keeper.adl_executor import ModelAdlExecutor
 from backstop.keeper.auctions import AuctionDesk
-from backstop.keeper.model_venue import VAULT, ModelVenue, build_model
+from backstop.keeper.model_venue import VAULT, ModelVenue, TrackingModel, build_model
 from backstop.keeper.waterfall import Keeper, remember_checksummed
+from backstop.model.adl import QUEUE_PNL_LEVERAGE, AdlModel
 from backstop.model.protocol import Order
+from backstop.model.vault import VaultModel
 from backstop.sim.replay import FinalState, Progress, Replay, price_updates
 from backstop.sim.scenario import Scenario
 
@@ -27,21 +32,49 @@ ONE_YEAR = 365 * 24 * 3600
 
 def replay_on_model(scenario: Scenario, policy: int, config: ProtocolConfig = ProtocolConfig(),
                     progress: Progress | None = None, log: Callable[[str], None] | None = None,
-                    volunteers: bool = True, unwind: str = "profit") -> dict:
+                    volunteers: bool = True, unwind: str = "profit", opening: bytes | None = None) -> dict:
     """Replays `scenario` on the model with every market on ADL `policy`; the figures of
     `Replay.result`. `volunteers`: whether ADL rounds open with a volunteer auction (whatever
     `config.volunteer_auctions` says); `unwind`: the keeper's unwind policy for the vault
-    (backstop/keeper/auctions.py)."""
-    return ModelReplay(scenario, policy, config, log or (lambda line: None), volunteers, unwind).run(progress)
+    (backstop/keeper/auctions.py); `opening`: `model_opening(scenario, config)`, to start from
+    instead of funding the accounts and trading again (the same result)."""
+    return ModelReplay(scenario, policy, config, log or (lambda line: None), volunteers, unwind, opening).run(progress)
+
+
+def model_opening(scenario: Scenario, config: ProtocolConfig = ProtocolConfig()) -> bytes:
+    """The state of a model replay of `scenario` once the accounts are funded and the opening
+    trades are done (pickled: each replay that starts from it loads a copy of its own). Neither
+    the ADL policy nor the volunteer step acts before the crash, so every replay of `scenario` under
+    `config` (whatever its policy and volunteer step) may start from it."""
+    replay = ModelReplay(scenario, QUEUE_PNL_LEVERAGE, config, lambda line: None)
+    replay.prepare_markets()
+    replay.fund_accounts()
+    replay.open_positions()
+    replay.model.arrays.add(replay.traders)  # the rows the keeper's first scan reads
+    return pickle.dumps(_Opening(replay.model, replay.vault, replay.engine, replay.block, replay.deposited, replay.vault_equity_start),
+                        protocol=pickle.HIGHEST_PROTOCOL)
+
+
+@dataclass
+class _Opening:
+    """What `model_opening` keeps of a replay: the models and the replay's counters."""
+
+    model: TrackingModel
+    vault: VaultModel
+    engine: AdlModel
+    block: int
+    deposited: int
+    vault_equity_start: int
 
 
 class ModelReplay(Replay):
     """`Replay` on the reference model."""
 
     def __init__(self, scenario: Scenario, policy: int, config: ProtocolConfig, log: Callable[[str], None],
-                 volunteers: bool = True, unwind: str = "profit"):
+                 volunteers: bool = True, unwind: str = "profit", opening: bytes | None = None):
         super().__init__(scenario, log, volunteers, unwind)
         self.policy, self.config = policy, replace(config, volunteer_auctions=volunteers)
+        self.opening = opening  # `model_opening(scenario, config)` to start from, if any
         self.vault_address = VAULT
         self.now = START
         self.walk_start = START
@@ -50,8 +83,27 @@ class ModelReplay(Replay):
     def clock(self) -> int:
         return self.now
 
+    def setup_phases(self) -> tuple:
+        return (self.load_opening,) if self.opening is not None else super().setup_phases()
+
+    def load_opening(self) -> None:
+        """A copy of the shared opening, set to this replay's ADL policy and volunteer step (the
+        owner's setters: what a deployment with them from the start would hold)."""
+        opened = pickle.loads(self.opening)
+        self.model, self.vault, self.engine = opened.model, opened.vault, opened.engine
+        self.block, self.deposited, self.vault_equity_start = opened.block, opened.deposited, opened.vault_equity_start
+        config, liquidation = self.config, self.model.liquidation
+        for market in range(self.model.market_count):
+            self.engine.set_policy(market, self.policy)
+        liquidation.set_auction_params(liquidation.auction_premium, liquidation.auction_ramp, liquidation.auction_duration,
+                                       liquidation.auction_min_notional, config.volunteer_auctions)
+        self.build_keeper()
+
     def prepare_markets(self) -> None:
         self.model, self.vault, self.engine = build_model(self.config, self.scenario.markets, self.policy, self.now)
+        self.build_keeper()
+
+    def build_keeper(self) -> None:
         self.venue = ModelVenue(self.model, self.vault, self.clock)
         adl = ModelAdlExecutor(self.engine, self.clock)
         remember_checksummed(self.traders)  # scenario_keys checksummed them

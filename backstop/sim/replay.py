@@ -91,8 +91,9 @@ class FinalState:
 
 
 class Replay:
-    """The phases of a replay, in order: prepare_markets, fund_accounts, open_positions, walk_path,
-    check_invariants, result (`run` does them all). A venue implements the hooks."""
+    """The phases of a replay, in order: prepare_markets, fund_accounts, open_positions (the
+    `setup_phases`), walk_path, check_invariants, result (`run` does them all). A venue implements
+    the hooks."""
 
     keeper: Keeper
     vault_address: str
@@ -153,10 +154,14 @@ class Replay:
 
     # ------------------------------------------------------------ the replay
 
+    def setup_phases(self) -> tuple:
+        """The phases before the walk (a venue may have a shortcut to their outcome)."""
+        return self.prepare_markets, self.fund_accounts, self.open_positions
+
     def run(self, progress: Progress | None = None) -> dict:
         """Every phase; the result with the seconds each phase took under "timings"."""
         timings = {}
-        for phase in (self.prepare_markets, self.fund_accounts, self.open_positions):
+        for phase in self.setup_phases():
             started = time.perf_counter()
             phase()
             timings[phase.__name__] = time.perf_counter() - started
@@ -164,9 +169,10 @@ class Replay:
         self.walk_path(progress or (lambda step, total, message: None))
         timings["walk_path"] = time.perf_counter() - started
         started = time.perf_counter()
-        invariants = self.check_invariants()
+        state = self.final_state()
+        invariants = self.check_invariants(state)
         timings["check_invariants"] = time.perf_counter() - started
-        return self.result(invariants, timings)
+        return self.result(state, invariants, timings)
 
     def walk_path(self, progress: Progress) -> None:
         """Each step: time moves to the step's, prices move to its marks (within the oracle's move
@@ -221,9 +227,8 @@ class Replay:
             last.unwound += report.unwound
             last.vault_equity = self.vault_equity()
 
-    def check_invariants(self) -> list[dict]:
-        """The design's invariants over every account of the replay and the vault."""
-        state = self.final_state()
+    def check_invariants(self, state: FinalState) -> list[dict]:
+        """The design's invariants over every account of the replay and the vault, in `state` (the end's)."""
         invariants = []
         balanced = [long_side == short_side == longs == shorts for long_side, short_side, longs, shorts in state.open_interest]
         invariants.append(_invariant("open interest long == short", all(balanced),
@@ -260,10 +265,11 @@ class Replay:
         ))
         return invariants
 
-    def result(self, invariants: list[dict], timings: dict[str, float]) -> dict:
-        """The figures of the replay (schema in backstop/sim/result_schema.py, `crash_result`):
-        money in collateral units, prices in 1e18 fixed point, exact integers throughout."""
-        scenario, reports, state = self.scenario, self.reports, self.final_state()
+    def result(self, state: FinalState, invariants: list[dict], timings: dict[str, float]) -> dict:
+        """The figures of the replay (schema in backstop/sim/result_schema.py, `crash_result`) from
+        the end's `state`: money in collateral units, prices in 1e18 fixed point, exact integers
+        throughout."""
+        scenario, reports = self.scenario, self.reports
         rounds = [round_ for report in reports for round_ in report.adl_rounds]
         pending = reports[-1].adl_pending if reports else []
         # An account whose round is still open at the end is pending without being in the last

@@ -5,13 +5,16 @@ numbers in the same order.
 A case is self-contained (the crowd, the seed, the policy, the vault's size and the deployment
 parameters), so any worker can run it: it generates its scenario, scales the vault's limits with
 the crowd and the vault (`case_config`), replays on the model and returns the policy's figures
-(`run_case`). Dask's distributed scheduler (`DaskRunner`) starts a local cluster by default or
+(`run_case`). A process keeps the last scenario and its model opening (backstop/sim/model_replay.py
+`model_opening`) for the next case of the same crowd, seed and vault, and the runners hand the
+cases out in that order (`by_opening`): at 100,000 traders the opening is a fifth of a replay. Dask's distributed scheduler (`DaskRunner`) starts a local cluster by default or
 connects to any scheduler address; its workers need this package importable (the same checkout on
 their path).
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -19,9 +22,9 @@ from typing import Callable, Sequence
 
 from backstop.chain.deployment import ProtocolConfig, scaled_vault_limits
 from backstop.model.adl import POLICY_NAMES
-from backstop.sim.model_replay import replay_on_model
+from backstop.sim.model_replay import model_opening, replay_on_model
 from backstop.sim.policy_study import policy_metrics
-from backstop.sim.scenario import generate
+from backstop.sim.scenario import Scenario, generate
 
 Progress = Callable[[int, int, str], None]
 # The vault holds this share of the traders' collateral in the default scenario, and the default
@@ -61,14 +64,28 @@ def case_config(config: ProtocolConfig, traders: int, vault_fraction: float, sca
 def run_case(case: Case, config: ProtocolConfig, scale: bool = True, series: bool = False) -> dict:
     """The replay of `case` on the model: {"case", "metrics"} (backstop/sim/policy_study.py
     `policy_metrics`), and with `series` the whole result of the replay under "result"."""
-    scenario = generate(case.traders, case.seed, case.steps, vault_fraction=case.vault_fraction)
-    result = replay_on_model(scenario, case.policy, case_config(config, case.traders, case.vault_fraction, scale),
-                             volunteers=case.volunteers, unwind=case.unwind)
+    config = case_config(config, case.traders, case.vault_fraction, scale)
+    scenario, opening = _opening(case.traders, case.seed, case.steps, case.vault_fraction, config)
+    result = replay_on_model(scenario, case.policy, config, volunteers=case.volunteers, unwind=case.unwind, opening=opening)
     outcome = {"case": asdict(case), "metrics": policy_metrics(case.policy, result),
                "seconds": sum(result["timings"].values()), "invariants_held": all(check["held"] for check in result["invariants"])}
     if series:
         outcome["result"] = result
     return outcome
+
+
+@functools.lru_cache(maxsize=1)
+def _opening(traders: int, seed: int, steps: int, vault_fraction: float, config: ProtocolConfig) -> tuple[Scenario, bytes]:
+    """The scenario of the cases with this crowd, seed, length and vault, and its model opening
+    under `config` (the same for every policy and volunteer step)."""
+    scenario = generate(traders, seed, steps, vault_fraction=vault_fraction)
+    return scenario, model_opening(scenario, config)
+
+
+def by_opening(cases: Sequence[Case]) -> list[int]:
+    """The indices of `cases`, big crowds first (so that processes finish together), the cases
+    that share an opening together."""
+    return sorted(range(len(cases)), key=lambda i: (-cases[i].traders, cases[i].seed, cases[i].steps, cases[i].vault_fraction))
 
 
 # ---------------------------------------------------------------- runners
@@ -78,11 +95,11 @@ class SerialRunner:
 
     def run(self, cases: Sequence[Case], config: ProtocolConfig, scale: bool = True, series: Callable[[Case], bool] = lambda case: False,
             progress: Progress | None = None) -> list[dict]:
-        outcomes = []
-        for case in cases:
-            outcomes.append(run_case(case, config, scale, series(case)))
-            (progress or _silent)(len(outcomes), len(cases), case.label())
-        return outcomes
+        outcomes: dict[int, dict] = {}
+        for index in by_opening(cases):
+            outcomes[index] = run_case(cases[index], config, scale, series(cases[index]))
+            (progress or _silent)(len(outcomes), len(cases), cases[index].label())
+        return [outcomes[index] for index in range(len(cases))]
 
 
 class ProcessRunner:
@@ -95,9 +112,7 @@ class ProcessRunner:
             progress: Progress | None = None) -> list[dict]:
         if self.processes <= 1 or len(cases) <= 1:
             return SerialRunner().run(cases, config, scale, series, progress)
-        jobs = [(index, case, config, scale, series(case)) for index, case in enumerate(cases)]
-        # Big crowds first, so that the processes finish together.
-        jobs.sort(key=lambda job: -job[1].traders)
+        jobs = [(index, cases[index], config, scale, series(cases[index])) for index in by_opening(cases)]
         outcomes: dict[int, dict] = {}
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
         with context.Pool(min(self.processes, len(jobs))) as pool:
@@ -124,8 +139,8 @@ class DaskRunner:
         else:
             cluster, client = None, Client(self.address)
         try:
-            futures = {client.submit(run_case, case, config, scale, series(case), pure=False, key=f"case-{index}"): index
-                       for index, case in enumerate(cases)}
+            futures = {client.submit(run_case, cases[index], config, scale, series(cases[index]), pure=False, key=f"case-{index}"): index
+                       for index in by_opening(cases)}
             outcomes: dict[int, dict] = {}
             for future in as_completed(futures):
                 index = futures[future]
