@@ -86,6 +86,26 @@ def test_no_chain_needs_neither_ape_nor_node_nor_anvil(tmp_path, without_ape_nod
     assert (tmp_path / "study" / "report.md").read_text().startswith("# Backstop ADL policy study")
 
 
+def test_compare_above_the_extras_limit_leaves_out_the_sweep_and_counterparts_and_says_so(tmp_path, monkeypatch):
+    from backstop.cli import compare
+
+    monkeypatch.setattr(compare, "EXTRAS_LIMIT", 10)
+    args = ["compare", "--no-chain", "--traders", "20", "--steps", "6", "--seeds", "1", "--processes", "1", "--policy", "pro-rata"]
+    lean = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "lean")])
+    assert lean.exit_code == 0, lean.output
+    assert "left out: vault sweep and volunteer counterparts (add --vault-sweep --volunteer-counterparts to run them)" in lean.output
+    saved = json.loads((tmp_path / "lean" / "result.json").read_text())
+    assert saved["replays"] == 1 and saved["vault_sweep"]["fractions"] == [0.2] and saved["volunteer_step"]["policies"] == {}
+    text = (tmp_path / "lean" / "report.md").read_text()
+    assert "The vault-size sweep did not run (`compare --vault-sweep`" in text and "vault_sweep.png" not in text
+    assert "`compare --volunteer-counterparts` runs one per policy" in text
+    full = CliRunner().invoke(main, [*args, "--vault-sweep", "--volunteer-counterparts", "--out", str(tmp_path / "full")])
+    assert full.exit_code == 0 and "left out" not in full.output
+    saved = json.loads((tmp_path / "full" / "result.json").read_text())
+    assert saved["replays"] == 5 and saved["vault_sweep"]["fractions"] == [0.05, 0.1, 0.2, 0.4] and list(saved["volunteer_step"]["policies"]) == ["pro-rata"]
+    assert "vault_sweep.png" in (tmp_path / "full" / "report.md").read_text()
+
+
 def test_out_is_never_another_runs_report_without_force_and_never_a_traceback(tmp_path):
     runner, args = CliRunner(), ["compare", "--no-chain", "--traders", "20", "--steps", "6", "--seeds", "1", "--processes", "1", "--policy", "pro-rata"]
     a_file = tmp_path / "report.txt"

@@ -18,6 +18,10 @@ from backstop.cli.options import (auction_options, chosen_policies, claim_out_di
 
 # Largest crowd replayed on chain by default (about a minute per policy per thousand traders).
 CHAIN_LIMIT = 2_000
+# Largest crowd whose study adds the vault-size sweep and the volunteer counterparts by default:
+# above it, 16 more replays of 15 s and up each would take the study past its minute at 100,000
+# traders (the four policies alone fit), so they run when asked.
+EXTRAS_LIMIT = 10_000
 
 
 @click.command(cls=Command)
@@ -28,24 +32,34 @@ CHAIN_LIMIT = 2_000
 @click.option("--chain/--no-chain", "on_chain", default=None,
               help=f"Also replay the first seed on chain and check it agrees with the model (default: on up to {CHAIN_LIMIT:,} traders).")
 @click.option("--processes", type=click.IntRange(min=1), default=2, show_default=True, help="Model replays at once.")
-@click.option("--vault-sweep/--no-vault-sweep", default=True, show_default=True,
-              help="Also replay the first seed with the vault at 5%, 10% and 40% of the traders' collateral (3 more replays per policy).")
+@click.option("--vault-sweep/--no-vault-sweep", default=None,
+              help="Also replay the first seed with the vault at 5%, 10% and 40% of the traders' collateral "
+                   f"(3 more replays per policy; default: on up to {EXTRAS_LIMIT:,} traders).")
+@click.option("--volunteer-counterparts/--no-volunteer-counterparts", "counterparts", default=None,
+              help="Also replay the first seed with the volunteer step the other way "
+                   f"(1 more replay per policy; default: on up to {EXTRAS_LIMIT:,} traders).")
 @config_option
 @scale_option
 @auction_options
 @network_option
 @out_options(Path("reports/compare"))
-def compare(traders, seed, steps, seeds, policies, on_chain, processes, vault_sweep, config, scale_vault, volunteers, unwind, network, out,
-            force):
+def compare(traders, seed, steps, seeds, policies, on_chain, processes, vault_sweep, counterparts, config, scale_vault, volunteers, unwind,
+            network, out, force):
     """Compare the ADL policies on many seeds of one crash."""
     from backstop.model.adl import POLICY_NAMES
 
     out = claim_out_dir(out, force)
     policies = chosen_policies(policies)
     on_chain = traders <= CHAIN_LIMIT if on_chain is None else on_chain
+    vault_sweep = traders <= EXTRAS_LIMIT if vault_sweep is None else vault_sweep
+    counterparts = traders <= EXTRAS_LIMIT if counterparts is None else counterparts
     seed_list = list(range(seed, seed + seeds))
     click.echo(f"study: {traders:,} traders, seeds {seed_list[0]}..{seed_list[-1]}, {steps} blocks; "
                f"policies {', '.join(POLICY_NAMES[p] for p in policies)}")
+    skipped = [flag for flag, runs in (("--vault-sweep", vault_sweep), ("--volunteer-counterparts", counterparts)) if not runs]
+    if skipped:
+        click.echo(f"left out: {' and '.join(flag.removeprefix('--').replace('-', ' ') for flag in skipped)} "
+                   f"(add {' '.join(skipped)} to run {'them' if len(skipped) > 1 else 'it'})")
 
     from backstop.cli.progress import progress_bar
     from backstop.cli.writing import write_json
@@ -55,9 +69,9 @@ def compare(traders, seed, steps, seeds, policies, on_chain, processes, vault_sw
 
     started = time.perf_counter()
     fractions = VAULT_FRACTIONS if vault_sweep else ()
-    with progress_bar("model replays", len(study_cases(traders, steps, seed_list, policies, fractions, volunteers, unwind))) as progress:
+    with progress_bar("model replays", len(study_cases(traders, steps, seed_list, policies, fractions, volunteers, unwind, counterparts))) as progress:
         study = run_study(traders, steps, seed_list, policies, config, scale_vault, fractions, ProcessRunner(processes), progress,
-                          volunteers=volunteers, unwind=unwind)
+                          volunteers=volunteers, unwind=unwind, counterparts=counterparts)
     study["timings"] = {"model": time.perf_counter() - started}
     click.echo(f"model: {study['replays']} replays in {study['timings']['model']:.1f} s")
 

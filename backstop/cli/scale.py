@@ -24,6 +24,8 @@ RUNS = {
     "chain-pro-rata": ("crash on chain, 10,000 traders, pro-rata", ["crash", "--traders", "10000", "--policy", "pro-rata"], 300),
     "study-10k": ("policy study on the model, 10,000 traders, one seed", ["compare", "--no-chain", "--traders", "10000", "--seeds", "1"], 600),
     "study-100k": ("policy study on the model, 100,000 traders, one seed", ["compare", "--no-chain", "--traders", "100000", "--seeds", "1"], 60),
+    "study-100k-full": ("the same with the vault-size sweep and the volunteer counterparts",
+                        ["compare", "--no-chain", "--traders", "100000", "--seeds", "1", "--vault-sweep", "--volunteer-counterparts"], 300),
 }
 
 

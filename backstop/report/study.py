@@ -46,8 +46,8 @@ def write_study_report(out_dir: Path, study: dict, agreement: list[str] | None) 
          plots.vault_equity(out_dir, PLOT_FILES["vault_equity"], first["times"], {n: reference[n]["vault_equity"] for n in reference})),
         ("Haircuts per winner, per policy (first seed)", plots.haircuts(out_dir, PLOT_FILES["haircuts"], metrics)),
         ("ADL overshoot per policy (first seed)", plots.overshoot(out_dir, PLOT_FILES["adl_overshoot"], metrics)),
-        ("Vault size: force-closed notional and vault PnL against the vault's capital (first seed)",
-         plots.vault_sweep(out_dir, PLOT_FILES["vault_sweep"], study["vault_sweep"])),
+        *([("Vault size: force-closed notional and vault PnL against the vault's capital (first seed)",
+            plots.vault_sweep(out_dir, PLOT_FILES["vault_sweep"], study["vault_sweep"]))] if len(study["vault_sweep"]["fractions"]) > 1 else []),
         ("The trade-off: one point per policy and seed",
          plots.tradeoff(out_dir, PLOT_FILES["tradeoff"], [row | {"policy": name} for name, entry in study["by_policy"].items()
                                                          for row in entry["per_seed"]])),
@@ -158,6 +158,9 @@ def who_paid_by_policy(reference: dict) -> list[str]:
 
 
 def vault_sweep_table(sweep: dict) -> list[str]:
+    if len(sweep["fractions"]) <= 1:
+        return ["The vault-size sweep did not run (`compare --vault-sweep` replays the first seed with the vault at 5%, 10% and 40% "
+                "of the traders' collateral as well)."]
     header = ["vault share of traders' collateral", "vault capital"]
     names = list(sweep["policies"])
     header += [f"{name}: force-closed" for name in names] + [f"{name}: vault PnL" for name in names]

@@ -15,7 +15,7 @@ def comparison_section(comparison: dict, auction: dict) -> list[str]:
     policies = comparison.get("policies", {})
     lines = ["## Volunteers before forced ADL, and the vault's unwind (issue 15)", ""]
     if not policies:
-        return lines + ["No replay with the volunteer step switched the other way ran.", ""]
+        return lines + ["No replay with the volunteer step switched the other way ran (`compare --volunteer-counterparts` runs one per policy).", ""]
     lines += [
         f"Seed {comparison['seed']}, every policy replayed on the model with and without the volunteer step (the ADL round first "
         "auctions the bankrupt positions; the scenario's liquidators take from 2% off the mark, its market makers from 3%, each with "

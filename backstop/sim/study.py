@@ -25,24 +25,27 @@ _REFERENCE_KEYS = ("scenario", "prices", "times", "layers_by_step", "vault_equit
 
 
 def study_cases(traders: int, steps: int, seeds: Sequence[int], policies: Sequence[int],
-                vault_fractions: Sequence[float] = VAULT_FRACTIONS, volunteers: bool = True, unwind: str = "profit") -> list[Case]:
+                vault_fractions: Sequence[float] = VAULT_FRACTIONS, volunteers: bool = True, unwind: str = "profit",
+                counterparts: bool = True) -> list[Case]:
     """Every policy on every seed at the default vault size, then every policy at every vault
-    size on the first seed, then every policy on the first seed with the volunteer step the other
-    way."""
+    size on the first seed, then (with `counterparts`) every policy on the first seed with the
+    volunteer step the other way."""
     cases = [Case(traders, seed, policy, DEFAULT_VAULT_FRACTION, steps, volunteers, unwind) for seed in seeds for policy in policies]
     cases += [Case(traders, seeds[0], policy, fraction, steps, volunteers, unwind) for fraction in vault_fractions
               if fraction != DEFAULT_VAULT_FRACTION for policy in policies]
-    cases += [Case(traders, seeds[0], policy, DEFAULT_VAULT_FRACTION, steps, not volunteers, unwind) for policy in policies]
+    if counterparts:
+        cases += [Case(traders, seeds[0], policy, DEFAULT_VAULT_FRACTION, steps, not volunteers, unwind) for policy in policies]
     return cases
 
 
 def run_study(traders: int, steps: int, seeds: Sequence[int], policies: Sequence[int], config: ProtocolConfig, scale: bool = True,
               vault_fractions: Sequence[float] = VAULT_FRACTIONS, runner=None, progress: Callable | None = None,
-              volunteers: bool = True, unwind: str = "profit") -> dict:
+              volunteers: bool = True, unwind: str = "profit", counterparts: bool = True) -> dict:
     """The study's outcomes (`study_result`), replays run by `runner` (default: two processes).
     `volunteers` and `unwind`: the volunteer step and the keeper's unwind policy of every replay
-    but the counterparts, which switch the volunteer step the other way."""
-    cases = study_cases(traders, steps, seeds, policies, vault_fractions, volunteers, unwind)
+    but the counterparts, which switch the volunteer step the other way (none without
+    `counterparts`)."""
+    cases = study_cases(traders, steps, seeds, policies, vault_fractions, volunteers, unwind, counterparts)
     reference = seeds[0]
     outcomes = (runner or ProcessRunner()).run(
         cases, config, scale, series=lambda case: (case.seed == reference and case.vault_fraction == DEFAULT_VAULT_FRACTION
