@@ -12,7 +12,7 @@ from backstop.cli.writing import write_json
 from backstop.report import crash as crash_report
 from backstop.report import study as study_report
 from backstop.report.crash import MAX_SUMMARY_LINES, PLOT_FILES, summary_lines, write_report
-from backstop.report.format import exact_dollars, text_table
+from backstop.report.format import dollars, exact_dollars, text_table
 from backstop.report.who_paid import HEADERS
 from backstop.sim.attribution import Ledger, record_adl_rounds, record_liquidations, record_takeovers, who_paid
 from backstop.sim.inequality import gini, largest_share
@@ -182,6 +182,9 @@ def test_study_report_and_its_json_reproduce_the_numbers(tmp_path, study):
     assert text.startswith("# Backstop ADL policy study")
     assert "seeds 0, 1 (2)" in text and "chain and model agree on every figure" in text
     assert "## The central trade-off" in text and "## Vault size" in text
+    # the queue's volunteers are named beside what it force-closed: $0 alone would read as "no ADL"
+    taken = saved["by_policy"]["queue-pnl-leverage"]["summary"]["volunteer_taken"]["mean"]
+    assert taken > 0 and f"after volunteers took {dollars(taken)} of the bankrupt positions" in text
     assert "## Volunteers before forced ADL, and the vault's unwind (issue 15)" in text
     step = study["volunteer_step"]["policies"]["queue-pnl-leverage"]
     assert step["closed_drop"] == step["without"]["notional_closed"] - step["with"]["notional_closed"]

@@ -110,7 +110,7 @@ def summary_table(study: dict) -> list[str]:
 
 def tradeoff_text(study: dict) -> list[str]:
     """The trade-off between closing winners and the vault's money, in the study's own numbers."""
-    means = {name: {f: entry["summary"][f]["mean"] for f in SUMMARY_FIGURES} for name, entry in study["by_policy"].items()}
+    means = {name: {f: figure["mean"] for f, figure in entry["summary"].items()} for name, entry in study["by_policy"].items()}
     queues = [n for n in means if is_queue(POLICY_BY_NAME[n])]
     others = [n for n in means if not is_queue(POLICY_BY_NAME[n])]
     if not queues or not others:
@@ -122,12 +122,14 @@ def tradeoff_text(study: dict) -> list[str]:
     q_pnl, o_pnl = average(queues, "vault_pnl"), average(others, "vault_pnl")
     q_closed, o_closed = average(queues, "notional_closed"), average(others, "notional_closed")
     o_absorbed = average(others, "notional_absorbed")
+    q_taken = average(queues, "volunteer_taken")
+    volunteered = f" after volunteers took {dollars(q_taken)} of the bankrupt positions in the rounds' auctions" if q_taken else ""
     lines = [
         f"Every policy covers the same deficit (mean {dollars(average(queues, 'deficit'))}); they differ in who takes the bankrupt "
         "positions off the book, and so in who carries them through the rest of the crash.",
         "",
         f"- **The queues** ({', '.join(queues)}) force-close winners: {dollars(q_closed)} of winners' positions on average "
-        f"({average(queues, 'closed_over_deficit'):.1f}x the deficit), hitting {average(queues, 'winners_hit'):.0f} winners, "
+        f"({average(queues, 'closed_over_deficit'):.1f}x the deficit){volunteered}, hitting {average(queues, 'winners_hit'):.0f} winners, "
         f"{average(queues, 'hedged_hit'):.0f} of them hedged market makers or others whose book was hedged. The vault ends at "
         f"{dollars(q_pnl)} on average: it never holds the bankrupt positions.",
         f"- **Pro-rata and risk-aware** ({', '.join(others)}) let the vault absorb the bankrupt positions ({dollars(o_absorbed)} on average) "

@@ -7,9 +7,9 @@ parameters), so any worker can run it: it generates its scenario, scales the vau
 the crowd and the vault (`case_config`), replays on the model and returns the policy's figures
 (`run_case`). A process keeps the last scenario and its model opening (backstop/sim/model_replay.py
 `model_opening`) for the next case of the same crowd, seed and vault, and the runners hand the
-cases out in that order (`by_opening`): at 100,000 traders the opening is a fifth of a replay. Dask's distributed scheduler (`DaskRunner`) starts a local cluster by default or
-connects to any scheduler address; its workers need this package importable (the same checkout on
-their path).
+cases out in that order (`by_opening`): at 100,000 traders the opening is 10 s of a 25 s replay.
+Dask's distributed scheduler (`DaskRunner`) starts a local cluster by default or connects to any
+scheduler address; its workers need this package importable (the same checkout on their path).
 """
 
 from __future__ import annotations
