@@ -8,7 +8,8 @@ the insurance vault and the ADL engine, their actors and the attackers that aim 
   transfer shares; anyone's `process_report`;
 - the keeper's waterfall: `backstop` (takeovers and refusals by limit), ADL rounds opened for
   refused bankrupt accounts (those bankrupt together on the same markets and sides netted into one
-  round, `join_round`, which the keeper also tries at other times and on other rounds) (crashes aimed at an account that first traded against every trader,
+  round, `join_round`, which the keeper also tries at other times and on other rounds; two accounts driven under
+  in one gap for it) (crashes aimed at an account that first traded against every trader,
   at staggered prices, beside a profitable position on its own side) and executed under each
   policy with honest planner lists and hostile ones (stale, duplicated, out of order, incomplete,
   junk, the bankrupt side's own positions, a declaration that lies), rounds that reach their
@@ -61,6 +62,9 @@ MAX_UINT = 2**256 - 1
 # The accomplice of the wash pair: a second account of the attacker, with a key of its own.
 ACCOMPLICE_KEY = keccak(text="backstop wash pair accomplice")
 ACCOMPLICE = EthAccount.from_key(ACCOMPLICE_KEY).address
+# Two more accounts that go bankrupt together in one gap (`crash_two_into_adl`), each with a key.
+TWIN_KEYS = [keccak(text=f"backstop netting twin {i}") for i in range(2)]
+TWINS = [EthAccount.from_key(key).address for key in TWIN_KEYS]
 # The setup's vault: a liquidity provider's deposit, and short waits so that a run sees claims.
 LP_DEPOSIT = 2_000_000 * USDC
 LOCKUP, DELAY, PROFIT_UNLOCK = 2 * 3600, 3600, 86_400
@@ -84,11 +88,13 @@ def waterfall_env(env, accounts, protocol):
     of it all (vault and ADL engine included) is read back from the chain and snapshotted."""
     e, fc = env, env.fc
     lp = accounts[2].address
-    e.keys[ACCOMPLICE] = PrivateKey(ACCOMPLICE_KEY)
-    e.extra_accounts = [ACCOMPLICE]
-    fc.request("anvil_setBalance", [ACCOMPLICE, hex(10**21)])  # ether for its gas
-    txs = [(e.owner, e.token.mint.call(ACCOMPLICE, WALLET)), (ACCOMPLICE, e.token.approve.call(e.pool.address, MAX_UINT)),
-           (e.owner, e.token.mint.call(lp, WALLET))]
+    e.extra_accounts = [ACCOMPLICE, *TWINS]
+    txs = []
+    for address, key in zip(e.extra_accounts, [ACCOMPLICE_KEY, *TWIN_KEYS]):
+        e.keys[address] = PrivateKey(key)
+        fc.request("anvil_setBalance", [address, hex(10**21)])  # ether for its gas
+        txs += [(e.owner, e.token.mint.call(address, WALLET)), (address, e.token.approve.call(e.pool.address, MAX_UINT))]
+    txs.append((e.owner, e.token.mint.call(lp, WALLET)))
     for who in (lp, e.traders[0], e.traders[2], e.attacker):
         txs.append((who, e.token.approve.call(e.vault.address, MAX_UINT)))
     txs += [(e.owner, e.vault.set_lockup.call(LOCKUP, DELAY)), (e.owner, e.vault.set_profit_unlock.call(PROFIT_UNLOCK)),
@@ -654,6 +660,36 @@ class WaterfallMachine(ProtocolMachine):
                     for market in range(self.env.market_count):
                         if account in self.engine.rounds and self.engine.rounds[account].markets_left & (1 << market):
                             self.keeper_execute(account, market, keeper, batch_size, pick)
+
+    @action(market=st.integers(0, 2), long=st.booleans(), depth_bp=st.integers(-8_000, -1), batch_size=st.sampled_from([1, 3, 250]))
+    def crash_two_into_adl(self, market, long, depth_bp, batch_size):
+        """Two accounts bankrupt in one gap, so that the keeper nets them: the twins, while both are
+        flat and free, open the same side of one market from the market maker at the same leverage
+        (95% of what their margin allows), the price is walked against them until the first is worth
+        `depth_bp` / 10,000 of its maintenance margin (the second goes with it), and the keeper's pass
+        hands both to the vault; the refused ones, flagged at the same time on the same market and
+        side, share one round (`join_round`)."""
+        if any(self.model.open_markets.get(t, 0) or self.model.bankrupt.get(t, False) or self.model.in_adl_round.get(t, False) for t in TWINS):
+            return
+        market %= self.env.market_count
+        price, fills = self.mark(market), []
+        for twin in TWINS:
+            if self.health(twin).value < 1_000 * USDC:
+                amount = 20_000 * USDC
+                if self.act("twins setup: deposit", twin, self.env.pool.deposit.call(amount), lambda now, t=twin: self.model.deposit(t, amount)).ok:
+                    self.deposited += amount
+                    self.wallets[twin] -= amount
+            size = self.capacity(twin, market, price) * 95 // 100
+            buyer, seller = (twin, self.maker) if long else (self.maker, twin)
+            buy, sell = self.new_order(buyer, market, size, price), self.new_order(seller, market, -size, price)
+            fills.append((buy, self.sign(buy), sell, self.sign(sell), size, price))
+        if not self.settle("twins setup: open", fills).ok:
+            return
+        joins = len(self.engine.joins)
+        self.drive_account(TWINS[0], market, depth_bp, 10_000)
+        self.keeper_pass(batch_size)
+        if len(self.engine.joins) > joins:
+            STATS.notes["twins netted into one round"] += 1
 
     def pair_with_maker(self, label, account, market, size, price):
         """`account` buys (`size` > 0) or sells from the market maker at `price`."""
