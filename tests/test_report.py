@@ -175,6 +175,20 @@ def test_study_has_mean_and_spread_over_seeds_and_the_seed_list(study):
     assert sweep["fractions"] == [0.1, 0.2] and sweep["vault_capital"][0] < sweep["vault_capital"][1]
 
 
+def test_tradeoff_text__queues_that_force_close_more_are_weighed_by_what_they_close():
+    def policy(closed, absorbed, pnl, hit):
+        figures = dict(deficit=1_000 * USDC, notional_closed=closed, notional_absorbed=absorbed, vault_pnl=pnl, winners_hit=hit, hedged_hit=0,
+                       closed_over_deficit=closed / (1_000 * USDC), gini=0.5, volunteer_taken=0)
+        return {"summary": {name: {"mean": value} for name, value in figures.items()}}
+
+    study = {"by_policy": {"queue-pnl-leverage": policy(5_000 * USDC, 0, 200 * USDC, 3), "pro-rata": policy(1_000 * USDC, 4_000 * USDC, -300 * USDC, 40)},
+             "vault_sweep": {"fractions": [0.2]}}
+    text = " ".join(study_report.tradeoff_text(study))
+    assert "So the choice is between $4,000 of winners' positions closed against their will, concentrated on the most levered (queues), " \
+           "and $500 of vault PnL" in text
+    assert "after volunteers took" not in text
+
+
 def test_study_report_and_its_json_reproduce_the_numbers(tmp_path, study):
     report = study_report.write_study_report(tmp_path, study, agreement=[])
     write_json(tmp_path / "result.json", study)
@@ -183,8 +197,12 @@ def test_study_report_and_its_json_reproduce_the_numbers(tmp_path, study):
     assert "seeds 0, 1 (2)" in text and "chain and model agree on every figure" in text
     assert "## The central trade-off" in text and "## Vault size" in text
     # the queue's volunteers are named beside what it force-closed: $0 alone would read as "no ADL"
-    taken = saved["by_policy"]["queue-pnl-leverage"]["summary"]["volunteer_taken"]["mean"]
-    assert taken > 0 and f"after volunteers took {dollars(taken)} of the bankrupt positions" in text
+    for name in ("queue-pnl-leverage", "pro-rata"):
+        taken = saved["by_policy"][name]["summary"]["volunteer_taken"]["mean"]
+        assert taken > 0 and f"after volunteers took {dollars(taken)} of the bankrupt positions" in text, name
+    # nothing force-closed under either: the queues' side of the choice is their concentrated haircuts
+    assert saved["by_policy"]["queue-pnl-leverage"]["summary"]["notional_closed"]["mean"] == 0
+    assert "So the choice is between haircuts concentrated on 6 winners, the most levered first (queues)" in text
     assert "## Volunteers before forced ADL, and the vault's unwind (issue 15)" in text
     step = study["volunteer_step"]["policies"]["queue-pnl-leverage"]
     assert step["closed_drop"] == step["without"]["notional_closed"] - step["with"]["notional_closed"]

@@ -122,24 +122,30 @@ def tradeoff_text(study: dict) -> list[str]:
     q_pnl, o_pnl = average(queues, "vault_pnl"), average(others, "vault_pnl")
     q_closed, o_closed = average(queues, "notional_closed"), average(others, "notional_closed")
     o_absorbed = average(others, "notional_absorbed")
-    q_taken = average(queues, "volunteer_taken")
-    volunteered = f" after volunteers took {dollars(q_taken)} of the bankrupt positions in the rounds' auctions" if q_taken else ""
+
+    def volunteered(names):
+        taken = average(names, "volunteer_taken")
+        return f" after volunteers took {dollars(taken)} of the bankrupt positions in the rounds' auctions" if taken else ""
+
+    closed_more = q_closed - o_closed
+    queue_side = (f"{dollars(closed_more)} of winners' positions closed against their will, concentrated on the most levered (queues)"
+                  if closed_more > 0 else
+                  f"haircuts concentrated on {average(queues, 'winners_hit'):.0f} winners, the most levered first (queues)")
     lines = [
         f"Every policy covers the same deficit (mean {dollars(average(queues, 'deficit'))}); they differ in who takes the bankrupt "
         "positions off the book, and so in who carries them through the rest of the crash.",
         "",
         f"- **The queues** ({', '.join(queues)}) force-close winners: {dollars(q_closed)} of winners' positions on average "
-        f"({average(queues, 'closed_over_deficit'):.1f}x the deficit){volunteered}, hitting {average(queues, 'winners_hit'):.0f} winners, "
+        f"({average(queues, 'closed_over_deficit'):.1f}x the deficit){volunteered(queues)}, hitting {average(queues, 'winners_hit'):.0f} winners, "
         f"{average(queues, 'hedged_hit'):.0f} of them hedged market makers or others whose book was hedged. The vault ends at "
         f"{dollars(q_pnl)} on average: it never holds the bankrupt positions.",
-        f"- **Pro-rata and risk-aware** ({', '.join(others)}) let the vault absorb the bankrupt positions ({dollars(o_absorbed)} on average) "
-        f"and force-close {dollars(o_closed)}; the deficit is spread over {average(others, 'winners_hit'):.0f} winners "
+        f"- **Pro-rata and risk-aware** ({', '.join(others)}) let the vault absorb the bankrupt positions ({dollars(o_absorbed)} on average)"
+        f"{volunteered(others)} and force-close {dollars(o_closed)}; the deficit is spread over {average(others, 'winners_hit'):.0f} winners "
         f"({average(others, 'hedged_hit'):.0f} hedged) as haircuts, with a Gini of {average(others, 'gini'):.2f}. The vault ends at "
         f"{dollars(o_pnl)} on average: absorbing at the round's price moves no value then, but the vault then carries those positions "
         "through the rest of the path (here a partial recovery), and its depositors take that mark-to-market.",
         "",
-        f"So the choice is between {dollars(q_closed - o_closed)} of winners' positions closed against their will, concentrated on the "
-        f"most levered (queues), and {dollars(q_pnl - o_pnl)} of vault PnL (the difference of the means), borne by the vault's "
+        f"So the choice is between {queue_side}, and {dollars(q_pnl - o_pnl)} of vault PnL (the difference of the means), borne by the vault's "
         "depositors, with the haircuts spread thinner (pro-rata, risk-aware).",
     ]
     sweep = study["vault_sweep"]
