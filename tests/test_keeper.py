@@ -80,14 +80,13 @@ class AdlStub:
 
     def __init__(self):
         self.accounts = []
-        self.refused = []
 
     def groups(self, accounts):
         return [(account, []) for account in accounts]
 
     def resolve(self, account, members=()):
         self.accounts.append(account)
-        return {"deficit": 0, "notional_closed": 0, "winners_hit": 0}
+        return {"deficit": 0, "notional_closed": 0, "winners_hit": 0}, []
 
     def finish_due(self):
         return []

@@ -10,7 +10,8 @@ import pytest
 from backstop.chain.deployment import ProtocolConfig
 from backstop.keeper import adl_executor, model_venue
 from backstop.keeper.adl_planner import _Evaluated, _highest_close_level, _highest_haircut_level, _highest_level, plan_market, winner_states
-from backstop.model.adl import POLICY_NAMES, risk_aware_close_weight, risk_aware_haircut_weight
+from backstop.model.adl import POLICY_NAMES, AdlModel, risk_aware_close_weight, risk_aware_haircut_weight
+from backstop.model.protocol import ModelRevert
 from backstop.sim.model_replay import model_opening, replay_on_model
 from backstop.sim.scenario import generate
 
@@ -76,6 +77,24 @@ def test_replays_from_a_shared_opening_equal_replays_from_scratch(scenario, smal
         assert (_figures(replay_on_model(scenario, policy, small_vault, volunteers=False, opening=opening))
                 == _figures(replay_on_model(scenario, policy, small_vault, volunteers=False))), policy
     assert model_opening(scenario, small_vault) == opening
+
+
+def test_a_join_the_engine_refuses_gets_a_round_of_its_own(scenario, small_vault, results, monkeypatch):
+    """The engine refuses every join: each account the keeper meant to net into another's round
+    gets a round of its own, in the same block, and the invariants hold."""
+
+    def refuse(self, account, host, now):
+        raise ModelRevert("AdlEngine: host round not joinable")
+
+    monkeypatch.setattr(AdlModel, "join_round", refuse)
+    for policy in POLICIES:
+        netted = results[policy]["adl_rounds"]
+        joins = sum(len(round_["joined"]) for round_ in netted)
+        assert joins > 0, f"policy {policy}: nothing netted in this scenario; the test would check nothing"
+        result = replay_on_model(scenario, policy, small_vault)
+        assert all(invariant["held"] for invariant in result["invariants"]), (policy, result["invariants"])
+        assert not any(round_["joined"] for round_ in result["adl_rounds"])
+        assert len(result["adl_rounds"]) == len(netted) + joins, policy
 
 
 def test_fast_paths_agree_with_the_plain_code_at_every_call(scenario, small_vault, monkeypatch):

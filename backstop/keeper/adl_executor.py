@@ -118,8 +118,6 @@ class ModelAdlExecutor:
         self.open_rounds: dict[str, tuple[int, set[str]]] = {}
         # the accounts netted into each open round: host -> [(account, deficit)]
         self.joined: dict[str, list] = {}
-        # the accounts the last `resolve` could not net into its round
-        self.refused: list[str] = []
 
     def open_accounts(self) -> list[str]:
         return [*self.auctioning, *self.open_rounds]
@@ -150,10 +148,10 @@ class ModelAdlExecutor:
             accounts, lambda a: [(m, exchange.position(a, m).size > 0) for m in _markets(exchange.open_markets.get(a, 0))], exchange.insurance_account
         )
 
-    def resolve(self, account: str, members: Sequence[str] = ()) -> RoundMetrics | None:
-        """Opens `account`'s round and nets `members` into it (those the engine refuses are left
-        in `refused`: each needs a round of its own); executes it unless its volunteer auction
-        runs. The metrics, or None while the round stays open."""
+    def resolve(self, account: str, members: Sequence[str] = ()) -> tuple[RoundMetrics | None, list[str]]:
+        """Opens `account`'s round, nets `members` into it and executes it unless its volunteer
+        auction runs: (the metrics, or None while the round stays open; the members the engine
+        refused to net, each needing a round of its own)."""
         engine, exchange, now = self.engine, self.engine.exchange, self.clock()
         minimum = _minimum_closed(
             [account, *members], lambda a, m: abs(exchange.position(a, m).size),
@@ -162,20 +160,20 @@ class ModelAdlExecutor:
             lambda m: exchange.latest_prices(m)[1], _markets(exchange.open_markets.get(account, 0)),
         )
         engine.open_round(account, now)
-        joins, self.refused = len(engine.joins), []
+        joins, refused = len(engine.joins), []
         for member in members:
             try:
                 engine.join_round(member, account, now)
             except ModelRevert:
-                self.refused.append(member)
+                refused.append(member)
         self.joined[account] = [(joined, deficit) for joined, _, deficit in engine.joins[joins:]]
         state = engine.round(account)
         if state.markets_left and state.auction_end > now:
             self.auctioning[account] = minimum
-            return None
+            return None, refused
         if not state.markets_left:
-            return round_metrics(engine.closed_rounds[-1], minimum, set(), self.joined.pop(account))
-        return self._execute(account, minimum)
+            return round_metrics(engine.closed_rounds[-1], minimum, set(), self.joined.pop(account)), refused
+        return self._execute(account, minimum), refused
 
     def _execute(self, account: str, minimum: int) -> RoundMetrics | None:
         """The planner's batches for every market left; the metrics if the round closed, else None
@@ -228,8 +226,6 @@ class ChainAdlExecutor:
         self.open_rounds: dict[str, tuple[int, set[str], list]] = {}
         # the accounts netted into each open round: host -> [(account, deficit)]
         self.joined: dict[str, list] = {}
-        # the accounts the last `resolve` could not net into its round
-        self.refused: list[str] = []
         self.vault = to_checksum_address(deployment["contracts"]["vault"]["address"])
 
     def open_accounts(self) -> list[str]:
@@ -270,9 +266,9 @@ class ChainAdlExecutor:
         sides = {a: [(m, sizes[(a, m)] > 0) for m in _markets(mask)] for a, mask in zip(accounts, masks)}
         return netting_groups(accounts, sides.__getitem__, self.vault)
 
-    def resolve(self, account: str, members: Sequence[str] = ()) -> RoundMetrics | None:
+    def resolve(self, account: str, members: Sequence[str] = ()) -> tuple[RoundMetrics | None, list[str]]:
         """As `ModelAdlExecutor.resolve`: the opening and the joins are mined in one block (a join
-        the engine refuses, or one that spills into the next block, is left in `refused`)."""
+        that spills into the next block is refused like one the engine refuses)."""
         chain, engine, clearinghouse = self.chain, self.engine, self.clearinghouse
         account, members = to_checksum_address(account), [to_checksum_address(m) for m in members]
         (mask,) = chain.read([clearinghouse.open_markets.call(account)])
@@ -286,7 +282,7 @@ class ChainAdlExecutor:
                                                    for j, m in enumerate(markets)])))
         minimum = _minimum_closed(everyone, lambda a, m: held[(a, m)], capacities.__getitem__, marks.__getitem__, markets)
         hits: list[adl.Hit] = []
-        self.refused, joined = [], []
+        refused, joined = [], []
         if members:
             # The opening and the joins in one block: a join needs the round's own block time.
             calls = [engine.open_round.call(account)] + [engine.join_round.call(m, account) for m in members]
@@ -296,7 +292,7 @@ class ChainAdlExecutor:
             closed = self._decode(opened["logs"], hits)
             for member, outcome in zip(members, outcomes):
                 if isinstance(outcome, RevertError):
-                    self.refused.append(member)
+                    refused.append(member)
                     continue
                 joined += [(fields["account"], fields["deficit"]) for name, fields in self.events.decode(outcome["logs"]) if name == "AdlRoundJoined"]
         else:
@@ -304,13 +300,13 @@ class ChainAdlExecutor:
         self.joined[account] = joined
         if closed is not None:
             closed.hits = hits
-            return round_metrics(closed, minimum, set(), self.joined.pop(account))
+            return round_metrics(closed, minimum, set(), self.joined.pop(account)), refused
         (state,) = chain.read([engine.rounds.call(account)])
         _, now = chain.block()
         if state[7] > now:  # Round.auction_end: volunteers first
             self.auctioning[account] = (minimum, hits)
-            return None
-        return self._execute(account, minimum, hits)
+            return None, refused
+        return self._execute(account, minimum, hits), refused
 
     def _execute(self, account: str, minimum: int, hits: list) -> RoundMetrics | None:
         """The planner's batches for every market left; the metrics if the round closed, else None

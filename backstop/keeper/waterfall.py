@@ -95,14 +95,12 @@ class AdlExecutor(Protocol):
     haircut or were closed).
     """
 
-    def resolve(self, account: str, members: Sequence[str] = ()) -> dict | None:
-        """Opens `account`'s round, nets `members` into it (`refused` then lists those the engine
-        refused), and resolves it if it can now."""
+    def resolve(self, account: str, members: Sequence[str] = ()) -> tuple[dict | None, list[str]]:
+        """Opens `account`'s round, nets `members` into it, and resolves it if it can now: (the
+        metrics, or None while it stays open; the members the engine refused to net)."""
 
     def groups(self, accounts: list[str]) -> list[tuple[str, list[str]]]:
         """The accounts grouped for netting: (host, members), one round each."""
-
-    refused: list[str]
 
     def finish_due(self) -> list[dict]: ...
 
@@ -409,8 +407,7 @@ class Keeper:
         if self.adl is not None and new:
             # Accounts bankrupt together on the same markets and sides: one round each group.
             for host, members in self.adl.groups(list(new)):
-                self._adl(host, sum(new[a] for a in (host, *members)), report, members)
-                for refused in list(self.adl.refused):
+                for refused in self._adl(host, sum(new[a] for a in (host, *members)), report, members):
                     self._adl(refused, new[refused], report)
         else:
             for account, deficit in new.items():
@@ -418,20 +415,22 @@ class Keeper:
         pending = set(report.adl_pending)
         report.adl_pending += [account for account in self._open_rounds() if account not in pending]
 
-    def _adl(self, account: str, deficit: int, report: KeeperReport, members: Sequence[str] = ()) -> None:
+    def _adl(self, account: str, deficit: int, report: KeeperReport, members: Sequence[str] = ()) -> list[str]:
+        """`account`'s round with `members` netted into it; the members the engine refused."""
         if self.adl is None:
             report.adl_pending.append(account)
             self.log(f"ADL pending: {account} (deficit {_dollars(deficit)})")
-            return
+            return []
         if self.auctions is not None:
             self.auctions.watch(account)
-        metrics = self.adl.resolve(account, members)
-        netted = f" with {len(members) - len(self.adl.refused)} accounts netted into it" if members else ""
+        metrics, refused = self.adl.resolve(account, members)
         if metrics is None:
+            netted = f" with {len(members) - len(refused)} accounts netted into it" if members else ""
             self.log(f"ADL round of {account}{netted} open (deficit {_dollars(deficit)}): its volunteer auction runs, or the book "
                      "cannot resolve it and it ends at its deadline")
-            return
-        self._record_round(metrics, "resolved", report)
+        else:
+            self._record_round(metrics, "resolved", report)
+        return refused
 
     def _record_round(self, metrics, how: str, report: KeeperReport) -> None:
         # Shallow: dataclasses.asdict deep-copies each round's per-winner dict (thousands of
