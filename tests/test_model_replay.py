@@ -79,6 +79,15 @@ def test_replays_from_a_shared_opening_equal_replays_from_scratch(scenario, smal
     assert model_opening(scenario, small_vault) == opening
 
 
+def test_an_opening_made_for_another_scenario_or_config_is_refused(scenario, small_vault):
+    """A stale opening (another seed, or another deployment's limits) would replay the wrong book
+    without a word: it is refused before anything runs."""
+    opening = model_opening(scenario, small_vault)
+    for other_scenario, other_config in ((generate(100, seed=1), small_vault), (scenario, ProtocolConfig())):
+        with pytest.raises(ValueError, match="the opening was made for another scenario or config"):
+            replay_on_model(other_scenario, POLICIES[0], other_config, opening=opening)
+
+
 def test_a_join_the_engine_refuses_gets_a_round_of_its_own(scenario, small_vault, results, monkeypatch):
     """The engine refuses every join: each account the keeper meant to net into another's round
     gets a round of its own, in the same block, and the invariants hold."""

@@ -47,18 +47,25 @@ def model_opening(scenario: Scenario, config: ProtocolConfig = ProtocolConfig())
     the ADL policy nor the volunteer step acts before the crash, so every replay of `scenario` under
     `config` (whatever its policy and volunteer step) may start from it."""
     replay = ModelReplay(scenario, QUEUE_PNL_LEVERAGE, config, lambda line: None)
-    replay.prepare_markets()
-    replay.fund_accounts()
-    replay.open_positions()
+    for phase in replay.setup_phases():
+        phase()
     replay.model.arrays.add(replay.traders)  # the rows the keeper's first scan reads
-    return pickle.dumps(_Opening(replay.model, replay.vault, replay.engine, replay.block, replay.deposited, replay.vault_equity_start),
-                        protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps(_Opening(_made_for(scenario, config), replay.model, replay.vault, replay.engine, replay.block, replay.deposited,
+                                 replay.vault_equity_start), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _made_for(scenario: Scenario, config: ProtocolConfig) -> tuple:
+    """What an opening depends on: the scenario (its seed, crowd, trades and vault) and the
+    config, less the volunteer step (which acts only in ADL rounds)."""
+    return scenario.seed, len(scenario.traders), len(scenario.trades), scenario.vault_deposit, replace(config, volunteer_auctions=False)
 
 
 @dataclass
 class _Opening:
-    """What `model_opening` keeps of a replay: the models and the replay's counters."""
+    """What `model_opening` keeps of a replay: what it was made for, the models and the replay's
+    counters."""
 
+    made_for: tuple
     model: TrackingModel
     vault: VaultModel
     engine: AdlModel
@@ -90,6 +97,8 @@ class ModelReplay(Replay):
         """A copy of the shared opening, set to this replay's ADL policy and volunteer step (the
         owner's setters: what a deployment with them from the start would hold)."""
         opened = pickle.loads(self.opening)
+        if opened.made_for != _made_for(self.scenario, self.config):
+            raise ValueError("model_replay: the opening was made for another scenario or config")
         self.model, self.vault, self.engine = opened.model, opened.vault, opened.engine
         self.block, self.deposited, self.vault_equity_start = opened.block, opened.deposited, opened.vault_equity_start
         config, liquidation = self.config, self.model.liquidation
