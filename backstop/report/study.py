@@ -47,7 +47,7 @@ def write_study_report(out_dir: Path, study: dict, agreement: list[str] | None) 
         ("Haircuts per winner, per policy (first seed)", plots.haircuts(out_dir, PLOT_FILES["haircuts"], metrics)),
         ("ADL overshoot per policy (first seed)", plots.overshoot(out_dir, PLOT_FILES["adl_overshoot"], metrics)),
         *([("Vault size: force-closed notional and vault PnL against the vault's capital (first seed)",
-            plots.vault_sweep(out_dir, PLOT_FILES["vault_sweep"], study["vault_sweep"]))] if len(study["vault_sweep"]["fractions"]) > 1 else []),
+            plots.vault_sweep(out_dir, PLOT_FILES["vault_sweep"], study["vault_sweep"]))] if swept(study["vault_sweep"]) else []),
         ("The trade-off: one point per policy and seed",
          plots.tradeoff(out_dir, PLOT_FILES["tradeoff"], [row | {"policy": name} for name, entry in study["by_policy"].items()
                                                          for row in entry["per_seed"]])),
@@ -149,7 +149,7 @@ def tradeoff_text(study: dict) -> list[str]:
         "depositors, with the haircuts spread thinner (pro-rata, risk-aware).",
     ]
     sweep = study["vault_sweep"]
-    if len(sweep["fractions"]) > 1:
+    if swept(sweep):
         changes = "; ".join(f"{name} force-closes {dollars(curves['notional_closed'][0])} → {dollars(curves['notional_closed'][-1])} "
                             f"and leaves the vault at {dollars(curves['vault_pnl'][0])} → {dollars(curves['vault_pnl'][-1])}"
                             for name, curves in sweep["policies"].items())
@@ -165,8 +165,14 @@ def who_paid_by_policy(reference: dict) -> list[str]:
     return table(["PnL of", *reference], rows)
 
 
+def swept(sweep: dict) -> bool:
+    """Whether the study swept the vault's size (`compare --vault-sweep`): more than the default
+    vault replayed."""
+    return len(sweep["fractions"]) > 1
+
+
 def vault_sweep_table(sweep: dict) -> list[str]:
-    if len(sweep["fractions"]) <= 1:
+    if not swept(sweep):
         return ["The vault-size sweep did not run (`compare --vault-sweep` replays the first seed with the vault at 5%, 10% and 40% "
                 "of the traders' collateral as well)."]
     header = ["vault share of traders' collateral", "vault capital"]
