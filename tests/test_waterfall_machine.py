@@ -619,11 +619,7 @@ class WaterfallMachine(ProtocolMachine):
             self.drive(trader, depth_bp, 10_000)
         else:
             market, long = trader % self.env.market_count, trader % 2 == 0
-            if self.health(victim).value < 1_000 * USDC:
-                amount = 20_000 * USDC
-                if self.act("adl setup: deposit", victim, self.env.pool.deposit.call(amount), lambda now: self.model.deposit(victim, amount)).ok:
-                    self.deposited += amount
-                    self.wallets[victim] -= amount
+            self.top_up("adl setup: deposit", victim)
             # the traders with free margin to take the other side (a fill that fails fails its batch)
             others = [a for a in self.actors[:-1] if not self.model.bankrupt.get(a, False)
                       and self.health(a).value - self.health(a).initial_margin > 500 * USDC]
@@ -674,11 +670,7 @@ class WaterfallMachine(ProtocolMachine):
         market %= self.env.market_count
         price, fills = self.mark(market), []
         for twin in TWINS:
-            if self.health(twin).value < 1_000 * USDC:
-                amount = 20_000 * USDC
-                if self.act("twins setup: deposit", twin, self.env.pool.deposit.call(amount), lambda now, t=twin: self.model.deposit(t, amount)).ok:
-                    self.deposited += amount
-                    self.wallets[twin] -= amount
+            self.top_up("twins setup: deposit", twin)
             size = self.capacity(twin, market, price) * 95 // 100
             buyer, seller = (twin, self.maker) if long else (self.maker, twin)
             buy, sell = self.new_order(buyer, market, size, price), self.new_order(seller, market, -size, price)
@@ -690,6 +682,15 @@ class WaterfallMachine(ProtocolMachine):
         self.keeper_pass(batch_size)
         if len(self.engine.joins) > joins:
             STATS.notes["twins netted into one round"] += 1
+
+    def top_up(self, label, account):
+        """`account` deposits 20,000 from its wallet when it is worth less than 1,000: enough to
+        open a position that a crash can take below zero."""
+        if self.health(account).value < 1_000 * USDC:
+            amount = 20_000 * USDC
+            if self.act(label, account, self.env.pool.deposit.call(amount), lambda now: self.model.deposit(account, amount)).ok:
+                self.deposited += amount
+                self.wallets[account] -= amount
 
     def pair_with_maker(self, label, account, market, size, price):
         """`account` buys (`size` > 0) or sells from the market maker at `price`."""
